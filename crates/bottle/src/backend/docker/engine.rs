@@ -1,0 +1,39 @@
+//! Talking to the engine: connect, negotiate the API version, ask.
+
+use std::time::Duration;
+
+use bollard::Docker;
+
+use crate::error::{Error, Result};
+use crate::settings::DOCKER_HOST;
+
+/// How long an engine may take to answer before it counts as absent.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Connects as `DOCKER_HOST` says (the local socket by default).
+pub(super) async fn connect() -> Result<Docker> {
+    let docker = Docker::connect_with_defaults().map_err(|err| unreachable(&err))?;
+    tokio::time::timeout(ANSWER_WITHIN, docker.negotiate_version())
+        .await
+        .map_err(|_| unreachable(&"no answer within 5 s"))?
+        .map_err(|err| unreachable(&err))
+}
+
+/// The names of the runtimes the engine has registered.
+pub(super) async fn runtimes() -> Result<Vec<String>> {
+    let docker = connect().await?;
+    let info = tokio::time::timeout(ANSWER_WITHIN, docker.info())
+        .await
+        .map_err(|_| unreachable(&"no answer within 5 s"))?
+        .map_err(|err| unreachable(&err))?;
+    let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+    names.sort();
+    Ok(names)
+}
+
+fn unreachable(detail: &dyn std::fmt::Display) -> Error {
+    Error::new(format!("no Docker engine answers ({detail})")).hint(format!(
+        "start Docker, or set {} to the engine's address",
+        DOCKER_HOST.name
+    ))
+}

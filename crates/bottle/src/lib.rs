@@ -1,0 +1,18 @@
+//! Everything about a bottle that is not the command line: the manifest,
+//! the environment, the plan, and the backends that run a plan.
+//!
+//! The pure parts (manifest, env, plan, names) know nothing of engines;
+//! engine calls sit behind [`backend::Backend`].
+
+pub mod backend;
+pub mod env;
+pub mod error;
+pub mod instance;
+pub mod manifest;
+pub mod plan;
+pub mod prepare;
+pub mod settings;
+pub mod spec;
+pub mod stage;
+
+pub use error::{Error, Result};

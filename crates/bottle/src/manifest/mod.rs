@@ -1,0 +1,192 @@
+//! The manifest: `claude-bottle.json` in the working directory and in
+//! `$HOME`, merged.
+//!
+//! Loading checks everything that can be checked from the text alone, for
+//! every entry, so a typo anywhere is found at once. What depends on the
+//! host (skill folders, key files, `${VAR}`) is checked later, at prepare,
+//! for the selected agent only: one agent's missing key file must not break
+//! `info` of another.
+
+mod json;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use egress_gate::EgressRule;
+
+use crate::env::EnvEntry;
+use crate::error::{Error, Result, Source};
+pub use json::Located;
+
+/// The file name looked for in the working directory and in `$HOME`.
+pub const FILE_NAME: &str = "claude-bottle.json";
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bottles: BTreeMap<String, Bottle>,
+    pub agents: BTreeMap<String, Agent>,
+    /// The files that were read, home first.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bottle {
+    pub name: String,
+    /// Sorted by name.
+    pub env: Vec<EnvEntry>,
+    pub ssh: Vec<SshHost>,
+    pub egress: Egress,
+}
+
+#[derive(Debug, Clone)]
+pub struct SshHost {
+    /// The alias the agent uses (`git@gitea:...`).
+    pub host: String,
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// As written; `~` is expanded at prepare.
+    pub identity_file: Located<String>,
+    pub known_host_key: Option<String>,
+}
+
+impl SshHost {
+    /// The name the gate dials: `Hostname`, or the alias when there is none.
+    pub fn target(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(&self.host)
+    }
+
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(22)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    pub allowlist: Vec<EgressRule>,
+    pub private: Vec<EgressRule>,
+    pub builtin: bool,
+}
+
+/// The hosts Claude Code itself needs; added unless `egress.builtin` is false.
+pub const BUILTIN_HOSTS: &[&str] = &["api.anthropic.com", "claude.ai", "platform.claude.com"];
+
+impl Egress {
+    /// The bottle's entries plus the built-in hosts, normalised, sorted and
+    /// de-duplicated.
+    pub fn effective_allowlist(&self) -> Vec<String> {
+        let builtin = BUILTIN_HOSTS
+            .iter()
+            .filter(|_| self.builtin)
+            .map(|h| (*h).to_owned());
+        let mut list: Vec<String> = self
+            .allowlist
+            .iter()
+            .map(ToString::to_string)
+            .chain(builtin)
+            .collect();
+        list.sort();
+        list.dedup();
+        list
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub bottle: Located<String>,
+    pub skills: Vec<Located<String>>,
+    pub prompt: Option<String>,
+}
+
+impl Manifest {
+    /// Reads `$CWD/claude-bottle.json` and `$HOME/claude-bottle.json`; the
+    /// working directory's entries replace the home file's whole.
+    pub fn load(cwd: &Path, home: &Path) -> Result<Self> {
+        let home_path = home.join(FILE_NAME);
+        let cwd_path = cwd.join(FILE_NAME);
+        let mut paths = vec![home_path.clone()];
+        if !same_file(&home_path, &cwd_path) {
+            paths.push(cwd_path.clone());
+        }
+        let mut manifest = Self {
+            bottles: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            files: Vec::new(),
+        };
+        for path in paths {
+            let Some(text) = read_if_present(&path)? else {
+                continue;
+            };
+            let file = parse::file(&Arc::new(Source {
+                path: path.clone(),
+                text,
+            }))?;
+            manifest.bottles.extend(file.bottles);
+            manifest.agents.extend(file.agents);
+            manifest.files.push(path);
+        }
+        if manifest.files.is_empty() {
+            return Err(Error::new(format!(
+                "no manifest: neither {} nor {} exists",
+                cwd_path.display(),
+                home_path.display()
+            ))
+            .hint("run `claude-bottle init` to create one, or change to the folder that has one"));
+        }
+        manifest.check_agent_bottles()?;
+        Ok(manifest)
+    }
+
+    /// Runs after the merge: an agent in one file may use a bottle from the other.
+    fn check_agent_bottles(&self) -> Result<()> {
+        for agent in self.agents.values() {
+            if !self.bottles.contains_key(&agent.bottle.value) {
+                let defined: Vec<_> = self.bottles.keys().map(|b| format!("`{b}`")).collect();
+                let hint = if defined.is_empty() {
+                    "define it under \"bottles\"".to_owned()
+                } else {
+                    format!("the bottles defined are {}", defined.join(", "))
+                };
+                return Err(Error::new(format!(
+                    "agent `{}` uses bottle `{}`, which is not defined",
+                    agent.name, agent.bottle.value
+                ))
+                .at(&agent.bottle.at)
+                .hint(hint));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn agent(&self, name: &str) -> Result<(&Agent, &Bottle)> {
+        let agent = self.agents.get(name).ok_or_else(|| {
+            let known: Vec<_> = self.agents.keys().map(|a| format!("`{a}`")).collect();
+            let hint = if known.is_empty() {
+                "the manifest defines no agents yet; add one under \"agents\"".to_owned()
+            } else {
+                format!("the agents defined are {}", known.join(", "))
+            };
+            Error::new(format!("no agent named `{name}`")).hint(hint)
+        })?;
+        let bottle = &self.bottles[&agent.bottle.value];
+        Ok((agent, bottle))
+    }
+}
+
+fn read_if_present(path: &Path) -> Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::new(format!("cannot read {}: {err}", path.display()))),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

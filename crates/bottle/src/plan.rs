@@ -1,0 +1,159 @@
+//! The plan: what a start will create and grant, before anything exists.
+//!
+//! It is shown twice: as the preflight summary a person reads before the
+//! y/N, and as JSON for scripts (`start --dry-run --format json`). The JSON
+//! is a contract: it carries `schema_version`, keys are only ever added, and
+//! it holds names, never values.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Plan {
+    pub schema_version: u32,
+    pub backend: String,
+    pub instance: String,
+    pub agent: String,
+    pub bottle: String,
+    pub image: String,
+    /// The runtime the agent container will run under, or `unknown` when no
+    /// engine answered.
+    pub runtime: String,
+    pub container: String,
+    pub networks: Vec<String>,
+    pub egress: EgressPlan,
+    pub ssh: Vec<SshPlan>,
+    pub skills: Vec<String>,
+    pub env: EnvPlan,
+    pub prompt: PromptPlan,
+    /// Whether `--cwd` copies the working directory's repository in.
+    pub cwd: bool,
+    /// The repository `--cwd` copies, when it does.
+    pub cwd_repository: Option<String>,
+    pub remote_control: bool,
+    pub oauth_token_forwarded: bool,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EgressPlan {
+    /// Effective: the bottle's entries plus the built-in hosts, sorted.
+    pub allowlist: Vec<String>,
+    pub private: Vec<String>,
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SshPlan {
+    pub host: String,
+    pub hostname: String,
+    pub user: Option<String>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnvPlan {
+    /// Asked on the terminal (`?`) or copied from the host (`${VAR}`).
+    pub forwarded: Vec<String>,
+    pub literal: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PromptPlan {
+    pub present: bool,
+    pub first_line: Option<String>,
+}
+
+impl Plan {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan always serialises")
+    }
+
+    /// The preflight summary shown on stderr before the y/N.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let none = |items: &[String]| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(", ")
+            }
+        };
+        let mut line = |label: &str, value: &str| {
+            let _ = writeln!(out, "  {label:<10} {value}");
+        };
+        line("agent", &self.agent);
+        line("bottle", &self.bottle);
+        line("instance", &self.instance);
+        line("backend", &self.backend);
+        line("image", &self.image);
+        line("runtime", &self.runtime);
+        line("egress", &none(&self.egress.allowlist));
+        if !self.egress.private.is_empty() {
+            line("private", &self.egress.private.join(", "));
+        }
+        let ssh: Vec<_> = self
+            .ssh
+            .iter()
+            .map(|s| {
+                let user = s
+                    .user
+                    .as_deref()
+                    .map(|u| format!("{u}@"))
+                    .unwrap_or_default();
+                format!("{} ({user}{}:{})", s.host, s.hostname, s.port)
+            })
+            .collect();
+        line("ssh", &none(&ssh));
+        line("skills", &none(&self.skills));
+        line("env", &none(&self.env_names()));
+        let prompt = match (&self.prompt.first_line, self.prompt.present) {
+            (Some(first), _) => first.clone(),
+            (None, true) => "(present)".to_owned(),
+            (None, false) => "(none)".to_owned(),
+        };
+        line("prompt", &prompt);
+        let cwd = match &self.cwd_repository {
+            Some(repo) => format!("copies the git repository at {repo}"),
+            None => "not copied (use --cwd to copy this repository in)".to_owned(),
+        };
+        line("cwd", &cwd);
+        let auth = if self.remote_control {
+            "log in inside the bottle with /login (--remote-control)"
+        } else if self.oauth_token_forwarded {
+            "CLAUDE_BOTTLE_OAUTH_TOKEN is forwarded"
+        } else if self
+            .env
+            .forwarded
+            .iter()
+            .chain(&self.env.literal)
+            .any(|n| n == "ANTHROPIC_API_KEY")
+        {
+            "ANTHROPIC_API_KEY from the manifest"
+        } else {
+            "none: claude will ask you to log in (tip: `claude setup-token`, then set CLAUDE_BOTTLE_OAUTH_TOKEN)"
+        };
+        line("auth", auth);
+        out.push_str("  Everything in the bottle is gone when it exits.\n");
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        out
+    }
+
+    /// Env names for the summary; forwarded ones marked so the user knows
+    /// which come from outside the file.
+    fn env_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .env
+            .forwarded
+            .iter()
+            .map(|n| format!("{n} (forwarded)"))
+            .collect();
+        names.extend(self.env.literal.iter().cloned());
+        names
+    }
+}

@@ -1,0 +1,188 @@
+//! Prepare: from a spec to a plan, checking the host and creating nothing
+//! on the engine.
+//!
+//! The checks that depend on the host (skill folders, key files, `${VAR}`)
+//! run here, for the selected agent only. Everything they need is read now,
+//! so a missing piece stops the start before the y/N, not half-way through a
+//! launch.
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::Backend;
+use crate::env::PendingEnv;
+use crate::error::{Error, Result};
+use crate::instance::InstanceName;
+use crate::manifest::{Agent, Bottle};
+use crate::plan::{EgressPlan, EnvPlan, Plan, PromptPlan, SCHEMA_VERSION, SshPlan};
+use crate::spec::BottleSpec;
+use crate::stage::StageDir;
+
+/// A prepared start: the plan, the environment still to complete after the
+/// y/N, and the stage directory holding the scratch files.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: Plan,
+    pub env: PendingEnv,
+    pub stage: StageDir,
+}
+
+pub async fn prepare(
+    backend: &dyn Backend,
+    spec: &BottleSpec<'_>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Prepared> {
+    let (agent, bottle) = spec.manifest.agent(&spec.agent)?;
+    check_skills(&spec.home, agent)?;
+    check_identity_files(&spec.home, bottle)?;
+    let env = PendingEnv::prepare(&bottle.env, lookup)?;
+    let cwd_repository = if spec.copy_cwd {
+        Some(find_repository(&spec.cwd)?)
+    } else {
+        None
+    };
+    let stage = StageDir::create(&spec.home, InstanceName::generate(&agent.name))?;
+    if let Some(prompt) = &agent.prompt {
+        stage.write("prompt.md", prompt.as_bytes())?;
+    }
+    let resources = backend.prepare(spec, &stage).await?;
+    let plan = Plan {
+        schema_version: SCHEMA_VERSION,
+        backend: backend.name().to_owned(),
+        instance: stage.instance().to_string(),
+        agent: agent.name.clone(),
+        bottle: bottle.name.clone(),
+        image: resources.image,
+        runtime: resources.runtime,
+        container: resources.container,
+        networks: resources.networks,
+        egress: EgressPlan {
+            allowlist: bottle.egress.effective_allowlist(),
+            private: bottle
+                .egress
+                .private
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            builtin: bottle.egress.builtin,
+        },
+        ssh: bottle
+            .ssh
+            .iter()
+            .map(|s| SshPlan {
+                host: s.host.clone(),
+                hostname: s.target().to_owned(),
+                user: s.user.clone(),
+                port: s.port_or_default(),
+            })
+            .collect(),
+        skills: agent.skills.iter().map(|s| s.value.clone()).collect(),
+        env: env_plan(bottle),
+        prompt: PromptPlan {
+            present: agent
+                .prompt
+                .as_deref()
+                .is_some_and(|p| !p.trim().is_empty()),
+            first_line: agent
+                .prompt
+                .as_deref()
+                .and_then(|p| p.lines().map(str::trim).find(|l| !l.is_empty()))
+                .map(ToOwned::to_owned),
+        },
+        cwd: spec.copy_cwd,
+        cwd_repository: cwd_repository.map(|p| p.display().to_string()),
+        remote_control: spec.remote_control,
+        oauth_token_forwarded: spec.settings.oauth_token.is_some() && !spec.remote_control,
+        warnings: resources.warnings,
+    };
+    stage.write("plan.json", plan.to_json().as_bytes())?;
+    Ok(Prepared { plan, env, stage })
+}
+
+/// Names only, each group sorted.
+pub fn env_plan(bottle: &Bottle) -> EnvPlan {
+    let (forwarded, literal): (Vec<_>, Vec<_>) =
+        bottle.env.iter().partition(|e| e.spec.is_forwarded());
+    let names =
+        |entries: Vec<&crate::env::EnvEntry>| entries.into_iter().map(|e| e.name.clone()).collect();
+    EnvPlan {
+        forwarded: names(forwarded),
+        literal: names(literal),
+    }
+}
+
+fn check_skills(home: &Path, agent: &Agent) -> Result<()> {
+    for skill in &agent.skills {
+        let folder = home.join(".claude/skills").join(&skill.value);
+        if !folder.join("SKILL.md").is_file() {
+            let problem = if folder.is_dir() {
+                "has no SKILL.md"
+            } else {
+                "is not there"
+            };
+            return Err(Error::new(format!(
+                "skill `{}` of agent `{}`: {} {problem}",
+                skill.value,
+                agent.name,
+                folder.display()
+            ))
+            .at(&skill.at)
+            .hint("a skill is a folder under ~/.claude/skills/ with a SKILL.md in it"));
+        }
+    }
+    Ok(())
+}
+
+fn check_identity_files(home: &Path, bottle: &Bottle) -> Result<()> {
+    for host in &bottle.ssh {
+        let path = expand_home(home, &host.identity_file.value);
+        if !path.is_file() {
+            return Err(Error::new(format!(
+                "the key file of ssh host `{}` is not there: {}",
+                host.host,
+                path.display()
+            ))
+            .at(&host.identity_file.at)
+            .hint("point IdentityFile at the private key, e.g. \"~/.ssh/id_ed25519\""));
+        }
+    }
+    Ok(())
+}
+
+/// Expands a leading `~/` (or a lone `~`) to the home directory.
+pub fn expand_home(home: &Path, path: &str) -> PathBuf {
+    match path.strip_prefix('~') {
+        Some("") => home.to_path_buf(),
+        Some(rest) if rest.starts_with('/') => home.join(&rest[1..]),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn find_repository(cwd: &Path) -> Result<PathBuf> {
+    cwd.ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            Error::new(format!(
+                "--cwd copies a git repository, and {} is not inside one",
+                cwd.display()
+            ))
+            .hint("run from inside your repository, or leave out --cwd")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tilde_expands_to_home_only_at_the_start() {
+        let home = Path::new("/home/ada");
+        assert_eq!(
+            expand_home(home, "~/.ssh/id"),
+            Path::new("/home/ada/.ssh/id")
+        );
+        assert_eq!(expand_home(home, "~"), Path::new("/home/ada"));
+        assert_eq!(expand_home(home, "/k/~/id"), Path::new("/k/~/id"));
+        assert_eq!(expand_home(home, "~bob/id"), Path::new("~bob/id"));
+    }
+}

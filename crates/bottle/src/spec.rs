@@ -1,0 +1,20 @@
+//! What the user asked for: the input of prepare, before anything is resolved.
+
+use std::path::PathBuf;
+
+use crate::manifest::Manifest;
+use crate::settings::Settings;
+
+#[derive(Debug)]
+pub struct BottleSpec<'m> {
+    pub manifest: &'m Manifest,
+    pub agent: String,
+    /// `--cwd`: copy the working directory's repository into the bottle.
+    pub copy_cwd: bool,
+    pub cwd: PathBuf,
+    pub home: PathBuf,
+    pub remote_control: bool,
+    /// Nothing will be launched: prepare may go on without an engine.
+    pub dry_run: bool,
+    pub settings: Settings,
+}

@@ -1,0 +1,65 @@
+//! The stage directory: scratch files for one instance, on the host.
+//!
+//! It lives under the user's cache (`~/.cache/claude-bottle/stage/<instance>`,
+//! mode 0700) rather than a shared `/tmp`, so no other user can read or
+//! pre-create it. It is removed when dropped unless the launch keeps it for
+//! the cleanup sweep to find.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::instance::InstanceName;
+
+#[derive(Debug)]
+pub struct StageDir {
+    instance: InstanceName,
+    path: PathBuf,
+}
+
+impl StageDir {
+    pub fn create(home: &Path, instance: InstanceName) -> Result<Self> {
+        let root = home.join(".cache/claude-bottle/stage");
+        let path = root.join(instance.as_str());
+        let failed = |err: std::io::Error| {
+            Error::new(format!(
+                "cannot create the stage directory {}: {err}",
+                path.display()
+            ))
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(failed)?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(failed)?;
+        Ok(Self { instance, path })
+    }
+
+    pub fn instance(&self) -> &InstanceName {
+        &self.instance
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a scratch file readable by the owner only.
+    pub fn write(&self, name: &str, contents: &[u8]) -> Result<PathBuf> {
+        let path = self.path.join(name);
+        fs::write(&path, contents)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o600)))
+            .map_err(|err| Error::new(format!("cannot write {}: {err}", path.display())))?;
+        Ok(path)
+    }
+}
+
+impl Drop for StageDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}

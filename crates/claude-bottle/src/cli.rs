@@ -1,0 +1,91 @@
+//! The command line: every command, flag and help text, and nothing else.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use bottle::settings;
+
+/// Run Claude Code agents in bottles: isolated containers holding exactly
+/// what their manifest grants, whose only way out is an allowlisting egress
+/// gate.
+///
+/// Agents and bottles are defined in claude-bottle.json, in the working
+/// directory and in your home directory (the working directory's entries
+/// win). `claude-bottle info AGENT` shows what an agent gets;
+/// `claude-bottle start AGENT --dry-run` shows what a start would create.
+#[derive(Debug, Parser)]
+#[command(name = "claude-bottle", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start an agent in a new bottle and run Claude Code in it.
+    ///
+    /// Shows a preflight summary of what the bottle gets (egress hosts, SSH
+    /// hosts, skills, environment names, runtime) and asks before creating
+    /// anything. Secrets marked "?" in the manifest are asked after that.
+    /// When claude exits, the bottle and everything in it are removed, and
+    /// claude-bottle exits with claude's exit code.
+    ///
+    /// Examples:
+    ///
+    ///   claude-bottle start implementer
+    ///
+    ///   claude-bottle start implementer --dry-run --format json | jq .egress
+    ///
+    ///   echo "fix the build" | claude-bottle start implementer --yes -- -p
+    Start(StartArgs),
+
+    /// Show what an agent gets: its bottle, prompt, skills, environment
+    /// names, SSH hosts and egress allowlist. Never asks for or shows a
+    /// secret value.
+    Info {
+        /// The agent, as named under "agents" in claude-bottle.json.
+        agent: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is one independent flag"
+)]
+pub(crate) struct StartArgs {
+    /// The agent, as named under "agents" in claude-bottle.json.
+    pub(crate) agent: String,
+
+    /// Copy the git repository of the working directory into the bottle.
+    #[arg(long)]
+    pub(crate) cwd: bool,
+
+    /// Show the plan and stop; create nothing and ask nothing.
+    #[arg(long, env = settings::DRY_RUN.name, hide_env_values = true)]
+    pub(crate) dry_run: bool,
+
+    /// How to print the plan: `text` (on stderr) or `json` (on stdout; needs
+    /// --dry-run).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(crate) format: Format,
+
+    /// Start Claude Code with --remote-control, reachable from claude.ai and
+    /// the mobile app. You log in inside the bottle with /login; the OAuth
+    /// token is not forwarded.
+    #[arg(long)]
+    pub(crate) remote_control: bool,
+
+    /// Start without asking (needed when there is no terminal to ask on).
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+
+    /// Arguments passed to claude as they are, after `--`.
+    #[arg(last = true, value_name = "CLAUDE_ARGS")]
+    pub(crate) claude_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}

@@ -1,0 +1,30 @@
+//! One module per command; each returns the process's exit code.
+
+mod info;
+mod start;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bottle::Error;
+
+use crate::cli::{Cli, Command};
+use crate::error::CommandError;
+
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
+    match cli.command {
+        Command::Start(args) => start::run(args).await,
+        Command::Info { agent } => info::run(&agent),
+    }
+}
+
+/// The two places a manifest is looked for.
+fn manifest_dirs() -> Result<(PathBuf, PathBuf), CommandError> {
+    let cwd = std::env::current_dir()
+        .map_err(|err| Error::new(format!("cannot read the working directory: {err}")))?;
+    let home = std::env::var_os(bottle::settings::HOME.name)
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::new("HOME is not set").hint("set HOME to your home directory"))?;
+    Ok((cwd, home))
+}
