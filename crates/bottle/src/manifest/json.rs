@@ -33,11 +33,20 @@ impl Reader {
     }
 
     fn wrong_type(&self, value: &Value<'_>, path: &str, expected: &str) -> Error {
+        let example = match expected {
+            "an object" => "{ ... }",
+            "a string" => "\"...\"",
+            "a list of strings" => "[\"...\", \"...\"]",
+            "a list" => "[ ... ]",
+            "a port number" => "22",
+            _ => "true",
+        };
         Error::new(format!(
             "`{path}` must be {expected}, not {}",
             describe(value)
         ))
         .at(&self.span(value))
+        .hint(format!("write {expected} here, like {example}"))
     }
 
     /// The entries of an object used as a map (names chosen by the user).

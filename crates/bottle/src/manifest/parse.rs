@@ -47,6 +47,7 @@ pub(super) fn file(source: &Arc<Source>) -> Result<File> {
                 source: source.clone(),
                 range: range.start..range.end,
             })
+            .hint("the manifest is plain JSON: no comments, no trailing commas, keys in double quotes")
         })?;
     let Some(root) = parsed.value else {
         return Err(Error::new(format!("{} is empty", source.path.display()))
