@@ -28,10 +28,6 @@ impl Dirs {
         }
     }
 
-    fn write(&self, dir: &Path, text: &str) {
-        fs::write(dir.join("claude-bottle.json"), text).unwrap();
-    }
-
     fn load(&self) -> Result<Manifest, String> {
         Manifest::load(&self.cwd, &self.home).map_err(|err| {
             err.to_string()
@@ -41,10 +37,14 @@ impl Dirs {
     }
 }
 
+fn write_manifest(dir: &Path, text: &str) {
+    fs::write(dir.join("claude-bottle.json"), text).unwrap();
+}
+
 #[test]
 fn cwd_entries_replace_home_entries_whole() {
     let dirs = Dirs::new();
-    dirs.write(
+    write_manifest(
         &dirs.home,
         r#"{
   "bottles": {
@@ -57,7 +57,7 @@ fn cwd_entries_replace_home_entries_whole() {
   }
 }"#,
     );
-    dirs.write(
+    write_manifest(
         &dirs.cwd,
         r#"{
   "bottles": { "dev": { "env": { "B": "${HOST_B}" } } },
@@ -89,7 +89,7 @@ fn cwd_entries_replace_home_entries_whole() {
 #[test]
 fn either_file_alone_is_enough() {
     let dirs = Dirs::new();
-    dirs.write(
+    write_manifest(
         &dirs.home,
         r#"{"bottles": {"b": {}}, "agents": {"x": {"bottle": "b"}}}"#,
     );
@@ -98,7 +98,7 @@ fn either_file_alone_is_enough() {
         [dirs.home.join("claude-bottle.json")]
     );
     let dirs = Dirs::new();
-    dirs.write(
+    write_manifest(
         &dirs.cwd,
         r#"{"bottles": {"b": {}}, "agents": {"x": {"bottle": "b"}}}"#,
     );
@@ -111,15 +111,15 @@ fn either_file_alone_is_enough() {
 #[test]
 fn an_agent_may_use_a_bottle_from_the_other_file() {
     let dirs = Dirs::new();
-    dirs.write(&dirs.home, r#"{"bottles": {"dev": {}}}"#);
-    dirs.write(&dirs.cwd, r#"{"agents": {"x": {"bottle": "dev"}}}"#);
+    write_manifest(&dirs.home, r#"{"bottles": {"dev": {}}}"#);
+    write_manifest(&dirs.cwd, r#"{"agents": {"x": {"bottle": "dev"}}}"#);
     assert!(dirs.load().is_ok());
 }
 
 #[test]
 fn the_effective_allowlist_is_normalised_sorted_and_deduplicated() {
     let dirs = Dirs::new();
-    dirs.write(
+    write_manifest(
         &dirs.cwd,
         r#"{"bottles": {"b": {"egress": {
             "allowlist": ["PyPI.org", "claude.ai", "pypi.org.", "gitea:30009", "10.0.0.5"],
@@ -145,7 +145,7 @@ fn the_effective_allowlist_is_normalised_sorted_and_deduplicated() {
 #[test]
 fn ssh_ports_may_be_numbers_or_strings() {
     let dirs = Dirs::new();
-    dirs.write(
+    write_manifest(
         &dirs.cwd,
         r#"{"bottles": {"b": {"ssh": [
             {"Host": "a", "IdentityFile": "~/.ssh/a", "Port": 30009},
@@ -157,7 +157,7 @@ fn ssh_ports_may_be_numbers_or_strings() {
     let ports: Vec<_> = manifest.bottles["b"]
         .ssh
         .iter()
-        .map(|s| s.port_or_default())
+        .map(bottle::manifest::SshHost::port_or_default)
         .collect();
     assert_eq!(ports, [30009, 2222, 22]);
     assert_eq!(manifest.bottles["b"].ssh[1].target(), "b.example.com");
@@ -301,7 +301,7 @@ fn every_load_error_names_file_line_and_column_and_says_what_to_do() {
     let mut report = String::new();
     for (name, text) in BAD_MANIFESTS {
         let dirs = Dirs::new();
-        dirs.write(&dirs.cwd, text);
+        write_manifest(&dirs.cwd, text);
         let rendered = dirs.load().expect_err(name);
         assert!(
             rendered.contains("[CWD]/claude-bottle.json:"),
@@ -316,7 +316,7 @@ fn every_load_error_names_file_line_and_column_and_says_what_to_do() {
 #[test]
 fn an_env_value_error_does_not_quote_the_value() {
     let dirs = Dirs::new();
-    dirs.write(
+    write_manifest(
         &dirs.cwd,
         r#"{"bottles": {"dev": {"env": {"KEY": "s3cr3t-line\nmore"}}}}"#,
     );

@@ -2,6 +2,7 @@
 //! whose resources are fixed so the plan can be snapshotted.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -119,7 +120,6 @@ async fn the_plan_holds_names_and_never_values() {
     let stage = prepared.stage.path().to_path_buf();
     let prompt = fs::read_to_string(stage.join("prompt.md")).unwrap();
     assert!(prompt.contains("You implement."));
-    use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(stage.join("plan.json"))
         .unwrap()
         .permissions()

@@ -1,5 +1,6 @@
 //! The command line: every command, flag and help text, and nothing else.
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use bottle::settings;
@@ -61,7 +62,7 @@ pub(crate) struct StartArgs {
     pub(crate) cwd: bool,
 
     /// Show the plan and stop; create nothing and ask nothing.
-    #[arg(long, env = settings::DRY_RUN.name, hide_env_values = true)]
+    #[arg(long, env = settings::DRY_RUN.name, value_parser = BoolishValueParser::new())]
     pub(crate) dry_run: bool,
 
     /// How to print the plan: `text` (on stderr) or `json` (on stdout; needs

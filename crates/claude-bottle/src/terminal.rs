@@ -20,10 +20,14 @@ pub(crate) fn confirm(question: &str) -> io::Result<bool> {
     io::stderr().flush()?;
     let mut answer = String::new();
     io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(
+    Ok(is_yes(&answer))
+}
+
+fn is_yes(answer: &str) -> bool {
+    matches!(
         answer.trim_end_matches(['\r', '\n']),
         "y" | "Y" | "yes" | "YES"
-    ))
+    )
 }
 
 /// Reads secrets from stdin with echo off.
@@ -32,23 +36,58 @@ pub(crate) struct TerminalPrompt;
 
 impl SecretPrompt for TerminalPrompt {
     fn ask(&mut self, name: &str, question: Option<&str>) -> io::Result<Secret> {
-        match question {
-            Some(question) => eprint!("{question} ({name}): "),
-            None => eprint!("{name}: "),
-        }
-        io::stderr().flush()?;
         let stdin = io::stdin();
-        let saved = termios::tcgetattr(&stdin)?;
+        let line = {
+            // Echo goes off before the question shows, so nothing typed in
+            // answer to it is ever echoed; it comes back on every path.
+            let _echo_off = EchoOff::new(&stdin)?;
+            match question {
+                Some(question) => eprint!("{question} ({name}): "),
+                None => eprint!("{name}: "),
+            }
+            io::stderr().flush()?;
+            let mut line = String::new();
+            stdin.lock().read_line(&mut line)?;
+            line
+        };
+        eprintln!();
+        Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
+    }
+}
+
+/// Terminal echo switched off for as long as this lives.
+struct EchoOff<'a> {
+    stdin: &'a io::Stdin,
+    saved: termios::Termios,
+}
+
+impl<'a> EchoOff<'a> {
+    fn new(stdin: &'a io::Stdin) -> io::Result<Self> {
+        let saved = termios::tcgetattr(stdin)?;
         let mut silent = saved.clone();
         silent.local_modes -= LocalModes::ECHO;
-        termios::tcsetattr(&stdin, OptionalActions::Now, &silent)?;
-        let mut line = String::new();
-        let read = stdin.lock().read_line(&mut line);
-        // Echo comes back even when the read failed.
-        let restored = termios::tcsetattr(&stdin, OptionalActions::Now, &saved);
-        eprintln!();
-        read?;
-        restored?;
-        Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
+        termios::tcsetattr(stdin, OptionalActions::Now, &silent)?;
+        Ok(Self { stdin, saved })
+    }
+}
+
+impl Drop for EchoOff<'_> {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.stdin, OptionalActions::Now, &self.saved);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_yes;
+
+    #[test]
+    fn only_the_four_spellings_of_yes_mean_yes() {
+        for yes in ["y\n", "Y\n", "yes\n", "YES\r\n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n\n", "Yes\n", "yes please\n", " y\n", "ja\n"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
     }
 }

@@ -1,0 +1,149 @@
+//! `start --dry-run` and `info`: the plan from real manifest files.
+
+use crate::support::{SIMPLE, Sandbox};
+
+#[test]
+fn the_json_plan_of_a_two_file_manifest_shows_the_merge() {
+    let sandbox = Sandbox::new();
+    sandbox.home_manifest(
+        r#"{
+  "bottles": {
+    "dev": { "egress": { "allowlist": ["home-only.example.com"] } },
+    "tools": { "env": { "EDITOR_NAME": "vi" }, "egress": { "builtin": false, "allowlist": ["Tools.Example.com"] } }
+  },
+  "agents": { "reviewer": { "bottle": "tools", "prompt": "from home" } }
+}"#,
+    );
+    sandbox.cwd_manifest(
+        r#"{
+  "bottles": { "dev": { "egress": { "allowlist": ["cwd.example.com:8443"] } } },
+  "agents": { "reviewer": { "bottle": "dev", "prompt": "from cwd\nsecond line" } }
+}"#,
+    );
+    let plan = sandbox
+        .run(&["start", "reviewer", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(plan["schema_version"], 1);
+    assert_eq!(plan["backend"], "docker");
+    assert_eq!(plan["agent"], "reviewer");
+    assert_eq!(plan["bottle"], "dev");
+    assert_eq!(plan["prompt"]["first_line"], "from cwd");
+    assert_eq!(
+        plan["egress"]["allowlist"],
+        serde_json::json!([
+            "api.anthropic.com",
+            "claude.ai",
+            "cwd.example.com:8443",
+            "platform.claude.com"
+        ])
+    );
+    let instance = plan["instance"].as_str().unwrap();
+    assert!(
+        instance.starts_with("claude-bottle-reviewer-"),
+        "{instance}"
+    );
+    assert_eq!(plan["container"], format!("{instance}-agent"));
+    for key in [
+        "image",
+        "runtime",
+        "networks",
+        "ssh",
+        "skills",
+        "env",
+        "cwd",
+        "remote_control",
+        "oauth_token_forwarded",
+    ] {
+        assert!(plan.get(key).is_some(), "plan lacks `{key}`: {plan}");
+    }
+    assert!(sandbox.stage_dirs().is_empty(), "a dry run left its stage");
+}
+
+#[test]
+fn the_environment_variable_makes_a_dry_run() {
+    let out = Sandbox::with_manifest(SIMPLE)
+        .env("CLAUDE_BOTTLE_DRY_RUN", "1")
+        .run(&["start", "a", "--format", "json"]);
+    assert_eq!(out.json()["agent"], "a");
+}
+
+#[test]
+fn without_an_engine_a_dry_run_still_works_and_says_the_runtime_is_unknown() {
+    let sandbox =
+        Sandbox::with_manifest(SIMPLE).env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let plan = sandbox
+        .run(&["start", "a", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(plan["runtime"], "unknown");
+    let text = sandbox.run(&["start", "a", "--dry-run"]);
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(text.stderr.contains("runtime    unknown"), "{text:?}");
+    assert!(
+        text.stderr.contains("warning: no Docker engine answers"),
+        "{text:?}"
+    );
+
+    let launch = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(launch.code, 125, "{launch:?}");
+    assert!(
+        launch.stderr.contains("no Docker engine answers"),
+        "{launch:?}"
+    );
+    assert!(launch.stderr.contains("DOCKER_HOST"), "{launch:?}");
+}
+
+const TWO_AGENTS: &str = r#"{
+  "bottles": {
+    "ok": { "env": { "NAME": "Ada" } },
+    "keyed": { "ssh": [ { "Host": "gitea", "IdentityFile": "~/.ssh/missing_key" } ] }
+  },
+  "agents": {
+    "good": { "bottle": "ok", "skills": ["present"], "prompt": "Be good." },
+    "skill-less": { "bottle": "ok", "skills": ["absent"] },
+    "keyless": { "bottle": "keyed" }
+  }
+}"#;
+
+#[test]
+fn one_agents_missing_skill_or_key_does_not_stop_another() {
+    let sandbox = Sandbox::with_manifest(TWO_AGENTS);
+    sandbox.skill("present");
+
+    let info = sandbox.run(&["info", "good"]);
+    assert_eq!(info.code, 0, "{info:?}");
+    assert!(info.stdout.contains("skills     present"), "{info:?}");
+    assert!(info.stdout.contains("Be good."), "{info:?}");
+    let plan = sandbox
+        .run(&["start", "good", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(plan["skills"], serde_json::json!(["present"]));
+
+    // `info` shows the broken agents too: it does not look at the host.
+    assert_eq!(sandbox.run(&["info", "keyless"]).code, 0);
+
+    let out = sandbox.run(&["start", "skill-less", "--dry-run"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("skill `absent` of agent `skill-less`"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("claude-bottle.json:"), "{out:?}");
+
+    let out = sandbox.run(&["start", "keyless", "--dry-run"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("missing_key"), "{out:?}");
+}
+
+#[test]
+fn cwd_requires_a_repository_and_the_plan_names_it() {
+    let sandbox = Sandbox::with_manifest(SIMPLE);
+    let out = sandbox.run(&["start", "a", "--cwd", "--dry-run"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("not inside one"), "{out:?}");
+    std::fs::create_dir(sandbox.cwd.join(".git")).unwrap();
+    let plan = sandbox
+        .run(&["start", "a", "--cwd", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(plan["cwd"], true);
+    assert_eq!(plan["cwd_repository"], sandbox.cwd.display().to_string());
+}

@@ -1,0 +1,10 @@
+//! Integration tests driving the real `claude-bottle` binary, compiled into
+//! one test binary (one link on small machines).
+
+mod dry_run;
+mod engine;
+mod manifest_errors;
+mod secrets;
+mod support;
+mod terminal;
+mod usage;
