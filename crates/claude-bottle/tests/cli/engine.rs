@@ -6,6 +6,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, ListNetworksOptions};
 
+use crate::fixture::TEST_LABEL;
 use crate::support::{SIMPLE, Sandbox};
 
 /// The engine, when one answers. Under CI a missing engine fails the test;
@@ -53,10 +54,20 @@ async fn inventory(docker: &Docker) -> BTreeSet<String> {
         }))
         .await
         .unwrap();
+    // Fixtures of tests running alongside carry the test label; skip them.
+    let ours = |labels: Option<&std::collections::HashMap<String, String>>| {
+        labels.is_some_and(|l| l.contains_key(TEST_LABEL))
+    };
     containers
         .into_iter()
+        .filter(|c| !ours(c.labels.as_ref()))
         .filter_map(|c| c.id)
-        .chain(networks.into_iter().filter_map(|n| n.id))
+        .chain(
+            networks
+                .into_iter()
+                .filter(|n| !ours(n.labels.as_ref()))
+                .filter_map(|n| n.id),
+        )
         .chain(images.into_iter().map(|i| i.id))
         .collect()
 }

@@ -1,163 +1,74 @@
-//! The test harness on the real engine: the Debian base image that
-//! `scripts/test` builds, run under runc and under gVisor.
+//! The test harness proves itself on the real engine: the fixture images
+//! that `scripts/test` builds, real Claude Code talking to the mock API,
+//! and the fake claude on a terminal — under runc and under gVisor.
 
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StartContainerOptions, WaitContainerOptions,
-};
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
+use bollard::query_parameters::ResizeExecOptions;
+use fixtures::report::frames;
 use futures_util::StreamExt;
+use serde_json::{Value, json};
 
 use crate::engine::connect;
+use crate::fixture::{
+    BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TestNetwork,
+    containers_labelled, exec, http_get, run_in_container, start_service,
+};
 
-/// Built by `scripts/test`: Debian bookworm with git, ssh, curl, tar, procps.
-pub(crate) const BASE_IMAGE: &str = "claude-bottle-test/debian:bookworm";
-/// Every container a test creates carries this label, valued by test run.
-pub(crate) const TEST_LABEL: &str = "io.claude-bottle.test";
-
-/// A container made by a test; removed when dropped, panics included.
-pub(crate) struct TestContainer {
-    docker: Docker,
-    pub(crate) id: String,
-}
-
-impl Drop for TestContainer {
-    fn drop(&mut self) {
-        let docker = self.docker.clone();
-        let id = self.id.clone();
-        // Drop cannot await; a short-lived runtime on its own thread can.
-        let removed = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(docker.remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            ))
-        })
-        .join();
-        if let Ok(Err(err)) = removed {
-            eprintln!("could not remove test container {}: {err}", self.id);
+/// The engine and every fixture image, or `None` (a loud skip) outside CI.
+async fn harness(test: &str) -> Option<Docker> {
+    let docker = connect(test).await?;
+    for image in [
+        BASE_IMAGE,
+        FAKE_CLAUDE_IMAGE,
+        FIXTURES_IMAGE,
+        CLAUDE_CODE_IMAGE,
+    ] {
+        if docker.inspect_image(image).await.is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: CI is set and {image} is missing; scripts/test builds it"
+            );
+            eprintln!("SKIPPED {test}: {image} is not built; run scripts/test");
+            return None;
         }
     }
+    Some(docker)
 }
 
-/// Runs `script` with `sh -c` in a new container of `image` under `runtime`;
-/// returns its exit code and its output (stdout and stderr together).
-pub(crate) async fn run_in_container(
-    docker: &Docker,
-    image: &str,
-    runtime: &str,
-    run_label: &str,
-    script: &str,
-) -> (i64, String) {
-    let created = docker
-        .create_container(
-            None::<CreateContainerOptions>,
-            ContainerCreateBody {
-                image: Some(image.into()),
-                cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-                labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
-                host_config: Some(HostConfig {
-                    runtime: Some(runtime.into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let container = TestContainer {
-        docker: docker.clone(),
-        id: created.id,
-    };
-    docker
-        .start_container(&container.id, None::<StartContainerOptions>)
-        .await
-        .unwrap();
-    let mut wait = docker.wait_container(&container.id, None::<WaitContainerOptions>);
-    let code = match tokio::time::timeout(Duration::from_secs(60), wait.next()).await {
-        Ok(Some(Ok(response))) => response.status_code,
-        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
-        other => panic!("waiting for the container: {other:?}"),
-    };
-    let mut logs = docker.logs(
-        &container.id,
-        Some(LogsOptions {
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        }),
-    );
-    let mut output = String::new();
-    while let Some(chunk) = logs.next().await {
-        output.push_str(&chunk.unwrap().to_string());
-    }
-    (code, output)
-}
-
-async fn containers_labelled(docker: &Docker, run_label: &str) -> usize {
-    docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(
-                [(
-                    "label".to_owned(),
-                    vec![format!("{TEST_LABEL}={run_label}")],
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .len()
-}
-
-/// The base image, or `None` (a loud skip) outside CI when it is not built.
-async fn base_image(docker: &Docker) -> Option<()> {
-    if docker.inspect_image(BASE_IMAGE).await.is_ok() {
-        return Some(());
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set and {BASE_IMAGE} is missing; scripts/test builds it"
-    );
-    eprintln!("SKIPPED: {BASE_IMAGE} is not built; run scripts/test");
-    None
-}
-
-#[tokio::test]
-async fn the_base_image_has_its_tools_under_runc_and_under_gvisor() {
-    let Some(docker) = connect("base image").await else {
-        return;
-    };
-    if base_image(&docker).await.is_none() {
-        return;
-    }
+/// The runtimes to prove a thing under: runc, and runsc when registered
+/// (which CI requires).
+async fn runtimes(docker: &Docker) -> Vec<&'static str> {
     let info = docker.info().await.unwrap();
     let has_runsc = info.runtimes.unwrap_or_default().contains_key("runsc");
     assert!(
         has_runsc || std::env::var_os("CI").is_none(),
         "CI is set and the engine has no runsc; scripts/test registers it"
     );
+    if has_runsc {
+        vec!["runc", "runsc"]
+    } else {
+        vec!["runc"]
+    }
+}
+
+fn run_label(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+#[tokio::test]
+async fn the_base_image_has_its_tools_under_runc_and_under_gvisor() {
+    let Some(docker) = harness("base image").await else {
+        return;
+    };
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let run_label = format!("harness-{}", std::process::id());
+    let run_label = run_label("base");
     let script = "git --version && ssh -V 2>&1 && curl --version && tar --version \
                   && ps --version && echo kernel=$(cat /proc/sys/kernel/osrelease)";
-    let runtimes: &[&str] = if has_runsc {
-        &["runc", "runsc"]
-    } else {
-        &["runc"]
-    };
-    for runtime in runtimes {
+    for runtime in runtimes(&docker).await {
         let (code, output) =
             run_in_container(&docker, BASE_IMAGE, runtime, &run_label, script).await;
         assert_eq!(code, 0, "{runtime}: {output}");
@@ -171,7 +82,7 @@ async fn the_base_image_has_its_tools_under_runc_and_under_gvisor() {
         // gVisor answers with its own kernel: proof the sandbox really ran.
         assert_eq!(
             kernel == host_kernel.trim(),
-            *runtime == "runc",
+            runtime == "runc",
             "{runtime}: kernel {kernel}"
         );
     }
@@ -179,5 +90,215 @@ async fn the_base_image_has_its_tools_under_runc_and_under_gvisor() {
         containers_labelled(&docker, &run_label).await,
         0,
         "a test container was left"
+    );
+}
+
+/// Runs real `claude -p PROMPT` against a mock playing `script` on a fresh
+/// network; returns claude's exit code and output, and what the mock got.
+async fn claude_against_mock(
+    docker: &Docker,
+    runtime: &str,
+    script: &Value,
+    prompt: &str,
+) -> (i64, String, Vec<Value>) {
+    let run_label = run_label(&format!("claude-{runtime}"));
+    let network = TestNetwork::create(docker, &run_label).await;
+    let script = script.to_string();
+    let (_mock, mock_address) = start_service(
+        docker,
+        &run_label,
+        &Service {
+            image: FIXTURES_IMAGE,
+            cmd: &["mock-anthropic"],
+            env: &[("MOCK_SCRIPT", &script)],
+            network: &network,
+            alias: "mock",
+            runtime: "runc",
+        },
+    )
+    .await;
+    assert_eq!(http_get(&mock_address, 80, "/_health"), "ok");
+    let (claude, _) = start_service(
+        docker,
+        &run_label,
+        &Service {
+            image: CLAUDE_CODE_IMAGE,
+            cmd: &["sleep", "300"],
+            env: &[],
+            network: &network,
+            alias: "agent",
+            runtime,
+        },
+    )
+    .await;
+    let (code, output) = exec(
+        docker,
+        &claude.id,
+        &["claude", "-p", prompt, "--dangerously-skip-permissions"],
+        &[
+            "ANTHROPIC_BASE_URL=http://mock",
+            "ANTHROPIC_API_KEY=test-key-not-secret",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        ],
+    )
+    .await;
+    let requests: Vec<Value> =
+        serde_json::from_str(&http_get(&mock_address, 80, "/_requests")).unwrap();
+    (code, output, requests)
+}
+
+#[tokio::test]
+async fn real_claude_code_answers_from_the_mock_under_runc_and_gvisor() {
+    let Some(docker) = harness("real claude smoke").await else {
+        return;
+    };
+    for runtime in runtimes(&docker).await {
+        let script = json!([{ "text": "scripted answer 7d1f" }]);
+        let (code, output, requests) =
+            claude_against_mock(&docker, runtime, &script, "say hello").await;
+        assert_eq!(code, 0, "{runtime}: {output}");
+        assert_eq!(output.trim(), "scripted answer 7d1f", "{runtime}");
+        assert_eq!(requests.len(), 1, "{runtime}: {requests:#?}");
+        let request = &requests[0];
+        assert_eq!(request["method"], "POST");
+        assert!(
+            request["target"]
+                .as_str()
+                .unwrap()
+                .starts_with("/v1/messages"),
+            "{request}"
+        );
+        assert_eq!(request["body"]["stream"], true);
+        let api_key = request["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "x-api-key");
+        assert_eq!(api_key.map(|h| &h[1]), Some(&json!("test-key-not-secret")));
+        let asked = request["body"]["messages"].to_string();
+        assert!(
+            asked.contains("say hello"),
+            "{runtime}: the prompt is not in {asked}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scripted_bash_tool_use_runs_in_the_container_and_its_output_comes_back() {
+    let Some(docker) = harness("real claude tool use").await else {
+        return;
+    };
+    let script = json!([
+        { "tool_use": { "name": "Bash", "input": { "command": "echo marker-$((6*7)) $(id -un)", "description": "print a marker" } } },
+        { "text": "done" }
+    ]);
+    let (code, output, requests) = claude_against_mock(&docker, "runc", &script, "run it").await;
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(output.trim(), "done");
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let last = requests[1]["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let result = last["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_result")
+        .cloned();
+    let result = result.unwrap_or_else(|| panic!("no tool_result in {last}"));
+    // Computed in the container, as the bottle's non-root user.
+    assert_eq!(result["content"], "marker-42 agent");
+    assert_eq!(result["is_error"], false);
+}
+
+#[tokio::test]
+async fn the_fake_claude_reports_its_terminal_and_every_resize() {
+    let Some(docker) = harness("fake claude on a terminal").await else {
+        return;
+    };
+    let run_label = run_label("fake-tty");
+    let network = TestNetwork::create(&docker, &run_label).await;
+    let (container, _) = start_service(
+        &docker,
+        &run_label,
+        &Service {
+            image: FAKE_CLAUDE_IMAGE,
+            cmd: &["sleep", "300"],
+            env: &[],
+            network: &network,
+            alias: "agent",
+            runtime: "runc",
+        },
+    )
+    .await;
+    let exec = docker
+        .create_exec(
+            &container.id,
+            ExecConfig {
+                cmd: Some(vec!["claude".into(), "--some-flag".into()]),
+                env: Some(vec![
+                    "FAKE_CLAUDE_SLEEP=20".into(),
+                    "FAKE_CLAUDE_EXIT=3".into(),
+                ]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                attach_stdin: Some(true),
+                tty: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // With a TTY the exec starts without start options: bollard would
+    // otherwise split the raw stream into frames and corrupt it.
+    let StartExecResults::Attached {
+        mut output,
+        input: _input,
+    } = docker.start_exec(&exec.id, None).await.unwrap()
+    else {
+        panic!("the exec is attached");
+    };
+    let mut screen = String::new();
+    let mut resizes = vec![(31, 101), (42, 132)].into_iter();
+    let mut wanted = None;
+    let read = async {
+        while let Some(chunk) = output.next().await {
+            screen.push_str(&chunk.unwrap().to_string());
+            let ready = !frames(&screen, "ready").is_empty();
+            let seen = frames(&screen, "resize").len();
+            if ready && wanted.is_none_or(|n| seen >= n) {
+                let Some((rows, cols)) = resizes.next() else {
+                    break;
+                };
+                docker
+                    .resize_exec(&exec.id, ResizeExecOptions { h: rows, w: cols })
+                    .await
+                    .unwrap();
+                wanted = Some(seen + 1);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the fake claude reports resizes");
+    let report = &frames(&screen, "report")[0];
+    assert_eq!(
+        report["tty"],
+        json!({ "stdin": true, "stdout": true }),
+        "{report}"
+    );
+    assert_eq!(report["user"], "agent");
+    assert_eq!(report["cwd"], "/workspace");
+    assert_eq!(report["argv"], json!(["claude", "--some-flag"]));
+    let sizes: Vec<Value> = frames(&screen, "resize");
+    assert_eq!(
+        sizes,
+        [
+            json!({ "rows": 31, "cols": 101 }),
+            json!({ "rows": 42, "cols": 132 })
+        ]
     );
 }

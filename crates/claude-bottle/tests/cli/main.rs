@@ -3,6 +3,7 @@
 
 mod dry_run;
 mod engine;
+mod fixture;
 mod harness;
 mod manifest_errors;
 mod secrets;

@@ -1,0 +1,322 @@
+//! Fixtures on the real engine: containers and networks that a test owns
+//! (labelled with its run, removed even when it panics), and the images
+//! `scripts/test` builds for them.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+/// Built by `scripts/test`: Debian bookworm with git, ssh, curl, tar, procps.
+pub(crate) const BASE_IMAGE: &str = "claude-bottle-test/debian:bookworm";
+/// The fake claude, as `claude`, for user `agent` in `/workspace`.
+pub(crate) const FAKE_CLAUDE_IMAGE: &str = "claude-bottle-test/fake-claude";
+/// `mock-anthropic` and `sink`.
+pub(crate) const FIXTURES_IMAGE: &str = "claude-bottle-test/fixtures";
+/// The real Claude Code native binary, for user `agent` in `/workspace`.
+pub(crate) const CLAUDE_CODE_IMAGE: &str = "claude-bottle-test/claude-code:2.1.332";
+/// Every container a test creates carries this label, valued by test run.
+pub(crate) const TEST_LABEL: &str = "io.claude-bottle.test";
+
+/// A container made by a test; removed when dropped, panics included.
+pub(crate) struct TestContainer {
+    docker: Docker,
+    pub(crate) id: String,
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let docker = self.docker.clone();
+        let id = self.id.clone();
+        // Drop cannot await; a short-lived runtime on its own thread can.
+        let removed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(docker.remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            ))
+        })
+        .join();
+        if let Ok(Err(err)) = removed {
+            eprintln!("could not remove test container {}: {err}", self.id);
+        }
+    }
+}
+
+/// Runs `script` with `sh -c` in a new container of `image` under `runtime`;
+/// returns its exit code and its output (stdout and stderr together).
+pub(crate) async fn run_in_container(
+    docker: &Docker,
+    image: &str,
+    runtime: &str,
+    run_label: &str,
+    script: &str,
+) -> (i64, String) {
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(image.into()),
+                cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+                labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
+                host_config: Some(HostConfig {
+                    runtime: Some(runtime.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let container = TestContainer {
+        docker: docker.clone(),
+        id: created.id,
+    };
+    docker
+        .start_container(&container.id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    let mut wait = docker.wait_container(&container.id, None::<WaitContainerOptions>);
+    let code = match tokio::time::timeout(Duration::from_secs(60), wait.next()).await {
+        Ok(Some(Ok(response))) => response.status_code,
+        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+        other => panic!("waiting for the container: {other:?}"),
+    };
+    let mut logs = docker.logs(
+        &container.id,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }),
+    );
+    let mut output = String::new();
+    while let Some(chunk) = logs.next().await {
+        output.push_str(&chunk.unwrap().to_string());
+    }
+    (code, output)
+}
+
+pub(crate) async fn containers_labelled(docker: &Docker, run_label: &str) -> usize {
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(
+                [(
+                    "label".to_owned(),
+                    vec![format!("{TEST_LABEL}={run_label}")],
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .len()
+}
+
+/// A network made by a test; removed when dropped, panics included.
+pub(crate) struct TestNetwork {
+    docker: Docker,
+    pub(crate) name: String,
+}
+
+impl TestNetwork {
+    pub(crate) async fn create(docker: &Docker, run_label: &str) -> Self {
+        let name = format!("cbt-{run_label}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        Self {
+            docker: docker.clone(),
+            name,
+        }
+    }
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let docker = self.docker.clone();
+        let name = self.name.clone();
+        let removed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(docker.remove_network(&name))
+        })
+        .join();
+        if let Ok(Err(err)) = removed {
+            eprintln!("could not remove test network {}: {err}", self.name);
+        }
+    }
+}
+
+/// What a long-running fixture container runs and where.
+pub(crate) struct Service<'a> {
+    pub(crate) image: &'a str,
+    pub(crate) cmd: &'a [&'a str],
+    pub(crate) env: &'a [(&'a str, &'a str)],
+    pub(crate) network: &'a TestNetwork,
+    pub(crate) alias: &'a str,
+    pub(crate) runtime: &'a str,
+}
+
+/// Starts a service container; returns it and its address on the network.
+pub(crate) async fn start_service(
+    docker: &Docker,
+    run_label: &str,
+    service: &Service<'_>,
+) -> (TestContainer, String) {
+    let endpoint = EndpointSettings {
+        aliases: Some(vec![service.alias.to_owned()]),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(service.image.into()),
+                cmd: Some(service.cmd.iter().map(|s| (*s).to_owned()).collect()),
+                env: Some(
+                    service
+                        .env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect(),
+                ),
+                labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
+                host_config: Some(HostConfig {
+                    runtime: Some(service.runtime.into()),
+                    network_mode: Some(service.network.name.clone()),
+                    ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some([(service.network.name.clone(), endpoint)].into()),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let container = TestContainer {
+        docker: docker.clone(),
+        id: created.id,
+    };
+    docker
+        .start_container(&container.id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    let inspect = docker
+        .inspect_container(&container.id, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let address = inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(&service.network.name))
+        .and_then(|e| e.ip_address)
+        .expect("an address on the test network");
+    (container, address)
+}
+
+/// A plain HTTP GET from the host to a fixture; the body, once it answers
+/// 200 (retried for up to 10 s while the fixture starts).
+pub(crate) fn http_get(address: &str, port: u16, path: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect((address, port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            match response.split_once("\r\n\r\n") {
+                Some((head, body))
+                    if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") =>
+                {
+                    Ok(body.to_owned())
+                }
+                _ => Err(std::io::Error::other(format!(
+                    "unexpected answer: {response}"
+                ))),
+            }
+        })();
+        match attempt {
+            Ok(body) => return body,
+            Err(err) if std::time::Instant::now() > deadline => {
+                panic!("GET http://{address}:{port}{path}: {err}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Runs a command in a running container without a terminal.
+pub(crate) async fn exec(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[&str],
+) -> (i64, String) {
+    let exec = docker
+        .create_exec(
+            container,
+            ExecConfig {
+                cmd: Some(cmd.iter().map(|s| (*s).to_owned()).collect()),
+                env: Some(env.iter().map(|s| (*s).to_owned()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.unwrap()
+    else {
+        panic!("the exec is attached");
+    };
+    let mut text = String::new();
+    let collect = async {
+        while let Some(chunk) = output.next().await {
+            text.push_str(&chunk.unwrap().to_string());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), collect)
+        .await
+        .expect("the exec ends");
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .unwrap()
+        .exit_code
+        .expect("an exit code");
+    (code, text)
+}
