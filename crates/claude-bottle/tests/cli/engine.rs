@@ -83,7 +83,7 @@ async fn a_dry_run_creates_nothing_and_takes_its_runtime_from_the_engine() {
         return;
     };
     let before = inventory(&docker).await;
-    let sandbox = Sandbox::with_manifest(SIMPLE);
+    let sandbox = Sandbox::with_manifest(SIMPLE).env("CLAUDE_BOTTLE_RUNTIME", "auto");
     let plan = sandbox
         .run(&["start", "a", "--dry-run", "--format", "json"])
         .json();

@@ -134,7 +134,7 @@ pub(crate) async fn containers_labelled(docker: &Docker, run_label: &str) -> usi
         .len()
 }
 
-/// A network made by a test; removed when dropped, panics included.
+/// An internal network made by a test; removed when dropped, panics included.
 pub(crate) struct TestNetwork {
     docker: Docker,
     pub(crate) name: String,
@@ -146,6 +146,8 @@ impl TestNetwork {
         docker
             .create_network(NetworkCreateRequest {
                 name: name.clone(),
+                // No route out: fixtures play the internet, nothing else may.
+                internal: Some(true),
                 labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
                 ..Default::default()
             })

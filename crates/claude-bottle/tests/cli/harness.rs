@@ -302,3 +302,101 @@ async fn the_fake_claude_reports_its_terminal_and_every_resize() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_sink_records_what_arrives_and_nothing_else() {
+    let Some(docker) = harness("sink").await else {
+        return;
+    };
+    let run_label = run_label("sink");
+    let network = TestNetwork::create(&docker, &run_label).await;
+    let (_sink, sink_address) = start_service(
+        &docker,
+        &run_label,
+        &Service {
+            image: FIXTURES_IMAGE,
+            cmd: &["sink"],
+            env: &[("SINK_PORTS", "80,443")],
+            network: &network,
+            alias: "sink",
+            runtime: "runc",
+        },
+    )
+    .await;
+    let records = || -> Vec<Value> {
+        serde_json::from_str(&http_get(&sink_address, 9999, "/_records")).unwrap()
+    };
+    assert!(
+        records().is_empty(),
+        "the sink recorded before anything was sent"
+    );
+    let (client, _) = start_service(
+        &docker,
+        &run_label,
+        &Service {
+            image: BASE_IMAGE,
+            cmd: &["sleep", "300"],
+            env: &[],
+            network: &network,
+            alias: "client",
+            runtime: "runc",
+        },
+    )
+    .await;
+    let (code, output) = exec(
+        &docker,
+        &client.id,
+        &["sh", "-c", "curl -fsS http://sink/hello-4a2c && printf 'not tls' | curl -s --max-time 3 telnet://sink:443 || true"],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.starts_with("sink"), "{output}");
+    let records = records();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    assert_eq!(records[0]["port"], 80);
+    assert!(
+        records[0]["first_bytes"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /hello-4a2c "),
+        "{records:#?}"
+    );
+    assert_eq!(records[1]["port"], 443);
+    assert_eq!(records[1]["first_bytes"], "not tls");
+}
+
+#[tokio::test]
+async fn the_claude_images_meet_the_bottle_image_contract() {
+    let Some(docker) = harness("image contract").await else {
+        return;
+    };
+    let run_label = run_label("contract");
+    for image in [FAKE_CLAUDE_IMAGE, CLAUDE_CODE_IMAGE] {
+        let user = docker
+            .inspect_image(image)
+            .await
+            .unwrap()
+            .config
+            .and_then(|c| c.user)
+            .unwrap_or_default();
+        assert!(
+            !user.is_empty() && user != "root" && user != "0",
+            "{image}: USER is `{user}`"
+        );
+        let (code, output) = run_in_container(
+            &docker,
+            image,
+            "runc",
+            &run_label,
+            "command -v claude sh cat tar && id -u && test -w /workspace",
+        )
+        .await;
+        assert_eq!(code, 0, "{image}: {output}");
+        assert_ne!(
+            output.lines().nth(4),
+            Some("0"),
+            "{image} runs as root: {output}"
+        );
+    }
+}

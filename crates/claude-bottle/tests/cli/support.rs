@@ -44,7 +44,8 @@ impl Sandbox {
             _root: root,
             home,
             cwd,
-            env: Vec::new(),
+            // Tests run under runc unless they ask for gVisor.
+            env: vec![("CLAUDE_BOTTLE_RUNTIME".into(), "runc".into())],
         }
     }
 
@@ -70,6 +71,7 @@ impl Sandbox {
     }
 
     pub(crate) fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(n, _)| n != name);
         self.env.push((name.into(), value.into()));
         self
     }
