@@ -179,6 +179,12 @@ pub struct ResolvedEnv {
 }
 
 impl ResolvedEnv {
+    /// Adds a variable the tool itself sets (the manifest cannot: reserved).
+    pub fn set(&mut self, name: &str, value: Secret) {
+        self.values.retain(|(n, _)| n != name);
+        self.values.push((name.to_owned(), value));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Secret)> {
         self.values
             .iter()

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::settings::Limits;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -22,6 +24,7 @@ pub struct Plan {
     /// The runtime the agent container will run under, or `unknown` when no
     /// engine answered.
     pub runtime: String,
+    pub limits: Limits,
     pub container: String,
     pub networks: Vec<String>,
     pub egress: EgressPlan,
@@ -91,6 +94,14 @@ impl Plan {
         line("backend", &self.backend);
         line("image", &self.image);
         line("runtime", &self.runtime);
+        line(
+            "limits",
+            &format!(
+                "{} MiB memory, {} processes",
+                self.limits.memory_bytes >> 20,
+                self.limits.pids
+            ),
+        );
         line("egress", &none(&self.egress.allowlist));
         if !self.egress.private.is_empty() {
             line("private", &self.egress.private.join(", "));

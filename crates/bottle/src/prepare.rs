@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::instance::InstanceName;
 use crate::manifest::{Agent, Bottle};
 use crate::plan::{EgressPlan, EnvPlan, Plan, PromptPlan, SCHEMA_VERSION, SshPlan};
+use crate::provision::Provision;
 use crate::spec::BottleSpec;
 use crate::stage::StageDir;
 
@@ -24,6 +25,7 @@ pub struct Prepared {
     pub plan: Plan,
     pub env: PendingEnv,
     pub stage: StageDir,
+    pub provision: Provision,
 }
 
 pub async fn prepare(
@@ -53,6 +55,7 @@ pub async fn prepare(
         bottle: bottle.name.clone(),
         image: resources.image,
         runtime: resources.runtime,
+        limits: spec.settings.limits,
         container: resources.container,
         networks: resources.networks,
         egress: EgressPlan {
@@ -95,7 +98,25 @@ pub async fn prepare(
         warnings: resources.warnings,
     };
     stage.write("plan.json", plan.to_json().as_bytes())?;
-    Ok(Prepared { plan, env, stage })
+    let provision = Provision {
+        prompt: agent.prompt.clone().filter(|p| !p.trim().is_empty()),
+        skills: agent
+            .skills
+            .iter()
+            .map(|s| {
+                (
+                    s.value.clone(),
+                    spec.home.join(".claude/skills").join(&s.value),
+                )
+            })
+            .collect(),
+    };
+    Ok(Prepared {
+        plan,
+        env,
+        stage,
+        provision,
+    })
 }
 
 /// Names only, each group sorted.

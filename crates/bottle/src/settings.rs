@@ -42,6 +42,18 @@ pub const DOCKER_HOST: Variable = Variable {
     help: "The Docker engine to use (default: the local socket).",
 };
 
+pub const EXTRA_LABELS: Variable = Variable {
+    name: "CLAUDE_BOTTLE_EXTRA_LABELS",
+    help: "`key=value,key=value` labels added to every container and network (for CI systems and tests).",
+};
+pub const MEMORY: Variable = Variable {
+    name: "CLAUDE_BOTTLE_MEMORY",
+    help: "Memory limit of the agent container, e.g. `4g` or `512m` (default `4g`).",
+};
+pub const PIDS: Variable = Variable {
+    name: "CLAUDE_BOTTLE_PIDS",
+    help: "Process limit of the agent container (default `1024`).",
+};
 pub const HOME: Variable = Variable {
     name: "HOME",
     help: "Where `claude-bottle.json`, `.claude/skills/` and the stage directories are found.",
@@ -53,6 +65,9 @@ pub const ALL: &[&Variable] = &[
     &OAUTH_TOKEN,
     &IMAGE,
     &RUNTIME,
+    &EXTRA_LABELS,
+    &MEMORY,
+    &PIDS,
     &DOCKER_HOST,
     &HOME,
 ];
@@ -80,6 +95,22 @@ impl fmt::Display for RuntimeChoice {
     }
 }
 
+/// Resource limits of the agent container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    pub memory_bytes: i64,
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 4 << 30,
+            pids: 1024,
+        }
+    }
+}
+
 /// The program's configuration from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -87,6 +118,8 @@ pub struct Settings {
     pub oauth_token: Option<Secret>,
     pub image: Option<String>,
     pub runtime: RuntimeChoice,
+    pub extra_labels: Vec<(String, String)>,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -109,13 +142,81 @@ impl Settings {
                 .hint(format!("use one of: {}", RuntimeChoice::NAMES.join(", "))));
             }
         };
+        let mut limits = Limits::default();
+        if let Some(memory) = get(&MEMORY) {
+            limits.memory_bytes = parse_size(&memory).ok_or_else(|| {
+                Error::new(format!(
+                    "{} is `{memory}`, which is not a size",
+                    MEMORY.name
+                ))
+                .hint("write a number with an optional unit k, m or g, e.g. 4g or 512m")
+            })?;
+        }
+        if let Some(pids) = get(&PIDS) {
+            limits.pids = pids.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                Error::new(format!(
+                    "{} is `{pids}`, which is not a process count",
+                    PIDS.name
+                ))
+                .hint("write a whole number such as 1024")
+            })?;
+        }
         Ok(Self {
             backend: get(&BACKEND).unwrap_or_else(|| "docker".to_owned()),
             oauth_token: get(&OAUTH_TOKEN).map(Secret::new),
             image: get(&IMAGE),
             runtime,
+            extra_labels: get(&EXTRA_LABELS)
+                .map(|l| parse_labels(&l))
+                .transpose()?
+                .unwrap_or_default(),
+            limits,
         })
     }
+}
+
+/// `512m`, `4g`, `1048576`: bytes.
+fn parse_size(text: &str) -> Option<i64> {
+    let lower = text.to_ascii_lowercase();
+    let (number, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(n) => (
+            n,
+            match lower.as_bytes()[lower.len() - 1] {
+                b'k' => 10,
+                b'm' => 20,
+                _ => 30,
+            },
+        ),
+        None => (lower.as_str(), 0),
+    };
+    number
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(1 << shift))
+}
+
+/// `k=v,k=v`; keys of claude-bottle's own namespace are refused.
+fn parse_labels(text: &str) -> Result<Vec<(String, String)>> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let bad = || {
+                Error::new(format!("{} has `{pair}`, which is not key=value", EXTRA_LABELS.name))
+                    .hint("write labels as key=value,key=value")
+            };
+            let (key, value) = pair.split_once('=').ok_or_else(bad)?;
+            let key = key.trim();
+            if key.is_empty() || key.contains(char::is_whitespace) {
+                return Err(bad());
+            }
+            if key.starts_with("io.claude-bottle.") && key != "io.claude-bottle.test" {
+                return Err(Error::new(format!("{} may not set `{key}`", EXTRA_LABELS.name))
+                    .hint("labels under io.claude-bottle. are claude-bottle's own; choose another key"));
+            }
+            Ok((key.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -128,6 +229,33 @@ mod tests {
         assert_eq!(settings.backend, "docker");
         assert_eq!(settings.runtime, RuntimeChoice::Auto);
         assert!(settings.oauth_token.is_none() && settings.image.is_none());
+    }
+
+    #[test]
+    fn sizes_labels_and_limits_parse() {
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("1000"), Some(1000));
+        for bad in ["", "m", "-1g", "4t", "1.5g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_labels("ci.job=42, team=infra").unwrap(),
+            [
+                ("ci.job".into(), "42".into()),
+                ("team".into(), "infra".into())
+            ]
+        );
+        assert!(parse_labels("novalue").is_err());
+        assert!(parse_labels("io.claude-bottle.managed=false").is_err());
+        let settings = Settings::from_lookup(|n| (n == PIDS.name).then(|| "64".into())).unwrap();
+        assert_eq!(
+            settings.limits,
+            Limits {
+                memory_bytes: 4 << 30,
+                pids: 64
+            }
+        );
     }
 
     #[test]

@@ -6,10 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use async_trait::async_trait;
-use bottle::backend::{Backend, Resources};
-use bottle::env::ResolvedEnv;
+use bottle::backend::{Backend, Launch, Resources};
 use bottle::manifest::Manifest;
-use bottle::plan::Plan;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
 use bottle::spec::BottleSpec;
@@ -35,7 +33,7 @@ impl Backend for FixedBackend {
         })
     }
 
-    async fn launch(&self, _: Plan, _: StageDir, _: ResolvedEnv) -> bottle::Result<i32> {
+    async fn launch(&self, _: Launch) -> bottle::Result<i32> {
         unreachable!("prepare tests never launch")
     }
 }

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod error;
+mod signals;
 mod terminal;
 
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use bottle::env::{Secret, SecretPrompt};
+use bottle::session::{Console, RawModeGuard};
 use rustix::termios::{self, LocalModes, OptionalActions};
 
 /// Whether questions can be asked.
@@ -74,6 +75,40 @@ impl<'a> EchoOff<'a> {
 impl Drop for EchoOff<'_> {
     fn drop(&mut self) {
         let _ = termios::tcsetattr(self.stdin, OptionalActions::Now, &self.saved);
+    }
+}
+
+/// The user's real terminal, as the session sees it.
+#[derive(Debug)]
+pub(crate) struct UserConsole;
+
+impl Console for UserConsole {
+    fn is_tty(&self) -> bool {
+        io::stdin().is_terminal() && io::stdout().is_terminal()
+    }
+
+    fn size(&self) -> Option<(u16, u16)> {
+        let size = termios::tcgetwinsize(io::stdout()).ok()?;
+        (size.ws_row > 0 && size.ws_col > 0).then_some((size.ws_row, size.ws_col))
+    }
+
+    fn raw_mode(&self) -> io::Result<RawModeGuard> {
+        let saved = termios::tcgetattr(io::stdin())?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(io::stdin(), OptionalActions::Now, &raw)?;
+        Ok(Box::new(RawMode { saved }))
+    }
+}
+
+/// Restores the terminal's mode when dropped.
+struct RawMode {
+    saved: termios::Termios,
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(io::stdin(), OptionalActions::Now, &self.saved);
     }
 }
 

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use crate::env::ResolvedEnv;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::provision::Provision;
+use crate::session::Console;
 use crate::settings::BACKEND;
 use crate::spec::BottleSpec;
 use crate::stage::StageDir;
@@ -26,6 +28,27 @@ pub struct Resources {
     pub warnings: Vec<String>,
 }
 
+/// Everything a launch needs, after the user said yes.
+pub struct Launch {
+    pub plan: Plan,
+    pub stage: StageDir,
+    /// Values for the exec environment only.
+    pub env: ResolvedEnv,
+    pub provision: Provision,
+    /// Passed to claude after the tool's own flags.
+    pub claude_args: Vec<String>,
+    pub extra_labels: Vec<(String, String)>,
+    pub console: Box<dyn Console>,
+}
+
+impl fmt::Debug for Launch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Launch")
+            .field("instance", &self.plan.instance)
+            .finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 pub trait Backend: fmt::Debug + Send + Sync {
     /// The name `CLAUDE_BOTTLE_BACKEND` selects it by.
@@ -35,8 +58,9 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// stage. Creates nothing on the engine.
     async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resources>;
 
-    /// Runs the prepared bottle and returns claude's exit code.
-    async fn launch(&self, plan: Plan, stage: StageDir, env: ResolvedEnv) -> Result<i32>;
+    /// Creates the bottle, provisions it, runs claude in it and tears it
+    /// all down again, on every path; returns claude's exit code.
+    async fn launch(&self, launch: Launch) -> Result<i32>;
 }
 
 type MakeBackend = fn() -> Box<dyn Backend>;

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use bottle::backend;
+use bottle::backend::{self, Launch};
 use bottle::manifest::Manifest;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
@@ -14,7 +14,8 @@ use bottle::spec::BottleSpec;
 
 use crate::cli::{Format, StartArgs};
 use crate::error::CommandError;
-use crate::terminal::{self, TerminalPrompt};
+use crate::signals;
+use crate::terminal::{self, TerminalPrompt, UserConsole};
 
 pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
     if args.format == Format::Json && !args.dry_run {
@@ -50,6 +51,7 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
         eprintln!("dry run: nothing was created.");
         return Ok(ExitCode::SUCCESS);
     }
+    refuse_what_cannot_launch_yet(&prepared.plan)?;
     let can_ask = terminal::can_ask();
     if !args.yes {
         if !can_ask {
@@ -66,9 +68,46 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
         }
     }
     let mut prompt = TerminalPrompt;
-    let env = prepared
+    let mut env = prepared
         .env
         .complete(can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt))?;
-    let code = backend.launch(prepared.plan, prepared.stage, env).await?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    if prepared.plan.oauth_token_forwarded {
+        if let Some(token) = &spec.settings.oauth_token {
+            env.set("CLAUDE_CODE_OAUTH_TOKEN", token.clone());
+        }
+    }
+    let launch = Launch {
+        plan: prepared.plan,
+        stage: prepared.stage,
+        env,
+        provision: prepared.provision,
+        claude_args: args.claude_args,
+        extra_labels: spec.settings.extra_labels.clone(),
+        console: Box::new(UserConsole),
+    };
+    // A signal drops the launch; its ledger then tears down what it made.
+    tokio::select! {
+        code = backend.launch(launch) => Ok(ExitCode::from(u8::try_from(code?).unwrap_or(1))),
+        signal = signals::first() => Ok(ExitCode::from(signal.exit_code())),
+    }
+}
+
+/// `ssh` and `--cwd` are shown by a dry run but not provisioned yet.
+fn refuse_what_cannot_launch_yet(plan: &bottle::plan::Plan) -> Result<(), CommandError> {
+    if !plan.ssh.is_empty() {
+        return Err(bottle::Error::new(format!(
+            "bottle `{}` has ssh hosts, and this version cannot provision SSH yet",
+            plan.bottle
+        ))
+        .hint("remove the ssh entries to start it now; --dry-run still shows them")
+        .into());
+    }
+    if plan.cwd {
+        return Err(
+            bottle::Error::new("--cwd cannot copy the repository in this version yet")
+                .hint("start without --cwd; --dry-run still shows what it would copy")
+                .into(),
+        );
+    }
+    Ok(())
 }

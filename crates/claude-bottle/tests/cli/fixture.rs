@@ -141,13 +141,23 @@ pub(crate) struct TestNetwork {
 }
 
 impl TestNetwork {
+    /// An internal network: fixtures on it cannot reach the real internet.
     pub(crate) async fn create(docker: &Docker, run_label: &str) -> Self {
+        Self::new(docker, run_label, true).await
+    }
+
+    /// An ordinary bridge network with a route to the host (for controls).
+    pub(crate) async fn create_routed(docker: &Docker, run_label: &str) -> Self {
+        Self::new(docker, run_label, false).await
+    }
+
+    async fn new(docker: &Docker, run_label: &str, internal: bool) -> Self {
         let name = format!("cbt-{run_label}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
         docker
             .create_network(NetworkCreateRequest {
                 name: name.clone(),
                 // No route out: fixtures play the internet, nothing else may.
-                internal: Some(true),
+                internal: Some(internal),
                 labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
                 ..Default::default()
             })

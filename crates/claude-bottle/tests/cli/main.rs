@@ -5,6 +5,7 @@ mod dry_run;
 mod engine;
 mod fixture;
 mod harness;
+mod launch;
 mod manifest_errors;
 mod secrets;
 mod support;

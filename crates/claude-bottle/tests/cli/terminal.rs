@@ -95,7 +95,16 @@ async fn after_yes_secrets_are_asked_with_echo_off() {
         return;
     }
     let typed = "typed-secret-91b3";
-    let sandbox = Sandbox::with_manifest(MANIFEST);
+    let sandbox = Sandbox::with_manifest(MANIFEST)
+        .env("CLAUDE_BOTTLE_IMAGE", crate::fixture::FAKE_CLAUDE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!(
+                "{}=terminal-{}",
+                crate::fixture::TEST_LABEL,
+                std::process::id()
+            ),
+        );
     let (code, screen) = on_a_terminal(
         &sandbox,
         &["start", "a"],
@@ -104,11 +113,15 @@ async fn after_yes_secrets_are_asked_with_echo_off() {
             ("the password (PASS): ", &format!("{typed}\n")),
         ],
     );
-    // The launch itself is a later step; what matters here is the dialogue.
-    assert!(
-        screen.contains("launching bottles is not available yet"),
-        "{screen}"
+    assert_eq!(code, 0, "{screen}");
+    // The value reached claude (whose report prints its environment)...
+    let report = &fixtures::report::frames(&screen, "report")[0];
+    assert_eq!(report["env"]["PASS"], typed);
+    assert_eq!(
+        report["tty"]["stdout"], true,
+        "claude gets a TTY on a terminal"
     );
-    assert_eq!(code, 125, "{screen}");
-    crate::secrets::assert_never_shown(&screen, &[typed]);
+    // ...and was never echoed while it was typed.
+    let before_claude = &screen[..screen.find("@@fixture:report").unwrap()];
+    crate::secrets::assert_never_shown(before_claude, &[typed]);
 }

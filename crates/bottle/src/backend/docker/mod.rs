@@ -1,16 +1,35 @@
 //! The Docker backend, through the Engine API (bollard), never the CLI.
+//!
+//! A launch creates, in order: a probe of the image, the instance's two
+//! networks (concurrently), the agent container with its dead-man switch,
+//! the provisioned home, and the claude exec. Everything created is in the
+//! ledger, which tears it down on every way out.
 
 mod engine;
+mod exec;
+mod image;
+mod ledger;
 mod runtime;
 
-use async_trait::async_trait;
+use std::collections::HashMap;
 
-use super::{Backend, Resources};
-use crate::env::ResolvedEnv;
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, StartContainerOptions,
+};
+
+use super::{Backend, Launch, Resources};
 use crate::error::{Error, Result};
+use crate::labels::{InstanceLabels, Role};
+use crate::owner::Owner;
 use crate::plan::Plan;
 use crate::spec::BottleSpec;
 use crate::stage::StageDir;
+use exec::ClaudeExec;
+use image::{ImageFacts, WORKSPACE};
+use ledger::{Ledger, Resource};
 
 /// The image used when `CLAUDE_BOTTLE_IMAGE` is not set.
 pub const DEFAULT_IMAGE: &str = "claude-bottle/claude-code:2.1.332";
@@ -52,11 +71,188 @@ impl Backend for DockerBackend {
         })
     }
 
-    async fn launch(&self, plan: Plan, _stage: StageDir, _env: ResolvedEnv) -> Result<i32> {
-        Err(Error::new(format!(
-            "cannot launch {}: launching bottles is not available yet in this version",
-            plan.instance
-        ))
-        .hint("use --dry-run to see the plan"))
+    async fn launch(&self, launch: Launch) -> Result<i32> {
+        let docker = engine::connect().await?;
+        let mut ledger = Ledger::new(&docker);
+        let outcome = run(&docker, &launch, &mut ledger).await;
+        let failures = ledger.teardown().await;
+        for failure in &failures {
+            eprintln!("warning: teardown left {failure}; `claude-bottle cleanup` removes it");
+        }
+        drop(launch.stage);
+        let code = outcome?;
+        Ok(i32::try_from(code).unwrap_or(1))
     }
+}
+
+async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i64> {
+    let plan = &launch.plan;
+    let labels = InstanceLabels::new(
+        &plan.instance,
+        &plan.bottle,
+        &plan.agent,
+        &Owner::current(),
+        &launch.extra_labels,
+    );
+    let facts = image::probe(docker, &plan.image, labels.for_role(Role::Probe), ledger).await?;
+    ledger.teardown().await;
+
+    let (internal, egress) = tokio::join!(
+        create_network(
+            docker,
+            &plan.networks[0],
+            true,
+            labels.for_role(Role::InternalNetwork)
+        ),
+        create_network(
+            docker,
+            &plan.networks[1],
+            false,
+            labels.for_role(Role::EgressNetwork)
+        ),
+    );
+    for network in [&internal, &egress].into_iter().flatten() {
+        ledger.record(Resource::Network(network.clone()));
+    }
+    let (internal, _egress) = (internal?, egress?);
+
+    let container = create_agent(docker, plan, &facts, &labels, &internal).await?;
+    ledger.record(Resource::Container(container.clone()));
+    let deadman = docker
+        .attach_container(
+            &container,
+            Some(AttachContainerOptions {
+                stdin: true,
+                stream: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|err| Error::new(format!("cannot attach to the agent container: {err}")))?;
+    docker
+        .start_container(&container, None::<StartContainerOptions>)
+        .await
+        .map_err(|err| Error::new(format!("cannot start the agent container: {err}")))?;
+
+    let archive = launch.provision.home_archive(WORKSPACE)?;
+    exec::untar(docker, &container, &facts.user, &facts.home, archive).await?;
+
+    let env = launch
+        .env
+        .iter()
+        .map(|(name, value)| format!("{name}={}", value.expose()))
+        .collect();
+    let code = exec::run_claude(
+        docker,
+        ClaudeExec {
+            container: &container,
+            user: &facts.user,
+            workdir: WORKSPACE,
+            cmd: claude_command(launch, &facts.home),
+            env,
+        },
+        launch.console.as_ref(),
+    )
+    .await;
+    drop(deadman);
+    code
+}
+
+/// The agent container: hardened, on the internal network only, its first
+/// process the dead-man switch.
+async fn create_agent(
+    docker: &Docker,
+    plan: &Plan,
+    facts: &ImageFacts,
+    labels: &InstanceLabels,
+    internal: &str,
+) -> Result<String> {
+    let mut tmpfs = HashMap::new();
+    if !facts.workspace_writable {
+        tmpfs.insert(
+            WORKSPACE.to_owned(),
+            format!("uid={},gid={},mode=0755", facts.uid, facts.gid),
+        );
+    }
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(plan.container.clone()),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(plan.image.clone()),
+                user: Some(facts.user.clone()),
+                // The dead-man switch: the first process lives as long as
+                // this CLI holds its stdin open.
+                entrypoint: Some(vec!["sh".into(), "-c".into(), "cat >/dev/null".into()]),
+                cmd: Some(vec![]),
+                working_dir: Some(WORKSPACE.into()),
+                attach_stdin: Some(true),
+                open_stdin: Some(true),
+                stdin_once: Some(true),
+                labels: Some(labels.for_role(Role::Agent)),
+                host_config: Some(HostConfig {
+                    network_mode: Some(internal.to_owned()),
+                    cap_drop: Some(vec!["ALL".into()]),
+                    security_opt: Some(vec!["no-new-privileges".into()]),
+                    init: Some(true),
+                    memory: Some(plan.limits.memory_bytes),
+                    pids_limit: Some(plan.limits.pids),
+                    runtime: Some(plan.runtime.clone()),
+                    auto_remove: Some(true),
+                    tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|created| created.id)
+        .map_err(|err| Error::new(format!("cannot create the agent container: {err}")))
+}
+
+/// claude's argv: the tool's flags, then the user's.
+fn claude_command(launch: &Launch, home: &str) -> Vec<String> {
+    let mut cmd = vec![
+        "claude".to_owned(),
+        "--dangerously-skip-permissions".to_owned(),
+    ];
+    if let Some(prompt) = launch.provision.prompt_path(home) {
+        cmd.extend(["--append-system-prompt-file".to_owned(), prompt]);
+    }
+    if launch.plan.remote_control {
+        cmd.push("--remote-control".to_owned());
+    }
+    cmd.extend(launch.claude_args.iter().cloned());
+    cmd
+}
+
+async fn create_network(
+    docker: &Docker,
+    name: &str,
+    internal: bool,
+    labels: HashMap<String, String>,
+) -> Result<String> {
+    // On engines before 25 an internal network still lets containers reach
+    // the host's services through the bridge's address; without an IPv4
+    // address on the host side of the bridge there is none to reach.
+    let options = internal.then(|| {
+        HashMap::from([(
+            "com.docker.network.bridge.inhibit_ipv4".to_owned(),
+            "true".to_owned(),
+        )])
+    });
+    docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            internal: Some(internal),
+            options,
+            labels: Some(labels),
+            ..Default::default()
+        })
+        .await
+        .map(|created| created.id)
+        .map_err(|err| Error::new(format!("cannot create the network {name}: {err}")))
 }

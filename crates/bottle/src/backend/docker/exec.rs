@@ -1,0 +1,227 @@
+//! Commands run in the agent container through exec: unpacking files and
+//! running claude itself.
+//!
+//! Files go in as a tar stream into `tar -x`, which works on read-only
+//! roots, under tmpfs and under gVisor, where the engine's archive upload
+//! does not. Every exec's exit code is checked: a missing command comes
+//! back as output text, not as an error.
+
+use std::io::Write as _;
+
+use bollard::Docker;
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
+use bollard::query_parameters::ResizeExecOptions;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::session::Console;
+
+/// Unpacks `archive` into `dir` as `user`.
+pub(super) async fn untar(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    dir: &str,
+    archive: Vec<u8>,
+) -> Result<()> {
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::new(format!("cannot copy files into the bottle: {err}"))
+    };
+    let exec = docker
+        .create_exec(
+            container,
+            ExecConfig {
+                cmd: Some(vec!["tar".into(), "-x".into(), "-C".into(), dir.into()]),
+                user: Some(user.into()),
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(|e| failed(&e))?
+    else {
+        return Err(failed(&"the exec did not attach"));
+    };
+    input.write_all(&archive).await.map_err(|e| failed(&e))?;
+    input.shutdown().await.map_err(|e| failed(&e))?;
+    let mut said = String::new();
+    while let Some(chunk) = output.next().await {
+        said.push_str(&chunk.map_err(|e| failed(&e))?.to_string());
+    }
+    match docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| failed(&e))?
+        .exit_code
+    {
+        Some(0) => Ok(()),
+        code => Err(failed(&format!(
+            "tar exited with {code:?}: {}",
+            said.trim()
+        ))),
+    }
+}
+
+/// What claude runs as and with.
+pub(super) struct ClaudeExec<'a> {
+    pub(super) container: &'a str,
+    pub(super) user: &'a str,
+    pub(super) workdir: &'a str,
+    pub(super) cmd: Vec<String>,
+    /// `NAME=value`; only ever in the exec, never in the container config.
+    pub(super) env: Vec<String>,
+}
+
+/// Runs claude with the user's stdio, a TTY when the console has one, and
+/// returns its exit code.
+pub(super) async fn run_claude(
+    docker: &Docker,
+    spec: ClaudeExec<'_>,
+    console: &dyn Console,
+) -> Result<i64> {
+    let failed =
+        |err: &dyn std::fmt::Display| Error::new(format!("cannot run claude in the bottle: {err}"));
+    let tty = console.is_tty();
+    let mut env = spec.env;
+    if tty {
+        env.extend([
+            "TERM=xterm-256color".to_owned(),
+            "COLORTERM=truecolor".to_owned(),
+        ]);
+    }
+    let exec = docker
+        .create_exec(
+            spec.container,
+            ExecConfig {
+                cmd: Some(spec.cmd),
+                env: Some(env),
+                user: Some(spec.user.into()),
+                working_dir: Some(spec.workdir.into()),
+                tty: Some(tty),
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    // With a TTY the exec starts without start options: bollard would
+    // otherwise split the raw stream into frames and corrupt it.
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(|e| failed(&e))?
+    else {
+        return Err(failed(&"the exec did not attach"));
+    };
+    let _raw = if tty {
+        resize(docker, &exec.id, console).await;
+        Some(console.raw_mode().map_err(|e| failed(&e))?)
+    } else {
+        None
+    };
+    let mut stdin = stdin_chunks();
+    let mut resized = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+        .map_err(|e| failed(&e))?;
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            chunk = output.next() => match chunk {
+                Some(Ok(log)) => {
+                    let stderr = matches!(log, bollard::container::LogOutput::StdErr { .. });
+                    let bytes = log.into_bytes();
+                    let written = if stderr {
+                        let mut err = std::io::stderr().lock();
+                        err.write_all(&bytes).and_then(|()| err.flush())
+                    } else {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes).and_then(|()| out.flush())
+                    };
+                    if written.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(err)) => return Err(failed(&err)),
+                None => break,
+            },
+            chunk = stdin.recv(), if stdin_open => {
+                if let Some(bytes) = chunk {
+                    stdin_open = input.write_all(&bytes).await.is_ok();
+                } else {
+                    stdin_open = false;
+                    let _ = input.shutdown().await;
+                }
+            }
+            _ = resized.recv(), if tty => resize(docker, &exec.id, console).await,
+        }
+    }
+    let inspect = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| failed(&e))?;
+    match inspect.exit_code {
+        // 126/127 come from the runtime: claude could not be started at all.
+        Some(code @ (126 | 127)) => Err(Error::new(format!(
+            "claude could not be started in the bottle (exit {code})"
+        ))
+        .hint("check that the image has an executable `claude` on its PATH")),
+        Some(code) => Ok(code),
+        None => Err(failed(&"no exit code")),
+    }
+}
+
+/// Sizes the exec's terminal like the user's. Engines below API 1.42
+/// ignore the size given at creation, and a resize right after start can
+/// race the exec's own set-up, so it is retried as the docker CLI does.
+async fn resize(docker: &Docker, exec: &str, console: &dyn Console) {
+    let Some((rows, cols)) = console.size() else {
+        return;
+    };
+    for _ in 0..5 {
+        let options = ResizeExecOptions {
+            h: i32::from(rows),
+            w: i32::from(cols),
+        };
+        if docker.resize_exec(exec, options).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The user's stdin, read on its own thread (reads of stdin cannot be
+/// cancelled); `None` once it ends.
+fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sender.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    receiver
+}

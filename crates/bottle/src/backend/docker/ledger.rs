@@ -1,0 +1,108 @@
+//! The ledger of what a launch created, torn down in reverse order.
+//!
+//! Teardown runs on every path: explicitly at the end of a session, and
+//! from `Drop` when a launch fails, panics or is abandoned (a signal drops
+//! the launch future). `Drop` cannot await, so it tears down on a thread of
+//! its own with a small runtime. Each removal is bounded in time, and a
+//! resource that is already gone counts as removed.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::RemoveContainerOptions;
+
+const REMOVE_WITHIN: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone)]
+pub(super) enum Resource {
+    Container(String),
+    Network(String),
+}
+
+#[derive(Debug)]
+pub(super) struct Ledger {
+    docker: Docker,
+    created: Vec<Resource>,
+}
+
+impl Ledger {
+    pub(super) fn new(docker: &Docker) -> Self {
+        Self {
+            docker: docker.clone(),
+            created: Vec::new(),
+        }
+    }
+
+    pub(super) fn record(&mut self, resource: Resource) {
+        self.created.push(resource);
+    }
+
+    /// Removes everything recorded, newest first; returns what could not be
+    /// removed (already-gone counts as removed).
+    pub(super) async fn teardown(&mut self) -> Vec<String> {
+        let mut failures = Vec::new();
+        while let Some(resource) = self.created.pop() {
+            if let Err(err) = remove(&self.docker, &resource).await {
+                failures.push(format!("{resource:?}: {err}"));
+            }
+        }
+        failures
+    }
+}
+
+async fn remove(docker: &Docker, resource: &Resource) -> Result<(), String> {
+    let removal = async {
+        match resource {
+            Resource::Container(id) => {
+                docker
+                    .remove_container(
+                        id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+            }
+            Resource::Network(id) => docker.remove_network(id).await,
+        }
+    };
+    let container = matches!(resource, Resource::Container(_));
+    match tokio::time::timeout(REMOVE_WITHIN, removal).await {
+        Ok(Ok(())) => Ok(()),
+        // 404: already gone. 409 on a container: its removal is already
+        // under way (auto-remove after the dead-man switch fired).
+        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code, .. }))
+            if status_code == 404 || (container && status_code == 409) =>
+        {
+            Ok(())
+        }
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {} s", REMOVE_WITHIN.as_secs())),
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if self.created.is_empty() {
+            return;
+        }
+        let mut ledger = Ledger {
+            docker: self.docker.clone(),
+            created: std::mem::take(&mut self.created),
+        };
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            Some(runtime.block_on(ledger.teardown()))
+        })
+        .join();
+        if let Ok(Some(failures)) = outcome {
+            for failure in failures {
+                eprintln!("warning: teardown left {failure}; `claude-bottle cleanup` removes it");
+            }
+        }
+    }
+}

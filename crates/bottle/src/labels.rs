@@ -1,0 +1,81 @@
+//! The labels every resource of an instance carries. `list` and `cleanup`
+//! find resources by these, never by name.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::owner::Owner;
+
+pub const MANAGED: &str = "io.claude-bottle.managed";
+pub const INSTANCE: &str = "io.claude-bottle.instance";
+pub const BOTTLE: &str = "io.claude-bottle.bottle";
+pub const AGENT: &str = "io.claude-bottle.agent";
+pub const ROLE: &str = "io.claude-bottle.role";
+pub const CREATED: &str = "io.claude-bottle.created";
+pub const OWNER_HOST: &str = "io.claude-bottle.owner.host";
+pub const OWNER_BOOT_ID: &str = "io.claude-bottle.owner.boot-id";
+pub const OWNER_PID: &str = "io.claude-bottle.owner.pid";
+pub const OWNER_START_TIME: &str = "io.claude-bottle.owner.start-time";
+
+/// What a resource is for within its instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A short-lived container that reports an image's user and tools.
+    Probe,
+    Agent,
+    InternalNetwork,
+    EgressNetwork,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Probe => "probe",
+            Self::Agent => "agent",
+            Self::InternalNetwork => "internal-network",
+            Self::EgressNetwork => "egress-network",
+        }
+    }
+}
+
+/// The labels shared by all resources of one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceLabels {
+    common: HashMap<String, String>,
+}
+
+impl InstanceLabels {
+    pub fn new(
+        instance: &str,
+        bottle: &str,
+        agent: &str,
+        owner: &Owner,
+        extra: &[(String, String)],
+    ) -> Self {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut common: HashMap<String, String> = extra.iter().cloned().collect();
+        for (key, value) in [
+            (MANAGED, "true".to_owned()),
+            (INSTANCE, instance.to_owned()),
+            (BOTTLE, bottle.to_owned()),
+            (AGENT, agent.to_owned()),
+            (CREATED, created.to_string()),
+            (OWNER_HOST, owner.host.clone()),
+            (OWNER_BOOT_ID, owner.boot_id.clone()),
+            (OWNER_PID, owner.pid.to_string()),
+            (OWNER_START_TIME, owner.start_time.to_string()),
+        ] {
+            common.insert(key.to_owned(), value);
+        }
+        Self { common }
+    }
+
+    /// The labels of one resource.
+    pub fn for_role(&self, role: Role) -> HashMap<String, String> {
+        let mut labels = self.common.clone();
+        labels.insert(ROLE.to_owned(), role.as_str().to_owned());
+        labels
+    }
+}

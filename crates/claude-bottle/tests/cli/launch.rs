@@ -1,0 +1,650 @@
+//! Real bottles on the real engine, with the fake claude: what claude sees,
+//! how its container is hardened, and that nothing is left on any way out.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
+};
+use fixtures::report::frames;
+use serde_json::{Value, json};
+
+use crate::engine::connect;
+use crate::fixture::{
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestNetwork, http_get,
+    start_service,
+};
+use crate::support::{Output, Sandbox};
+
+const HOST_VALUE: &str = "host-token-93ac";
+const OAUTH_VALUE: &str = "oauth-token-b77d";
+const LITERAL_VALUE: &str = "Ada-literal-5e1";
+
+static RUN: AtomicUsize = AtomicUsize::new(0);
+
+/// A sandbox whose bottles run the fake claude, carry this test's label and
+/// give claude `behaviour` (the fake claude's `FAKE_CLAUDE_*` settings).
+fn bottle_sandbox(test: &str, behaviour: &[(&str, &str)]) -> (Sandbox, String) {
+    let label = format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut env = json!({ "NAME": LITERAL_VALUE, "TOKEN": "${HOST_TOKEN}" });
+    for (name, value) in behaviour {
+        env[name] = json!(value);
+    }
+    let manifest = json!({
+        "bottles": { "dev": { "env": env, "egress": { "builtin": false } } },
+        "agents": { "a": { "bottle": "dev", "skills": ["tdd"], "prompt": "You implement." } },
+    });
+    let sandbox = Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+        .env("HOST_TOKEN", HOST_VALUE)
+        .env("CLAUDE_BOTTLE_OAUTH_TOKEN", OAUTH_VALUE);
+    sandbox.skill("tdd");
+    (sandbox, label)
+}
+
+async fn fake_claude_present(test: &str) -> Option<Docker> {
+    let docker = connect(test).await?;
+    if docker.inspect_image(FAKE_CLAUDE_IMAGE).await.is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and {FAKE_CLAUDE_IMAGE} is missing"
+        );
+        eprintln!("SKIPPED {test}: {FAKE_CLAUDE_IMAGE} is not built; run scripts/test");
+        return None;
+    }
+    Some(docker)
+}
+
+fn label_filter(label: &str, extra: Option<String>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![format!("{TEST_LABEL}={label}")];
+    labels.extend(extra);
+    HashMap::from([("label".to_owned(), labels)])
+}
+
+/// Containers and networks that carry `label` (the test's run).
+async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(label, None)),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(label_filter(label, None)),
+        }))
+        .await
+        .unwrap();
+    (
+        containers.into_iter().filter_map(|c| c.id).collect(),
+        networks.into_iter().filter_map(|n| n.id).collect(),
+    )
+}
+
+#[track_caller]
+fn report(out: &Output) -> Value {
+    frames(&out.stdout, "report")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no report in {out:?}"))
+}
+
+/// A `start` running in the background, its stdin held by the test.
+struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Session {
+    fn spawn(sandbox: &Sandbox, args: &[&str]) -> Self {
+        let mut child = sandbox
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            let text = Arc::new(Mutex::new(String::new()));
+            let sink = text.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            text
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Ends the fake claude's `FAKE_CLAUDE_READ_STDIN` wait and the session.
+    fn finish(mut self, input: &str) -> Output {
+        let mut stdin = self.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        self.wait()
+    }
+
+    fn wait(mut self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session did not end: {}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+/// The running agent container of the test's instance, once it is up and
+/// the fake claude has reported.
+async fn running_agent(
+    docker: &Docker,
+    label: &str,
+    session: &Session,
+) -> ContainerInspectResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = docker
+            .list_containers(Some(ListContainersOptions {
+                filters: Some(label_filter(
+                    label,
+                    Some("io.claude-bottle.role=agent".to_owned()),
+                )),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let reported = !frames(&session.stdout.lock().unwrap(), "report").is_empty();
+        if let (Some(container), true) = (found.first(), reported) {
+            let id = container.id.clone().unwrap();
+            return docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no running agent; stderr: {}",
+            session.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn claude_runs_as_the_images_user_with_everything_it_should_see() {
+    let Some(docker) = fake_claude_present("session contents").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("contents", &[]);
+    let out = sandbox.run(&["start", "a", "--yes", "--", "--model", "mock-model"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = report(&out);
+    assert_eq!(report["user"], "agent");
+    assert_eq!(report["uid"], 1000);
+    assert_eq!(report["cwd"], "/workspace");
+    assert_eq!(
+        report["argv"],
+        json!([
+            "claude",
+            "--dangerously-skip-permissions",
+            "--append-system-prompt-file",
+            "/home/agent/.claude-bottle/prompt.md",
+            "--model",
+            "mock-model"
+        ])
+    );
+    let home = report["files"]["home"].as_array().unwrap();
+    for file in [
+        ".claude-bottle/prompt.md",
+        ".claude/skills/tdd/SKILL.md",
+        ".claude.json",
+        ".claude/settings.json",
+    ] {
+        assert!(home.contains(&json!(file)), "{file} not in {home:?}");
+    }
+    let env = &report["env"];
+    assert_eq!(env["NAME"], LITERAL_VALUE);
+    assert_eq!(env["TOKEN"], HOST_VALUE);
+    assert_eq!(env["CLAUDE_CODE_OAUTH_TOKEN"], OAUTH_VALUE);
+    for unset in ["HTTP_PROXY", "HOST_TOKEN", "CLAUDE_BOTTLE_OAUTH_TOKEN"] {
+        assert!(env.get(unset).is_none(), "{unset} reached claude: {env}");
+    }
+    assert_eq!(report["tty"], json!({ "stdin": false, "stdout": false }));
+    // The tool's own messages stay on stderr; claude's output is stdout.
+    assert!(
+        out.stderr
+            .contains("Everything in the bottle is gone when it exits.")
+    );
+    assert!(!out.stdout.contains("Everything in the bottle"));
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn start_exits_with_claudes_exit_code_and_leaves_nothing() {
+    let Some(docker) = fake_claude_present("exit code").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("exit-code", &[("FAKE_CLAUDE_EXIT", "7")]);
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 7, "{out:?}");
+    assert_eq!(frames(&out.stdout, "exit"), [json!({ "code": 7 })]);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
+}
+
+/// Checks a running instance's agent container, then ends the session and
+/// checks that none of the instance's resources is left.
+async fn hardened_lifecycle(runtime: &str) {
+    let Some(docker) = fake_claude_present("hardened lifecycle").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("hardened", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let sandbox = sandbox
+        .env("CLAUDE_BOTTLE_RUNTIME", runtime)
+        .env("CLAUDE_BOTTLE_MEMORY", "768m")
+        .env("CLAUDE_BOTTLE_PIDS", "321");
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let agent = running_agent(&docker, &label, &session).await;
+    let (containers, networks) = leftovers(&docker, &label).await;
+    assert_eq!(
+        (containers.len(), networks.len()),
+        (1, 2),
+        "one agent, two networks"
+    );
+
+    let host = agent.host_config.clone().unwrap();
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(
+        host.security_opt,
+        Some(vec!["no-new-privileges".to_owned()])
+    );
+    assert_eq!(host.init, Some(true));
+    assert_eq!(host.memory, Some(768 << 20));
+    assert_eq!(host.pids_limit, Some(321));
+    assert_eq!(host.runtime.as_deref(), Some(runtime));
+    let config = agent.config.clone().unwrap();
+    assert_eq!(config.user.as_deref(), Some("agent"));
+    let labels = config.labels.clone().unwrap();
+    let instance = agent
+        .name
+        .clone()
+        .unwrap()
+        .trim_start_matches('/')
+        .trim_end_matches("-agent")
+        .to_owned();
+    assert!(instance.starts_with("claude-bottle-a-"), "{instance}");
+    for (key, value) in [
+        ("io.claude-bottle.managed", "true"),
+        ("io.claude-bottle.instance", instance.as_str()),
+        ("io.claude-bottle.agent", "a"),
+        ("io.claude-bottle.bottle", "dev"),
+        ("io.claude-bottle.role", "agent"),
+        (
+            "io.claude-bottle.owner.pid",
+            &session.child.id().to_string(),
+        ),
+        (TEST_LABEL, label.as_str()),
+    ] {
+        assert_eq!(
+            labels.get(key).map(String::as_str),
+            Some(value),
+            "label {key}: {labels:?}"
+        );
+    }
+    for key in [
+        "io.claude-bottle.created",
+        "io.claude-bottle.owner.boot-id",
+        "io.claude-bottle.owner.start-time",
+        "io.claude-bottle.owner.host",
+    ] {
+        assert!(
+            labels.get(key).is_some_and(|v| !v.is_empty()),
+            "label {key}: {labels:?}"
+        );
+    }
+    // The values reached claude (the report) but no container's config.
+    let report = frames(&session.stdout.lock().unwrap(), "report")[0].clone();
+    assert_eq!(report["env"]["TOKEN"], HOST_VALUE);
+    for id in &containers {
+        let inspect = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        crate::secrets::assert_never_shown(
+            &serde_json::to_string(&inspect).unwrap(),
+            &[HOST_VALUE, OAUTH_VALUE, LITERAL_VALUE],
+        );
+    }
+
+    let out = session.finish("bye\n");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        frames(&out.stdout, "stdin")[0]["text"],
+        "bye\n",
+        "stdin reached claude"
+    );
+    let (left_containers, left_networks) = leftovers(&docker, &label).await;
+    assert!(
+        left_containers.iter().all(|id| !containers.contains(id)),
+        "containers left: {left_containers:?}"
+    );
+    assert!(
+        left_networks.iter().all(|id| !networks.contains(id)),
+        "networks left: {left_networks:?}"
+    );
+    assert_eq!((left_containers, left_networks), (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_session_is_hardened_labelled_and_leaves_nothing_under_runc() {
+    hardened_lifecycle("runc").await;
+}
+
+#[tokio::test]
+async fn a_session_is_hardened_labelled_and_leaves_nothing_under_gvisor() {
+    let Some(docker) = connect("gvisor lifecycle").await else {
+        return;
+    };
+    let has_runsc = docker
+        .info()
+        .await
+        .unwrap()
+        .runtimes
+        .unwrap_or_default()
+        .contains_key("runsc");
+    assert!(
+        has_runsc || std::env::var_os("CI").is_none(),
+        "CI is set and the engine has no runsc"
+    );
+    if has_runsc {
+        hardened_lifecycle("runsc").await;
+    }
+}
+
+#[tokio::test]
+async fn a_launch_failing_half_way_leaves_nothing() {
+    let Some(docker) = fake_claude_present("failure half-way").await else {
+        return;
+    };
+    // The engine refuses a 1 MiB memory limit when the agent container is
+    // created: after the probe and both networks.
+    let (sandbox, label) = bottle_sandbox("half-way", &[]);
+    let sandbox = sandbox.env("CLAUDE_BOTTLE_MEMORY", "1m");
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot create the agent container"),
+        "{out:?}"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
+}
+
+#[tokio::test]
+async fn images_that_break_the_contract_are_refused_clearly() {
+    let Some(docker) = fake_claude_present("bad images").await else {
+        return;
+    };
+    for (image, expected) in [
+        (BASE_IMAGE, "runs as root"),
+        ("claude-bottle-test/no-claude", "lacks `claude`"),
+        ("claude-bottle-test/no-tar", "lacks `tar`"),
+        ("claude-bottle-test/not-there", "is not on the engine"),
+    ] {
+        let (sandbox, label) = bottle_sandbox("bad-image", &[]);
+        let out = sandbox
+            .env("CLAUDE_BOTTLE_IMAGE", image)
+            .run(&["start", "a", "--yes"]);
+        assert_eq!(out.code, 125, "{image}: {out:?}");
+        assert!(
+            out.stderr.contains(expected),
+            "{image}: expected `{expected}` in {out:?}"
+        );
+        assert_eq!(
+            leftovers(&docker, &label).await,
+            (vec![], vec![]),
+            "{image}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn kill_9_of_the_cli_takes_its_containers_down() {
+    let Some(docker) = fake_claude_present("kill -9").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("kill9", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let mut session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    running_agent(&docker, &label, &session).await;
+    session.child.kill().unwrap();
+    session.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftovers(&docker, &label).await.0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the agent container outlived its CLI by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Networks do not remove themselves; sweeping them is `cleanup`'s job.
+    for network in leftovers(&docker, &label).await.1 {
+        docker.remove_network(&network).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn two_instances_of_one_agent_run_at_once_and_both_clean_up() {
+    let Some(docker) = fake_claude_present("two instances").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("two", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let first = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let second = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let names = loop {
+        let agents = docker
+            .list_containers(Some(ListContainersOptions {
+                filters: Some(label_filter(
+                    &label,
+                    Some("io.claude-bottle.role=agent".to_owned()),
+                )),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let reported = [&first, &second]
+            .iter()
+            .all(|s| !frames(&s.stdout.lock().unwrap(), "report").is_empty());
+        if agents.len() == 2 && reported {
+            break agents
+                .into_iter()
+                .flat_map(|c| c.names.unwrap_or_default())
+                .collect::<Vec<_>>();
+        }
+        assert!(Instant::now() < deadline, "both sessions never ran at once");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1]);
+    let (a, b) = (first.finish("one\n"), second.finish("two\n"));
+    assert_eq!((a.code, b.code), (0, 0), "{a:?} {b:?}");
+    assert_eq!(frames(&a.stdout, "stdin")[0]["text"], "one\n");
+    assert_eq!(frames(&b.stdout, "stdin")[0]["text"], "two\n");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+/// A listener on all of the host's addresses that answers HTTP and counts
+/// who reached it.
+fn host_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\nhost\n");
+        }
+    });
+    (port, hits)
+}
+
+fn host_addresses() -> Vec<String> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(ToOwned::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() {
+    let Some(docker) = fake_claude_present("isolation").await else {
+        return;
+    };
+    // "Elsewhere": a sink on an ordinary network, and a listener on every
+    // address of the host.
+    let outside_label = format!("isolation-outside-{}", std::process::id());
+    let outside = TestNetwork::create_routed(&docker, &outside_label).await;
+    let sink = Service {
+        image: FIXTURES_IMAGE,
+        cmd: &["sink"],
+        env: &[],
+        network: &outside,
+        alias: "sink",
+        runtime: "runc",
+    };
+    let (_sink, sink_address) = start_service(&docker, &outside_label, &sink).await;
+    let sink_records = || -> Vec<Value> {
+        serde_json::from_str(&http_get(&sink_address, 9999, "/_records")).unwrap()
+    };
+    let (port, hits) = host_listener();
+    let hosts = host_addresses();
+    let docker0 = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "docker0"])
+        .output()
+        .unwrap();
+    let docker0 = String::from_utf8(docker0.stdout).unwrap();
+    let docker0 = docker0
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        hosts.contains(&docker0),
+        "docker0's {docker0} not among the host's addresses {hosts:?}"
+    );
+
+    // One line: manifest values are single lines. The gateway of the
+    // bottle's own network is its address with a last .1.
+    let script = format!(
+        "gw=$(hostname -i | cut -d' ' -f1 | sed 's/[.][0-9]*$/.1/'); \
+         for a in $gw:{port} {hosts} {sink_address}:80; do \
+           if curl -s --max-time 2 http://$a/ >/dev/null; then echo \"reached $a\"; else echo \"blocked $a\"; fi; \
+         done; \
+         if timeout 5 getent hosts deb.debian.org >/dev/null; then echo 'dns resolves'; else echo 'no dns'; fi",
+        hosts = hosts
+            .iter()
+            .map(|h| format!("{h}:{port}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let (sandbox, label) = bottle_sandbox("isolation", &[("FAKE_CLAUDE_RUN", &script)]);
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        frames(&out.stdout, "ran"),
+        [json!({ "code": 0 })],
+        "{}",
+        out.stdout
+    );
+    let said = |prefix: &str| out.stdout.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(said("reached "), 0, "{}", out.stdout);
+    assert_eq!(said("blocked "), hosts.len() + 2, "{}", out.stdout);
+    assert_eq!(said("no dns"), 1, "{}", out.stdout);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the host listener was reached from the bottle"
+    );
+    assert!(
+        sink_records().is_empty(),
+        "the sink was reached from the bottle"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+
+    // The control: an ordinary container on the ordinary network reaches
+    // the host listener at its gateway, and the sink.
+    let control = Service {
+        image: BASE_IMAGE,
+        cmd: &["sleep", "60"],
+        env: &[],
+        network: &outside,
+        alias: "control",
+        runtime: "runc",
+    };
+    let (control, _) = start_service(&docker, &outside_label, &control).await;
+    let check = format!(
+        "gw=$(hostname -i | cut -d' ' -f1 | sed 's/[.][0-9]*$/.1/'); curl -s --max-time 5 http://$gw:{port}/ && curl -s --max-time 5 http://sink/"
+    );
+    let (code, output) =
+        crate::fixture::exec(&docker, &control.id, &["sh", "-c", &check], &[]).await;
+    assert_eq!(
+        (code, output.as_str()),
+        (0, "host\nsink\n"),
+        "the control reached neither"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(sink_records().len(), 1);
+}
