@@ -648,3 +648,101 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(sink_records().len(), 1);
 }
+
+#[tokio::test]
+async fn an_image_without_a_workspace_gets_one_owned_by_its_user() {
+    let Some(docker) = fake_claude_present("no workspace").await else {
+        return;
+    };
+    let probe = "touch /workspace/made-here && stat -c '%U %a' /workspace";
+    let (sandbox, label) = bottle_sandbox("no-workspace", &[("FAKE_CLAUDE_RUN", probe)]);
+    let out = sandbox
+        .env("CLAUDE_BOTTLE_IMAGE", "claude-bottle-test/no-workspace")
+        .run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(report(&out)["user"], "worker");
+    assert_eq!(report(&out)["cwd"], "/workspace");
+    assert!(
+        out.stdout.lines().any(|l| l == "worker 755"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(frames(&out.stdout, "ran"), [json!({ "code": 0 })]);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn ssh_hosts_and_cwd_are_refused_at_launch_until_they_can_be_provisioned() {
+    let Some(docker) = fake_claude_present("ssh and cwd refused").await else {
+        return;
+    };
+    let label = format!("refused-{}", std::process::id());
+    let sandbox = Sandbox::with_manifest(
+        r#"{"bottles": {"keyed": {"ssh": [{"Host": "gitea", "IdentityFile": "~/.ssh/key"}]}, "plain": {}},
+            "agents": {"s": {"bottle": "keyed"}, "p": {"bottle": "plain"}}}"#,
+    )
+    .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
+    .env("CLAUDE_BOTTLE_EXTRA_LABELS", &format!("{TEST_LABEL}={label}"));
+    std::fs::create_dir_all(sandbox.home.join(".ssh")).unwrap();
+    std::fs::write(sandbox.home.join(".ssh/key"), "key").unwrap();
+    std::fs::create_dir(sandbox.cwd.join(".git")).unwrap();
+    assert_eq!(
+        sandbox.run(&["start", "s", "--dry-run"]).code,
+        0,
+        "a dry run still shows them"
+    );
+    let out = sandbox.run(&["start", "s", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("cannot provision SSH yet"), "{out:?}");
+    let out = sandbox.run(&["start", "p", "--cwd", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("--cwd cannot copy"), "{out:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+/// A signal to the CLI during a session without a terminal tears the
+/// bottle down and exits 128 + the signal's number.
+async fn signal_during_session(signal: &str, code: i32) {
+    let Some(docker) = fake_claude_present("signal during a session").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("signal", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    running_agent(&docker, &label, &session).await;
+    let (containers, networks) = leftovers(&docker, &label).await;
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &session.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = session.wait();
+    assert_eq!(out.code, code, "{out:?}");
+    let (left_containers, left_networks) = leftovers(&docker, &label).await;
+    assert!(
+        left_containers.iter().all(|c| !containers.contains(c)),
+        "{signal}: containers left"
+    );
+    assert!(
+        left_networks.iter().all(|n| !networks.contains(n)),
+        "{signal}: networks left"
+    );
+    assert!(
+        sandbox.stage_dirs().is_empty(),
+        "{signal}: the stage was left"
+    );
+}
+
+#[tokio::test]
+async fn sigint_during_a_session_without_a_terminal_tears_down_and_exits_130() {
+    signal_during_session("INT", 130).await;
+}
+
+#[tokio::test]
+async fn sigterm_during_a_session_tears_down_and_exits_143() {
+    signal_during_session("TERM", 143).await;
+}
+
+#[tokio::test]
+async fn sighup_during_a_session_tears_down_and_exits_129() {
+    signal_during_session("HUP", 129).await;
+}

@@ -94,10 +94,15 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &Owner::current(),
         &launch.extra_labels,
     );
-    let facts = image::probe(docker, &plan.image, labels.for_role(Role::Probe), ledger).await?;
-    ledger.teardown().await;
-
-    let (internal, egress) = tokio::join!(
+    // The probe and the two networks do not depend on each other.
+    let mut probe_ledger = Ledger::new(docker);
+    let (facts, internal, egress) = tokio::join!(
+        image::probe(
+            docker,
+            &plan.image,
+            labels.for_role(Role::Probe),
+            &mut probe_ledger
+        ),
         create_network(
             docker,
             &plan.networks[0],
@@ -111,9 +116,11 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
             labels.for_role(Role::EgressNetwork)
         ),
     );
+    probe_ledger.teardown().await;
     for network in [&internal, &egress].into_iter().flatten() {
         ledger.record(Resource::Network(network.clone()));
     }
+    let facts = facts?;
     let (internal, _egress) = (internal?, egress?);
 
     let container = create_agent(docker, plan, &facts, &labels, &internal).await?;
