@@ -2,6 +2,7 @@
 //! find resources by these, never by name.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::owner::Owner;
@@ -16,6 +17,16 @@ pub const OWNER_HOST: &str = "io.claude-bottle.owner.host";
 pub const OWNER_BOOT_ID: &str = "io.claude-bottle.owner.boot-id";
 pub const OWNER_PID: &str = "io.claude-bottle.owner.pid";
 pub const OWNER_START_TIME: &str = "io.claude-bottle.owner.start-time";
+
+/// The owner a resource's labels name, when they name one whole.
+pub fn owner<S: BuildHasher>(labels: &HashMap<String, String, S>) -> Option<Owner> {
+    Some(Owner {
+        host: labels.get(OWNER_HOST)?.clone(),
+        boot_id: labels.get(OWNER_BOOT_ID)?.clone(),
+        pid: labels.get(OWNER_PID)?.parse().ok()?,
+        start_time: labels.get(OWNER_START_TIME)?.parse().ok()?,
+    })
+}
 
 /// What a resource is for within its instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,9 +5,11 @@
 //! engine calls sit behind [`backend::Backend`].
 
 pub mod backend;
+pub mod cleanup;
 pub mod env;
 pub mod error;
 pub mod instance;
+pub mod instances;
 pub mod labels;
 pub mod manifest;
 pub mod owner;

@@ -7,7 +7,7 @@
 
 use std::fs;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     pub host: String,
     pub boot_id: String,
@@ -24,6 +24,30 @@ impl Owner {
             boot_id: boot_id(),
             pid,
             start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+}
+
+/// Whether an owner still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    Live,
+    Dead,
+    /// Another host or another boot: it cannot be checked from here.
+    Unknown,
+}
+
+impl Owner {
+    /// Checked against this host and boot: the pid must run and have
+    /// started when the owner did, or it is another process reusing it.
+    pub fn liveness(&self) -> Liveness {
+        if self.host != host_name() || self.boot_id != boot_id() {
+            return Liveness::Unknown;
+        }
+        match start_time(self.pid) {
+            Some(started) if started == self.start_time => Liveness::Live,
+            _ => Liveness::Dead,
         }
     }
 }
@@ -51,6 +75,28 @@ pub fn start_time(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owner_is_live_only_while_its_very_process_runs() {
+        let me = Owner::current();
+        assert_eq!(me.liveness(), Liveness::Live);
+        // The same pid with another start time: a reused pid, not the owner.
+        let reused = Owner {
+            start_time: me.start_time + 1,
+            ..me.clone()
+        };
+        assert_eq!(reused.liveness(), Liveness::Dead);
+        let elsewhere = Owner {
+            host: format!("{}-other", me.host),
+            ..me.clone()
+        };
+        assert_eq!(elsewhere.liveness(), Liveness::Unknown);
+        let rebooted = Owner {
+            boot_id: "00000000-0000-0000-0000-000000000000".into(),
+            ..me
+        };
+        assert_eq!(rebooted.liveness(), Liveness::Unknown);
+    }
 
     #[test]
     fn this_process_has_a_start_time_and_a_boot() {

@@ -44,7 +44,8 @@ pub const DOCKER_HOST: Variable = Variable {
 
 pub const EXTRA_LABELS: Variable = Variable {
     name: "CLAUDE_BOTTLE_EXTRA_LABELS",
-    help: "`key=value,key=value` labels added to every container and network (for CI systems and tests).",
+    help: "`key=value,key=value` labels added to every container and network (for CI systems and tests); \
+           `list`, `cleanup` and the sweep then see only resources carrying them.",
 };
 pub const MEMORY: Variable = Variable {
     name: "CLAUDE_BOTTLE_MEMORY",

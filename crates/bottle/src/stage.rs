@@ -11,6 +11,42 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::instance::InstanceName;
+use crate::owner::Owner;
+
+const OWNER_FILE: &str = "owner.json";
+
+/// Where the stage directories of `home` live.
+pub fn stage_root(home: &Path) -> PathBuf {
+    home.join(".cache/claude-bottle/stage")
+}
+
+/// A stage directory found on disk, with its owner when it names one.
+#[derive(Debug, Clone)]
+pub struct FoundStage {
+    pub instance: String,
+    pub path: PathBuf,
+    pub owner: Option<Owner>,
+}
+
+/// Every stage directory under `home`.
+pub fn find_stages(home: &Path) -> Vec<FoundStage> {
+    let Ok(entries) = fs::read_dir(stage_root(home)) else {
+        return Vec::new();
+    };
+    let mut stages: Vec<FoundStage> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| FoundStage {
+            instance: e.file_name().to_string_lossy().into_owned(),
+            owner: fs::read(e.path().join(OWNER_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            path: e.path(),
+        })
+        .collect();
+    stages.sort_by(|a, b| a.instance.cmp(&b.instance));
+    stages
+}
 
 #[derive(Debug)]
 pub struct StageDir {
@@ -20,7 +56,7 @@ pub struct StageDir {
 
 impl StageDir {
     pub fn create(home: &Path, instance: InstanceName) -> Result<Self> {
-        let root = home.join(".cache/claude-bottle/stage");
+        let root = stage_root(home);
         let path = root.join(instance.as_str());
         let failed = |err: std::io::Error| {
             Error::new(format!(

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use bottle::backend::{Backend, Launch, Resources};
+use bottle::instances::Instance;
 use bottle::manifest::Manifest;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
@@ -35,6 +36,14 @@ impl Backend for FixedBackend {
 
     async fn launch(&self, _: Launch) -> bottle::Result<i32> {
         unreachable!("prepare tests never launch")
+    }
+
+    async fn instances(&self, _: &[(String, String)]) -> bottle::Result<Vec<Instance>> {
+        unreachable!("prepare tests list nothing")
+    }
+
+    async fn remove(&self, _: &Instance) -> bottle::Result<()> {
+        unreachable!("prepare tests remove nothing")
     }
 }
 

@@ -39,6 +39,32 @@ pub(crate) enum Command {
     ///   echo "fix the build" | claude-bottle start implementer --yes -- -p
     Start(StartArgs),
 
+    /// List bottle instances: name, agent, age, runtime, state and owner.
+    ///
+    /// Instances are found by their labels on the engine. An owner is
+    /// "live" while the claude-bottle process that started the instance
+    /// runs, "dead" once it is gone, and "unknown" when it ran on another
+    /// host or before a reboot.
+    List {
+        /// `text` (a table) or `json` (for scripts).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+
+    /// Remove what bottle instances left behind.
+    ///
+    /// Without names, removes every instance whose owner is dead (its
+    /// containers, then its networks) and the stage directories of dead
+    /// instances. Live instances are kept unless named or --include-live is
+    /// given. Shows the plan and asks first.
+    ///
+    /// Examples:
+    ///
+    ///   claude-bottle cleanup --dry-run
+    ///
+    ///   claude-bottle cleanup claude-bottle-implementer-x1y2z3 --yes
+    Cleanup(CleanupArgs),
+
     /// Show what an agent gets: its bottle, prompt, skills, environment
     /// names, SSH hosts and egress allowlist. Never asks for or shows a
     /// secret value.
@@ -83,6 +109,24 @@ pub(crate) struct StartArgs {
     /// Arguments passed to claude as they are, after `--`.
     #[arg(last = true, value_name = "CLAUDE_ARGS")]
     pub(crate) claude_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CleanupArgs {
+    /// Instances to remove, live or not (names as `list` shows them).
+    pub(crate) instances: Vec<String>,
+
+    /// Also remove instances whose owner is alive, or cannot be checked.
+    #[arg(long)]
+    pub(crate) include_live: bool,
+
+    /// Remove without asking (needed when there is no terminal to ask on).
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

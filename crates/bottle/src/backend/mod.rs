@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::env::ResolvedEnv;
 use crate::error::{Error, Result};
+use crate::instances::Instance;
 use crate::plan::Plan;
 use crate::provision::Provision;
 use crate::session::Console;
@@ -61,6 +62,13 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// Creates the bottle, provisions it, runs claude in it and tears it
     /// all down again, on every path; returns claude's exit code.
     async fn launch(&self, launch: Launch) -> Result<i32>;
+
+    /// Every instance the engine holds resources of, found by label; with
+    /// `scope`, only resources carrying all of those labels too.
+    async fn instances(&self, scope: &[(String, String)]) -> Result<Vec<Instance>>;
+
+    /// Removes an instance's resources: containers first, then networks.
+    async fn remove(&self, instance: &Instance) -> Result<()>;
 }
 
 type MakeBackend = fn() -> Box<dyn Backend>;

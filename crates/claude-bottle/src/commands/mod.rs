@@ -1,6 +1,8 @@
 //! One module per command; each returns the process's exit code.
 
+mod cleanup;
 mod info;
+mod list;
 mod start;
 
 use std::path::PathBuf;
@@ -15,16 +17,22 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match cli.command {
         Command::Start(args) => start::run(args).await,
         Command::Info { agent } => info::run(&agent),
+        Command::List { format } => list::run(format).await,
+        Command::Cleanup(args) => cleanup::run(args).await,
     }
+}
+
+/// The home directory (`HOME`).
+fn home() -> Result<PathBuf, CommandError> {
+    Ok(std::env::var_os(bottle::settings::HOME.name)
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::new("HOME is not set").hint("set HOME to your home directory"))?)
 }
 
 /// The two places a manifest is looked for.
 fn manifest_dirs() -> Result<(PathBuf, PathBuf), CommandError> {
     let cwd = std::env::current_dir()
         .map_err(|err| Error::new(format!("cannot read the working directory: {err}")))?;
-    let home = std::env::var_os(bottle::settings::HOME.name)
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| Error::new("HOME is not set").hint("set HOME to your home directory"))?;
-    Ok((cwd, home))
+    Ok((cwd, home()?))
 }

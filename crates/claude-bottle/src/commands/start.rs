@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use bottle::backend::{self, Launch};
+use bottle::cleanup::sweep;
 use bottle::manifest::Manifest;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
@@ -66,6 +67,12 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
             eprintln!("aborted by user");
             return Ok(ExitCode::SUCCESS);
         }
+    }
+    // What dead instances left goes now, before this one adds its own.
+    match sweep(backend.as_ref(), &spec.home, &spec.settings.extra_labels).await {
+        Ok(0) => {}
+        Ok(swept) => eprintln!("swept {swept} leftover(s) of dead instances"),
+        Err(err) => eprintln!("warning: could not sweep dead instances: {}", err.message()),
     }
     let mut prompt = TerminalPrompt;
     let mut env = prepared

@@ -32,7 +32,7 @@ static RUN: AtomicUsize = AtomicUsize::new(0);
 
 /// A sandbox whose bottles run the fake claude, carry this test's label and
 /// give claude `behaviour` (the fake claude's `FAKE_CLAUDE_*` settings).
-fn bottle_sandbox(test: &str, behaviour: &[(&str, &str)]) -> (Sandbox, String) {
+pub(crate) fn bottle_sandbox(test: &str, behaviour: &[(&str, &str)]) -> (Sandbox, String) {
     let label = format!(
         "{test}-{}-{}",
         std::process::id(),
@@ -58,7 +58,7 @@ fn bottle_sandbox(test: &str, behaviour: &[(&str, &str)]) -> (Sandbox, String) {
     (sandbox, label)
 }
 
-async fn fake_claude_present(test: &str) -> Option<Docker> {
+pub(crate) async fn fake_claude_present(test: &str) -> Option<Docker> {
     let docker = connect(test).await?;
     if docker.inspect_image(FAKE_CLAUDE_IMAGE).await.is_err() {
         assert!(
@@ -78,7 +78,7 @@ fn label_filter(label: &str, extra: Option<String>) -> HashMap<String, Vec<Strin
 }
 
 /// Containers and networks that carry `label` (the test's run).
-async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
+pub(crate) async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -108,15 +108,15 @@ fn report(out: &Output) -> Value {
 }
 
 /// A `start` running in the background, its stdin held by the test.
-struct Session {
-    child: Child,
+pub(crate) struct Session {
+    pub(crate) child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    pub(crate) stdout: Arc<Mutex<String>>,
+    pub(crate) stderr: Arc<Mutex<String>>,
 }
 
 impl Session {
-    fn spawn(sandbox: &Sandbox, args: &[&str]) -> Self {
+    pub(crate) fn spawn(sandbox: &Sandbox, args: &[&str]) -> Self {
         let mut child = sandbox
             .command(args)
             .stdin(Stdio::piped())
@@ -149,14 +149,14 @@ impl Session {
     }
 
     /// Ends the fake claude's `FAKE_CLAUDE_READ_STDIN` wait and the session.
-    fn finish(mut self, input: &str) -> Output {
+    pub(crate) fn finish(mut self, input: &str) -> Output {
         let mut stdin = self.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
         drop(stdin);
         self.wait()
     }
 
-    fn wait(mut self) -> Output {
+    pub(crate) fn wait(mut self) -> Output {
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -180,7 +180,7 @@ impl Session {
 
 /// The running agent container of the test's instance, once it is up and
 /// the fake claude has reported.
-async fn running_agent(
+pub(crate) async fn running_agent(
     docker: &Docker,
     label: &str,
     session: &Session,

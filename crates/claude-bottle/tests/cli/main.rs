@@ -1,6 +1,7 @@
 //! Integration tests driving the real `claude-bottle` binary, compiled into
 //! one test binary (one link on small machines).
 
+mod cleanup;
 mod dry_run;
 mod engine;
 mod fixture;

@@ -8,6 +8,7 @@
 mod engine;
 mod exec;
 mod image;
+mod inventory;
 mod ledger;
 mod runtime;
 
@@ -22,6 +23,7 @@ use bollard::query_parameters::{
 
 use super::{Backend, Launch, Resources};
 use crate::error::{Error, Result};
+use crate::instances::Instance;
 use crate::labels::{InstanceLabels, Role};
 use crate::owner::Owner;
 use crate::plan::Plan;
@@ -82,6 +84,32 @@ impl Backend for DockerBackend {
         drop(launch.stage);
         let code = outcome?;
         Ok(i32::try_from(code).unwrap_or(1))
+    }
+
+    async fn instances(&self, scope: &[(String, String)]) -> Result<Vec<Instance>> {
+        inventory::instances(&engine::connect().await?, scope).await
+    }
+
+    async fn remove(&self, instance: &Instance) -> Result<()> {
+        let docker = engine::connect().await?;
+        let mut ledger = Ledger::new(&docker);
+        // The ledger removes newest first: containers, then their networks.
+        for network in &instance.networks {
+            ledger.record(Resource::Network(network.id.clone()));
+        }
+        for container in &instance.containers {
+            ledger.record(Resource::Container(container.id.clone()));
+        }
+        let failures = ledger.teardown().await;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(format!(
+                "could not remove all of {}: {}",
+                instance.instance,
+                failures.join("; ")
+            )))
+        }
     }
 }
 

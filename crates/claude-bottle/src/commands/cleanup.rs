@@ -1,0 +1,68 @@
+//! `cleanup [INSTANCE...]`: plan, show, ask, remove.
+
+use std::process::ExitCode;
+
+use bottle::backend;
+use bottle::cleanup::{cleanup, prepare_cleanup};
+use bottle::instances::Selection;
+use bottle::settings::Settings;
+
+use crate::cli::CleanupArgs;
+use crate::error::CommandError;
+use crate::terminal;
+
+pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
+    let settings = Settings::from_env()?;
+    let backend = backend::select(&settings.backend)?;
+    let selection = Selection {
+        names: args.instances,
+        include_live: args.include_live,
+    };
+    let home = super::home()?;
+    let plan = prepare_cleanup(backend.as_ref(), &home, &settings.extra_labels, &selection).await?;
+    let unmatched = plan.unmatched(&selection);
+    if !unmatched.is_empty() {
+        return Err(
+            bottle::Error::new(format!("no instance named {}", unmatched.join(", ")))
+                .hint("`claude-bottle list` shows the instances there are")
+                .into(),
+        );
+    }
+    if !plan.kept.is_empty() {
+        eprintln!(
+            "keeping {} live instance(s): {} (name them, or pass --include-live, to remove them)",
+            plan.kept.len(),
+            plan.kept.join(", ")
+        );
+    }
+    if plan.is_empty() {
+        eprintln!("nothing to clean up");
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprint!("claude-bottle will remove:\n{}", plan.to_text());
+    if args.dry_run {
+        eprintln!("dry run: nothing was removed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes {
+        if !terminal::can_ask() {
+            return Err(CommandError::usage(
+                "there is no terminal to ask whether to remove these",
+                "pass --yes to remove them without asking",
+            ));
+        }
+        let yes = terminal::confirm("Remove them?")
+            .map_err(|err| bottle::Error::new(format!("cannot read the answer: {err}")))?;
+        if !yes {
+            eprintln!("aborted by user");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    cleanup(backend.as_ref(), &plan).await?;
+    eprintln!(
+        "removed {} instance(s) and {} stage directory(ies)",
+        plan.instances.len(),
+        plan.stages.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

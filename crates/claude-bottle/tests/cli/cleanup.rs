@@ -1,0 +1,249 @@
+//! `list` and `cleanup` on the real engine, and the sweep `start` runs.
+//! Each test scopes the tool to its own label (CLAUDE_BOTTLE_EXTRA_LABELS),
+//! so tests running alongside never see each other's instances.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+use fixtures::report::frames;
+use serde_json::Value;
+
+use crate::launch::{Session, bottle_sandbox, fake_claude_present, leftovers, running_agent};
+
+async fn wait_for_instance(session: &Session) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(name) = session.stderr.lock().unwrap().lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("instance")
+                .map(|n| n.trim().to_owned())
+        }) {
+            return name;
+        }
+        assert!(Instant::now() < deadline, "no preflight");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills one session with SIGKILL while a second runs; returns the killed
+/// instance's name and the running session.
+async fn one_killed_one_running(
+    docker: &Docker,
+    test: &str,
+) -> (crate::support::Sandbox, String, String, Session) {
+    let (sandbox, label) = bottle_sandbox(test, &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let mut doomed = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    running_agent(docker, &label, &doomed).await;
+    let killed = wait_for_instance(&doomed).await;
+    let survivor = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frames(&survivor.stdout.lock().unwrap(), "report").is_empty() {
+        assert!(Instant::now() < deadline, "the second session never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    (sandbox, label, killed, survivor)
+}
+
+fn list(sandbox: &crate::support::Sandbox) -> Vec<Value> {
+    let out = sandbox.run(&["list", "--format", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn named<'a>(instances: &'a [Value], name: &str) -> Option<&'a Value> {
+    instances.iter().find(|i| i["instance"] == name)
+}
+
+#[tokio::test]
+async fn cleanup_removes_a_killed_instance_and_leaves_a_live_one_working() {
+    let Some(docker) = fake_claude_present("cleanup after kill -9").await else {
+        return;
+    };
+    let (sandbox, label, killed, survivor) = one_killed_one_running(&docker, "cleanup-kill").await;
+    let survivor_name = wait_for_instance(&survivor).await;
+    // The dead-man switch took the killed agent; its networks remain.
+    let instances = list(&sandbox);
+    let dead = named(&instances, &killed).expect("the killed instance is listed");
+    assert_eq!(dead["liveness"], "dead", "{dead}");
+    assert_eq!(
+        named(&instances, &survivor_name).unwrap()["liveness"],
+        "live"
+    );
+
+    let dry = sandbox.run(&["cleanup", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stderr.contains(&killed), "{dry:?}");
+    assert!(
+        dry.stderr
+            .contains(&format!("keeping 1 live instance(s): {survivor_name}")),
+        "{dry:?}"
+    );
+    assert!(
+        named(&list(&sandbox), &killed).is_some(),
+        "a dry run removed something"
+    );
+
+    let out = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let instances = list(&sandbox);
+    assert!(
+        named(&instances, &killed).is_none(),
+        "the killed instance is still there: {instances:?}"
+    );
+    assert!(named(&instances, &survivor_name).is_some());
+
+    // Twice in a row: nothing left to do, and that is fine.
+    let again = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("nothing to clean up"), "{again:?}");
+
+    let done = survivor.finish("still here\n");
+    assert_eq!(done.code, 0, "{done:?}");
+    assert_eq!(frames(&done.stdout, "stdin")[0]["text"], "still here\n");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn the_next_start_sweeps_what_a_killed_instance_left() {
+    let Some(docker) = fake_claude_present("sweep after kill -9").await else {
+        return;
+    };
+    let (sandbox, label, killed, survivor) = one_killed_one_running(&docker, "sweep-kill").await;
+    let survivor_name = wait_for_instance(&survivor).await;
+    assert!(named(&list(&sandbox), &killed).is_some());
+    let next = sandbox.run(&["start", "a", "--yes"]);
+    // The next start reads stdin to its end at once (it is empty).
+    assert_eq!(next.code, 0, "{next:?}");
+    assert!(next.stderr.contains("swept"), "{next:?}");
+    let instances = list(&sandbox);
+    assert!(
+        named(&instances, &killed).is_none(),
+        "not swept: {instances:?}"
+    );
+    assert!(
+        named(&instances, &survivor_name).is_some(),
+        "a live instance was swept"
+    );
+    assert_eq!(survivor.finish("ok\n").code, 0);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn list_shows_exactly_the_running_instances_and_a_named_live_one_can_be_removed() {
+    let Some(docker) = fake_claude_present("list and named cleanup").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("list", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    assert_eq!(list(&sandbox), Vec::<Value>::new());
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    running_agent(&docker, &label, &session).await;
+    let name = wait_for_instance(&session).await;
+    let instances = list(&sandbox);
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    let listed = &instances[0];
+    assert_eq!(listed["instance"], name.as_str());
+    assert_eq!(listed["agent"], "a");
+    assert_eq!(listed["bottle"], "dev");
+    assert_eq!(listed["runtime"], "runc");
+    assert_eq!(listed["state"], "running");
+    assert_eq!(listed["liveness"], "live");
+    assert_eq!(listed["owner"]["pid"], session.child.id());
+    assert!(listed["age_seconds"].as_u64().unwrap() < 120);
+    assert_eq!(listed["networks"].as_array().unwrap().len(), 2);
+    let text = sandbox.run(&["list"]);
+    assert!(
+        text.stdout.contains(&name) && text.stdout.contains("running"),
+        "{text:?}"
+    );
+
+    // Not named, it is kept; named, it goes, live or not.
+    assert!(
+        sandbox
+            .run(&["cleanup", "--yes"])
+            .stderr
+            .contains("nothing to clean up")
+    );
+    let out = sandbox.run(&["cleanup", &name, "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let ended = session.wait();
+    assert_ne!(
+        ended.code, 0,
+        "the session ended with its bottle: {ended:?}"
+    );
+    assert_eq!(list(&sandbox), Vec::<Value>::new());
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+
+    let missing = sandbox.run(&["cleanup", "claude-bottle-nothing-here", "--yes"]);
+    assert_eq!(missing.code, 125, "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("no instance named claude-bottle-nothing-here"),
+        "{missing:?}"
+    );
+}
+
+/// A network labelled as an instance owned by this test process, with the
+/// given start time.
+async fn fake_instance(docker: &Docker, label: &str, name: &str, start_time: u64) -> String {
+    let me = bottle::owner::Owner::current();
+    let labels = HashMap::from([
+        ("io.claude-bottle.managed".to_owned(), "true".to_owned()),
+        ("io.claude-bottle.instance".to_owned(), name.to_owned()),
+        ("io.claude-bottle.agent".to_owned(), "a".to_owned()),
+        (
+            "io.claude-bottle.role".to_owned(),
+            "internal-network".to_owned(),
+        ),
+        ("io.claude-bottle.owner.host".to_owned(), me.host),
+        ("io.claude-bottle.owner.boot-id".to_owned(), me.boot_id),
+        ("io.claude-bottle.owner.pid".to_owned(), me.pid.to_string()),
+        (
+            "io.claude-bottle.owner.start-time".to_owned(),
+            start_time.to_string(),
+        ),
+        (crate::fixture::TEST_LABEL.to_owned(), label.to_owned()),
+    ]);
+    docker
+        .create_network(NetworkCreateRequest {
+            name: name.to_owned(),
+            internal: Some(true),
+            labels: Some(labels),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_reused_pid_does_not_make_a_dead_instance_look_live() {
+    let Some(docker) = crate::engine::connect("pid reuse").await else {
+        return;
+    };
+    let label = format!("pid-reuse-{}", std::process::id());
+    let sandbox = crate::support::Sandbox::new().env(
+        "CLAUDE_BOTTLE_EXTRA_LABELS",
+        &format!("{}={label}", crate::fixture::TEST_LABEL),
+    );
+    let me = bottle::owner::Owner::current();
+    let reused = format!("claude-bottle-reused-{}", std::process::id());
+    let alive = format!("claude-bottle-alive-{}", std::process::id());
+    // This process runs, but started at another time than the label says.
+    fake_instance(&docker, &label, &reused, me.start_time + 12345).await;
+    let alive_id = fake_instance(&docker, &label, &alive, me.start_time).await;
+    let instances = list(&sandbox);
+    assert_eq!(named(&instances, &reused).unwrap()["liveness"], "dead");
+    assert_eq!(named(&instances, &alive).unwrap()["liveness"], "live");
+    let out = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let instances = list(&sandbox);
+    assert!(named(&instances, &reused).is_none(), "{instances:?}");
+    assert!(named(&instances, &alive).is_some(), "{instances:?}");
+    docker.remove_network(&alive_id).await.unwrap();
+    assert_eq!(list(&sandbox), Vec::<Value>::new());
+}
