@@ -55,6 +55,10 @@ pub const PIDS: Variable = Variable {
     name: "CLAUDE_BOTTLE_PIDS",
     help: "Process limit of the agent container (default `1024`).",
 };
+pub const GATE_DNS: Variable = Variable {
+    name: "CLAUDE_BOTTLE_GATE_DNS",
+    help: "The DNS server (`addr:port`) the egress gate asks (default: the gate container's resolver).",
+};
 pub const HOME: Variable = Variable {
     name: "HOME",
     help: "Where `claude-bottle.json`, `.claude/skills/` and the stage directories are found.",
@@ -69,6 +73,7 @@ pub const ALL: &[&Variable] = &[
     &EXTRA_LABELS,
     &MEMORY,
     &PIDS,
+    &GATE_DNS,
     &DOCKER_HOST,
     &HOME,
 ];

@@ -65,6 +65,10 @@ pub(crate) enum Command {
     ///   claude-bottle cleanup claude-bottle-implementer-x1y2z3 --yes
     Cleanup(CleanupArgs),
 
+    /// Run the egress gate (inside a bottle's gate container).
+    #[command(hide = true)]
+    Gate(GateArgs),
+
     /// Show what an agent gets: its bottle, prompt, skills, environment
     /// names, SSH hosts and egress allowlist. Never asks for or shows a
     /// secret value.
@@ -127,6 +131,42 @@ pub(crate) struct CleanupArgs {
     /// Show what would be removed; remove nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+/// The gate's policy and bounds. It exits when its stdin closes.
+#[derive(Debug, Args)]
+pub(crate) struct GateArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "0.0.0.0:3128")]
+    pub(crate) listen: std::net::SocketAddr,
+
+    /// An allowlist entry (repeatable).
+    #[arg(long = "allow", value_name = "ENTRY")]
+    pub(crate) allow: Vec<String>,
+
+    /// An allowlist entry whose names may resolve to private addresses.
+    #[arg(long = "private", value_name = "ENTRY")]
+    pub(crate) private: Vec<String>,
+
+    /// An SSH host, admitted for CONNECT at its port (repeatable).
+    #[arg(long = "ssh", value_name = "HOST:PORT")]
+    pub(crate) ssh: Vec<String>,
+
+    /// The DNS server the gate asks (default: the container's resolver).
+    #[arg(long, env = bottle::settings::GATE_DNS.name, value_name = "ADDR:PORT")]
+    pub(crate) dns: Option<std::net::SocketAddr>,
+
+    /// Connections served at once; more get a 503.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_connections: usize,
+
+    /// Seconds a request head may take to arrive.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) header_timeout: u64,
+
+    /// Seconds without traffic either way after which a connection closes.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) idle_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,12 +1,23 @@
 //! The egress gate: the only way out of a bottle.
 //!
-//! This crate holds the policy side of the gate: how an allowlist entry is
-//! written and what it admits. The manifest loader uses the same grammar,
-//! so an entry that loads is exactly an entry the gate understands; the two
-//! can never drift apart. The proxy itself will live here too, and this
-//! crate stays free of any container-engine code so the gate can run in a
-//! bare image.
+//! An HTTP proxy that admits CONNECT tunnels and plain HTTP requests only
+//! to the host:port pairs of the bottle's allowlist. Each request is
+//! decided on its name before anything is resolved; names are resolved
+//! here, in Rust, and every address is checked again before it is dialled.
+//! The manifest loader uses this crate's entry grammar, so an entry that
+//! loads is exactly an entry the gate understands. No container-engine
+//! code lives here: the gate runs in a bare image.
 
+mod address;
+pub mod host;
+mod log;
+mod policy;
+mod proxy;
+mod resolve;
 mod rule;
+mod sni;
 
+pub use address::{AddressClass, classify};
+pub use policy::{Grant, Method, Policy, Refusal};
+pub use proxy::{Config, MAX_HEAD, serve, serve_on};
 pub use rule::{EgressRule, HostPattern, RuleError};

@@ -7,8 +7,10 @@
 //! is a hole in it.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
+
+use crate::address::{AddressClass, classify};
 
 /// A parsed allowlist entry. Two entries that admit the same traffic compare
 /// equal, whatever their spelling (`Example.COM.` and `example.com`).
@@ -202,36 +204,9 @@ fn check_name(name: &str, original: &str) -> Result<(), RuleError> {
 
 /// Refuses the address classes the gate never dials, whatever the list says.
 fn check_address(address: IpAddr) -> Result<(), RuleError> {
-    let class = match address {
-        IpAddr::V4(v4) => ipv4_class(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => ipv4_class(v4),
-            None if v6.is_loopback() => Some("loopback"),
-            None if v6.is_unspecified() => Some("unspecified"),
-            None if v6.is_multicast() => Some("multicast"),
-            None if v6.is_unicast_link_local() => Some("link-local"),
-            None => None,
-        },
-    };
-    match class {
-        Some(class) => Err(RuleError::ForbiddenAddress { address, class }),
-        None => Ok(()),
-    }
-}
-
-fn ipv4_class(v4: Ipv4Addr) -> Option<&'static str> {
-    if v4.is_loopback() {
-        Some("loopback")
-    } else if v4.is_unspecified() {
-        Some("unspecified")
-    } else if v4.is_multicast() {
-        Some("multicast")
-    } else if v4.is_link_local() {
-        Some("link-local")
-    } else if v4.is_broadcast() {
-        Some("broadcast")
-    } else {
-        None
+    match classify(address) {
+        AddressClass::Forbidden(class) => Err(RuleError::ForbiddenAddress { address, class }),
+        AddressClass::Private | AddressClass::Public => Ok(()),
     }
 }
 

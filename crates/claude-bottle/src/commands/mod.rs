@@ -1,6 +1,7 @@
 //! One module per command; each returns the process's exit code.
 
 mod cleanup;
+mod gate;
 mod info;
 mod list;
 mod start;
@@ -19,6 +20,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Info { agent } => info::run(&agent),
         Command::List { format } => list::run(format).await,
         Command::Cleanup(args) => cleanup::run(args).await,
+        Command::Gate(args) => gate::run(args).await,
     }
 }
 

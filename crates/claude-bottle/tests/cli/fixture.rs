@@ -26,6 +26,8 @@ pub(crate) const BASE_IMAGE: &str = "claude-bottle-test/debian:bookworm";
 pub(crate) const FAKE_CLAUDE_IMAGE: &str = "claude-bottle-test/fake-claude";
 /// `mock-anthropic` and `sink`.
 pub(crate) const FIXTURES_IMAGE: &str = "claude-bottle-test/fixtures";
+/// The egress gate: the static claude-bottle alone, entrypoint `gate`.
+pub(crate) const GATE_IMAGE: &str = "claude-bottle-test/gate";
 /// The real Claude Code native binary, for user `agent` in `/workspace`.
 pub(crate) const CLAUDE_CODE_IMAGE: &str = "claude-bottle-test/claude-code:2.1.332";
 /// Every container a test creates carries this label, valued by test run.
@@ -35,6 +37,16 @@ pub(crate) const TEST_LABEL: &str = "io.claude-bottle.test";
 pub(crate) struct TestContainer {
     docker: Docker,
     pub(crate) id: String,
+}
+
+impl TestContainer {
+    /// Takes charge of a container created elsewhere in a test.
+    pub(crate) fn adopt(docker: &Docker, id: String) -> Self {
+        Self {
+            docker: docker.clone(),
+            id,
+        }
+    }
 }
 
 impl Drop for TestContainer {

@@ -5,6 +5,7 @@ mod cleanup;
 mod dry_run;
 mod engine;
 mod fixture;
+mod gate;
 mod harness;
 mod launch;
 mod manifest_errors;

@@ -1,0 +1,62 @@
+//! `gate` (hidden): the egress gate, as run in a bottle's gate container.
+//!
+//! Its policy comes in its arguments (the gate image has no shell and no
+//! files to read it from). It exits when its stdin closes: the CLI that
+//! started it holds that pipe, so the gate cannot outlive its bottle.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use egress_gate::{Config, EgressRule, Policy, host};
+
+use crate::cli::GateArgs;
+use crate::error::CommandError;
+
+pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
+    let rules = |entries: &[String]| -> Result<Vec<EgressRule>, CommandError> {
+        entries
+            .iter()
+            .map(|entry| {
+                entry.parse().map_err(|err: egress_gate::RuleError| {
+                    CommandError::usage(format!("gate entry `{entry}` {err}"), err.hint())
+                })
+            })
+            .collect()
+    };
+    let ssh = args
+        .ssh
+        .iter()
+        .map(|pair| {
+            pair.rsplit_once(':')
+                .and_then(|(h, p)| Some((host::parse(h)?, p.parse().ok()?)))
+                .ok_or_else(|| {
+                    CommandError::usage(
+                        format!("`{pair}` is not host:port"),
+                        "write --ssh gitea.example.com:22",
+                    )
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let config = Config {
+        listen: args.listen,
+        policy: Policy::new(rules(&args.allow)?, rules(&args.private)?, ssh),
+        dns: args.dns,
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+    };
+    // The dead-man switch: stdin reaching its end ends the gate.
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
+        let _ = closed.send(());
+    });
+    tokio::select! {
+        served = egress_gate::serve(config) => {
+            served.map_err(|err| bottle::Error::new(format!("the gate could not serve: {err}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = stdin_closed => Ok(ExitCode::SUCCESS),
+    }
+}

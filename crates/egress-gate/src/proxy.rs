@@ -1,0 +1,558 @@
+//! The proxy: CONNECT tunnels and plain HTTP in absolute form, each
+//! decided by the policy before anything is resolved or dialled.
+//!
+//! Bounds keep one client from starving the others: a request head may be
+//! at most [`MAX_HEAD`] bytes and must arrive within the header timeout,
+//! at most `max_connections` are served at once (more get a 503), and a
+//! connection with no traffic either way for the idle timeout is closed. A
+//! busy tunnel lives as long as it is used: Claude sessions are long.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::host::{self, Host};
+use crate::log::DecisionLog;
+use crate::policy::{Grant, Method, Policy, Refusal};
+use crate::resolve::Resolver;
+use crate::sni::{self, Hello};
+
+/// The largest request head the gate reads.
+pub const MAX_HEAD: usize = 16 * 1024;
+const DIAL_WITHIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub policy: Policy,
+    /// `None`: the first nameserver of `/etc/resolv.conf`.
+    pub dns: Option<SocketAddr>,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+struct Gate {
+    policy: Policy,
+    resolver: Resolver,
+    log: DecisionLog,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// Serves until the listener fails.
+pub async fn serve(config: Config) -> std::io::Result<()> {
+    let listener = TcpListener::bind(config.listen).await?;
+    serve_on(listener, config).await
+}
+
+/// Serves on a listener already bound (tests bind port 0).
+pub async fn serve_on(listener: TcpListener, config: Config) -> std::io::Result<()> {
+    let gate = Arc::new(Gate {
+        policy: config.policy,
+        resolver: Resolver::new(config.dns)?,
+        log: DecisionLog::default(),
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+    });
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        let gate = gate.clone();
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    gate.handle(client).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(async move {
+                    let mut client = client;
+                    let _ = respond(
+                        &mut client,
+                        503,
+                        "the gate is serving as many connections as it may; try again",
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+/// A parsed request head and the bytes that came after it.
+struct Head {
+    method: String,
+    target: String,
+    version: u8,
+    headers: Vec<(String, Vec<u8>)>,
+    rest: Vec<u8>,
+}
+
+enum HeadError {
+    /// Closed or idle before a full head arrived: nothing to answer.
+    Gone,
+    TooLarge,
+    Malformed,
+}
+
+impl Gate {
+    async fn handle(&self, mut client: TcpStream) {
+        let head = match tokio::time::timeout(self.header_timeout, read_head(&mut client)).await {
+            Ok(Ok(head)) => head,
+            Ok(Err(HeadError::TooLarge)) => {
+                let _ = respond(&mut client, 431, "the request head is too large").await;
+                return;
+            }
+            Ok(Err(HeadError::Malformed)) => {
+                let _ = respond(&mut client, 400, "not an HTTP request").await;
+                return;
+            }
+            Ok(Err(HeadError::Gone)) | Err(_) => return,
+        };
+        if head.method == "CONNECT" {
+            self.connect(client, head).await;
+        } else if head.target.starts_with("http://") {
+            self.forward(client, head).await;
+        } else if head.method == "GET" && head.target == "/healthz" {
+            let _ = respond(&mut client, 200, "ok").await;
+        } else {
+            let _ = respond(
+                &mut client,
+                400,
+                "the gate is a proxy: send CONNECT host:port, or a request in absolute form",
+            )
+            .await;
+        }
+    }
+
+    async fn refuse(
+        &self,
+        client: &mut TcpStream,
+        method: &str,
+        host: Option<&Host>,
+        target: &str,
+        port: u16,
+        refusal: Refusal,
+    ) {
+        self.log.refuse(method, host, port, &refusal.to_string());
+        let body = format!("claude-bottle egress gate refused {method} {target}: {refusal}");
+        let _ = respond(client, 403, &body).await;
+    }
+
+    /// Checks the policy, resolves, and picks the first address it may dial.
+    async fn decide(
+        &self,
+        method: &str,
+        host: &Host,
+        port: u16,
+        kind: Method,
+    ) -> Result<(Grant, IpAddr), Refusal> {
+        let grant = self.policy.check(host, port, kind)?;
+        let addresses = match host {
+            Host::Address(address) => vec![*address],
+            Host::Name(name) => self
+                .resolver
+                .lookup(name)
+                .await
+                .map_err(|_| Refusal::Unresolvable)?,
+        };
+        let mut refusal = Refusal::Unresolvable;
+        for address in addresses {
+            match Policy::may_dial(&grant, address) {
+                Ok(()) => {
+                    self.log.allow(method, host, port, &grant.rule);
+                    return Ok((grant, address));
+                }
+                Err(why) => refusal = why,
+            }
+        }
+        Err(refusal)
+    }
+
+    async fn connect(&self, mut client: TcpStream, head: Head) {
+        let Some((host, port)) = split_authority(&head.target) else {
+            return self
+                .refuse(
+                    &mut client,
+                    "CONNECT",
+                    None,
+                    &head.target,
+                    0,
+                    Refusal::InvalidHost,
+                )
+                .await;
+        };
+        let (_, address) = match self.decide("CONNECT", &host, port, Method::Connect).await {
+            Ok(decision) => decision,
+            Err(refusal) => {
+                return self
+                    .refuse(
+                        &mut client,
+                        "CONNECT",
+                        Some(&host),
+                        &head.target,
+                        port,
+                        refusal,
+                    )
+                    .await;
+            }
+        };
+        if port == 443 {
+            // TLS: the ClientHello must name the host that was allowed. It
+            // comes only after the 200, so the upstream is dialled after it.
+            if client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut hello = head.rest;
+            if let Err(refusal) = self.read_hello(&mut client, &mut hello, &host).await {
+                self.log
+                    .refuse("TLS", Some(&host), port, &refusal.to_string());
+                return;
+            }
+            let Some(mut upstream) = dial(address, port).await else {
+                return;
+            };
+            if upstream.write_all(&hello).await.is_ok() {
+                splice(client, upstream, self.idle_timeout).await;
+            }
+        } else {
+            let Some(mut upstream) = dial(address, port).await else {
+                let _ = respond(&mut client, 502, "the gate could not reach the host").await;
+                return;
+            };
+            if client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+                .is_err()
+                || upstream.write_all(&head.rest).await.is_err()
+            {
+                return;
+            }
+            splice(client, upstream, self.idle_timeout).await;
+        }
+    }
+
+    /// Reads the ClientHello into `hello` and holds its name against `host`.
+    async fn read_hello(
+        &self,
+        client: &mut TcpStream,
+        hello: &mut Vec<u8>,
+        host: &Host,
+    ) -> Result<(), Refusal> {
+        let deadline = Instant::now() + self.header_timeout;
+        loop {
+            match sni::read(hello) {
+                Hello::ServerName(name) => {
+                    return if host::parse(&name).as_ref() == Some(host) {
+                        Ok(())
+                    } else {
+                        Err(Refusal::SniMismatch)
+                    };
+                }
+                // An address may be reached without a name; a name may not.
+                Hello::NoServerName if matches!(host, Host::Address(_)) => return Ok(()),
+                Hello::NoServerName => return Err(Refusal::SniMismatch),
+                Hello::NotTls => return Err(Refusal::NotTls),
+                Hello::Incomplete if hello.len() >= MAX_HEAD => return Err(Refusal::NotTls),
+                Hello::Incomplete => {}
+            }
+            let mut buf = [0u8; 4096];
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, client.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => hello.extend_from_slice(&buf[..n]),
+                _ => return Err(Refusal::NotTls),
+            }
+        }
+    }
+
+    /// Plain HTTP in absolute form, re-sent in origin form with
+    /// `Connection: close`, so the one upstream connection carries only
+    /// this request's exchange.
+    async fn forward(&self, mut client: TcpStream, head: Head) {
+        let method = head.method.clone();
+        let Some((authority, path)) = split_url(&head.target) else {
+            return self
+                .refuse(
+                    &mut client,
+                    &method,
+                    None,
+                    &head.target,
+                    0,
+                    Refusal::InvalidHost,
+                )
+                .await;
+        };
+        let Some((host, port)) = split_host_port(authority, 80) else {
+            return self
+                .refuse(
+                    &mut client,
+                    &method,
+                    None,
+                    &head.target,
+                    0,
+                    Refusal::InvalidHost,
+                )
+                .await;
+        };
+        let header_host = head
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+            .and_then(|value| split_host_port(value.trim(), 80));
+        if header_host
+            .as_ref()
+            .is_some_and(|h| *h != (host.clone(), port))
+        {
+            return self
+                .refuse(
+                    &mut client,
+                    &method,
+                    Some(&host),
+                    authority,
+                    port,
+                    Refusal::HostHeaderMismatch,
+                )
+                .await;
+        }
+        let (_, address) = match self.decide(&method, &host, port, Method::Http).await {
+            Ok(decision) => decision,
+            Err(refusal) => {
+                return self
+                    .refuse(&mut client, &method, Some(&host), authority, port, refusal)
+                    .await;
+            }
+        };
+        let Some(mut upstream) = dial(address, port).await else {
+            let _ = respond(&mut client, 502, "the gate could not reach the host").await;
+            return;
+        };
+        let mut out = format!("{} {path} HTTP/1.{}\r\n", head.method, head.version).into_bytes();
+        let hop_by_hop = [
+            "connection",
+            "proxy-connection",
+            "proxy-authorization",
+            "keep-alive",
+        ];
+        for (name, value) in &head.headers {
+            if !hop_by_hop.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if header_host.is_none() {
+            out.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out.extend_from_slice(&head.rest);
+        if upstream.write_all(&out).await.is_ok() {
+            splice(client, upstream, self.idle_timeout).await;
+        }
+    }
+}
+
+async fn read_head(client: &mut TcpStream) -> Result<Head, HeadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = client.read(&mut chunk).await.map_err(|_| HeadError::Gone)?;
+        if n == 0 {
+            return Err(HeadError::Gone);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf) {
+            Ok(httparse::Status::Complete(length)) => {
+                return Ok(Head {
+                    method: request.method.unwrap_or_default().to_owned(),
+                    target: request.path.unwrap_or_default().to_owned(),
+                    version: request.version.unwrap_or(1),
+                    headers: request
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                        .collect(),
+                    rest: buf[length..].to_vec(),
+                });
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::TooLarge);
+            }
+            Err(_) => return Err(HeadError::Malformed),
+        }
+    }
+}
+
+/// `host:port` of a CONNECT target (IPv6 in brackets).
+fn split_authority(target: &str) -> Option<(Host, u16)> {
+    let (host, port) = target.rsplit_once(':')?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0 && port.bytes().all(|b| b.is_ascii_digit()))?;
+    Some((host::parse(host)?, port))
+}
+
+/// `host[:port]`, with `default` when no port is given.
+fn split_host_port(authority: &str, default: u16) -> Option<(Host, u16)> {
+    if authority.ends_with(']') || !authority.contains(':') {
+        return Some((host::parse(authority)?, default));
+    }
+    split_authority(authority)
+}
+
+/// `http://authority/path?query` into the authority and the origin form.
+fn split_url(url: &str) -> Option<(&str, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let path = match path.split('#').next().unwrap_or_default() {
+        "" => "/".to_owned(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_owned(),
+    };
+    Some((authority, path))
+}
+
+async fn dial(address: IpAddr, port: u16) -> Option<TcpStream> {
+    tokio::time::timeout(DIAL_WITHIN, TcpStream::connect((address, port)))
+        .await
+        .ok()?
+        .ok()
+}
+
+async fn respond(client: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        _ => "Service Unavailable",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}\n",
+        body.len() + 1
+    );
+    client.write_all(response.as_bytes()).await?;
+    client.shutdown().await
+}
+
+/// Copies both ways until both sides are done, or nothing moved either
+/// way for `idle`.
+async fn splice(client: TcpStream, upstream: TcpStream, idle: Duration) {
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let (client_read, client_write) = client.into_split();
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let both = async {
+        tokio::join!(
+            pump(client_read, upstream_write, start, &last),
+            pump(upstream_read, client_write, start, &last)
+        )
+    };
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(idle / 4).await;
+            let quiet = start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = both => {}
+        () = watchdog => {}
+    }
+}
+
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    start: Instant,
+    last: &AtomicU64,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                last.store(
+                    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_authority_and_origin_form() {
+        assert_eq!(
+            split_url("http://a.example/x?y=1"),
+            Some(("a.example", "/x?y=1".to_owned()))
+        );
+        assert_eq!(
+            split_url("http://a.example:8080"),
+            Some(("a.example:8080", "/".to_owned()))
+        );
+        assert_eq!(
+            split_url("http://a.example?q"),
+            Some(("a.example", "/?q".to_owned()))
+        );
+        assert_eq!(split_url("http://user@a.example/"), None);
+        assert_eq!(split_url("https://a.example/"), None);
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(
+            split_authority("a.example:443"),
+            Some((Host::Name("a.example".into()), 443))
+        );
+        assert_eq!(
+            split_authority("[2001:db8::7]:8443"),
+            Some((Host::Address("2001:db8::7".parse().unwrap()), 8443))
+        );
+        assert_eq!(split_authority("a.example"), None);
+        assert_eq!(split_authority("a.example:0"), None);
+        assert_eq!(
+            split_host_port("a.example", 80),
+            Some((Host::Name("a.example".into()), 80))
+        );
+        assert_eq!(
+            split_host_port("[::1]", 80),
+            Some((Host::Address("::1".parse().unwrap()), 80))
+        );
+    }
+}
