@@ -34,6 +34,7 @@ pub enum Role {
     /// A short-lived container that reports an image's user and tools.
     Probe,
     Agent,
+    Gate,
     InternalNetwork,
     EgressNetwork,
 }
@@ -43,6 +44,7 @@ impl Role {
         match self {
             Self::Probe => "probe",
             Self::Agent => "agent",
+            Self::Gate => "gate",
             Self::InternalNetwork => "internal-network",
             Self::EgressNetwork => "egress-network",
         }

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cleanup;
+pub mod egress_log;
 pub mod env;
 pub mod error;
 pub mod instance;

@@ -27,6 +27,8 @@ pub struct Plan {
     pub limits: Limits,
     pub container: String,
     pub networks: Vec<String>,
+    /// The egress gate's image, or how it will be made.
+    pub gate: String,
     pub egress: EgressPlan,
     pub ssh: Vec<SshPlan>,
     pub skills: Vec<String>,
@@ -102,6 +104,7 @@ impl Plan {
                 self.limits.pids
             ),
         );
+        line("gate", &self.gate);
         line("egress", &none(&self.egress.allowlist));
         if !self.egress.private.is_empty() {
             line("private", &self.egress.private.join(", "));

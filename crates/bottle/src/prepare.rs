@@ -58,6 +58,7 @@ pub async fn prepare(
         limits: spec.settings.limits,
         container: resources.container,
         networks: resources.networks,
+        gate: resources.gate,
         egress: EgressPlan {
             allowlist: bottle.egress.effective_allowlist(),
             private: bottle

@@ -59,6 +59,14 @@ pub const GATE_DNS: Variable = Variable {
     name: "CLAUDE_BOTTLE_GATE_DNS",
     help: "The DNS server (`addr:port`) the egress gate asks (default: the gate container's resolver).",
 };
+pub const GATE_IMAGE: Variable = Variable {
+    name: "CLAUDE_BOTTLE_GATE_IMAGE",
+    help: "A prebuilt gate image, for engines this executable cannot run on (see \"The egress gate\").",
+};
+pub const GATE_NETWORKS: Variable = Variable {
+    name: "CLAUDE_BOTTLE_GATE_NETWORKS",
+    help: "Existing Docker networks (`a,b`) the gate also joins, so allowlisted services on them can be reached.",
+};
 pub const HOME: Variable = Variable {
     name: "HOME",
     help: "Where `claude-bottle.json`, `.claude/skills/` and the stage directories are found.",
@@ -74,6 +82,8 @@ pub const ALL: &[&Variable] = &[
     &MEMORY,
     &PIDS,
     &GATE_DNS,
+    &GATE_IMAGE,
+    &GATE_NETWORKS,
     &DOCKER_HOST,
     &HOME,
 ];
@@ -126,6 +136,10 @@ pub struct Settings {
     pub runtime: RuntimeChoice,
     pub extra_labels: Vec<(String, String)>,
     pub limits: Limits,
+    pub gate_image: Option<String>,
+    pub gate_networks: Vec<String>,
+    /// Passed on to the gate (`CLAUDE_BOTTLE_GATE_DNS`).
+    pub gate_dns: Option<String>,
 }
 
 impl Settings {
@@ -172,6 +186,17 @@ impl Settings {
             oauth_token: get(&OAUTH_TOKEN).map(Secret::new),
             image: get(&IMAGE),
             runtime,
+            gate_image: get(&GATE_IMAGE),
+            gate_networks: get(&GATE_NETWORKS)
+                .map(|n| {
+                    n.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(ToOwned::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            gate_dns: get(&GATE_DNS),
             extra_labels: get(&EXTRA_LABELS)
                 .map(|l| parse_labels(&l))
                 .transpose()?

@@ -30,6 +30,7 @@ impl Backend for FixedBackend {
             runtime: "runc".into(),
             container: "the-agent".into(),
             networks: vec!["internal".into(), "egress".into()],
+            gate: "example/gate:1".into(),
             warnings: vec![],
         })
     }
@@ -44,6 +45,10 @@ impl Backend for FixedBackend {
 
     async fn remove(&self, _: &Instance) -> bottle::Result<()> {
         unreachable!("prepare tests remove nothing")
+    }
+
+    async fn gate_log(&self, _: &str, _: &[(String, String)]) -> bottle::Result<String> {
+        unreachable!("prepare tests run no gate")
     }
 }
 

@@ -51,6 +51,16 @@ pub(crate) enum Command {
         format: Format,
     },
 
+    /// Print a running instance's egress decisions, one JSON line each.
+    ///
+    /// Each line holds the method, host, port, verdict and the rule that
+    /// decided; never a path, query or header. Refused hosts appear as
+    /// their registrable domain and a short hash.
+    Logs {
+        /// The instance, as `list` names it.
+        instance: String,
+    },
+
     /// Remove what bottle instances left behind.
     ///
     /// Without names, removes every instance whose owner is dead (its

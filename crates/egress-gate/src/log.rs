@@ -44,6 +44,12 @@ impl DecisionLog {
         }));
     }
 
+    /// The line that says the gate listens: what its starter waits for.
+    #[allow(clippy::unused_self, reason = "one log object")]
+    pub(crate) fn ready(&self, listen: std::net::SocketAddr) {
+        write(&json!({ "time": now_ms(), "event": "ready", "listen": listen.to_string() }));
+    }
+
     /// `example.com#1a2b3c4d` for a refused `anything.example.com`.
     pub(crate) fn redacted(&self, host: &Host) -> String {
         let name = match host {

@@ -61,6 +61,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> std::io::Result<
         idle_timeout: config.idle_timeout,
     });
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    gate.log.ready(listener.local_addr()?);
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;

@@ -26,6 +26,7 @@ pub struct Resources {
     pub runtime: String,
     pub container: String,
     pub networks: Vec<String>,
+    pub gate: String,
     pub warnings: Vec<String>,
 }
 
@@ -39,6 +40,10 @@ pub struct Launch {
     /// Passed to claude after the tool's own flags.
     pub claude_args: Vec<String>,
     pub extra_labels: Vec<(String, String)>,
+    /// The gate: a prebuilt image, extra networks, a DNS server.
+    pub gate_image: Option<String>,
+    pub gate_networks: Vec<String>,
+    pub gate_dns: Option<String>,
     pub console: Box<dyn Console>,
 }
 
@@ -69,6 +74,9 @@ pub trait Backend: fmt::Debug + Send + Sync {
 
     /// Removes an instance's resources: containers first, then networks.
     async fn remove(&self, instance: &Instance) -> Result<()>;
+
+    /// The decision log of a running instance's gate, one JSON line each.
+    async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<String>;
 }
 
 type MakeBackend = fn() -> Box<dyn Backend>;

@@ -4,6 +4,7 @@ mod cleanup;
 mod gate;
 mod info;
 mod list;
+mod logs;
 mod start;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Start(args) => start::run(args).await,
         Command::Info { agent } => info::run(&agent),
         Command::List { format } => list::run(format).await,
+        Command::Logs { instance } => logs::run(&instance).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Gate(args) => gate::run(args).await,
     }

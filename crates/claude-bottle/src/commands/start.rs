@@ -90,6 +90,9 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
         provision: prepared.provision,
         claude_args: args.claude_args,
         extra_labels: spec.settings.extra_labels.clone(),
+        gate_image: spec.settings.gate_image.clone(),
+        gate_networks: spec.settings.gate_networks.clone(),
+        gate_dns: spec.settings.gate_dns.clone(),
         console: Box::new(UserConsole),
     };
     // A signal drops the launch; its ledger then tears down what it made.

@@ -250,7 +250,11 @@ async fn claude_runs_as_the_images_user_with_everything_it_should_see() {
     assert_eq!(env["NAME"], LITERAL_VALUE);
     assert_eq!(env["TOKEN"], HOST_VALUE);
     assert_eq!(env["CLAUDE_CODE_OAUTH_TOKEN"], OAUTH_VALUE);
-    for unset in ["HTTP_PROXY", "HOST_TOKEN", "CLAUDE_BOTTLE_OAUTH_TOKEN"] {
+    // The only way out is the gate, and claude is told so.
+    for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        assert_eq!(env[proxy], "http://gate:3128", "{proxy}");
+    }
+    for unset in ["HOST_TOKEN", "CLAUDE_BOTTLE_OAUTH_TOKEN"] {
         assert!(env.get(unset).is_none(), "{unset} reached claude: {env}");
     }
     assert_eq!(report["tty"], json!({ "stdin": false, "stdout": false }));
@@ -292,8 +296,8 @@ async fn hardened_lifecycle(runtime: &str) {
     let (containers, networks) = leftovers(&docker, &label).await;
     assert_eq!(
         (containers.len(), networks.len()),
-        (1, 2),
-        "one agent, two networks"
+        (2, 2),
+        "agent and gate, two networks"
     );
 
     let host = agent.host_config.clone().unwrap();
@@ -591,7 +595,7 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
     let script = format!(
         "gw=$(hostname -i | cut -d' ' -f1 | sed 's/[.][0-9]*$/.1/'); \
          for a in $gw:{port} {hosts} {sink_address}:80; do \
-           if curl -s --max-time 2 http://$a/ >/dev/null; then echo \"reached $a\"; else echo \"blocked $a\"; fi; \
+           if curl -s --noproxy '*' --max-time 2 http://$a/ >/dev/null; then echo \"reached $a\"; else echo \"blocked $a\"; fi; \
          done; \
          if timeout 5 getent hosts deb.debian.org >/dev/null; then echo 'dns resolves'; else echo 'no dns'; fi",
         hosts = hosts

@@ -7,6 +7,8 @@
 
 mod engine;
 mod exec;
+mod gate;
+mod gate_image;
 mod image;
 mod inventory;
 mod ledger;
@@ -22,6 +24,7 @@ use bollard::query_parameters::{
 };
 
 use super::{Backend, Launch, Resources};
+use crate::egress_log::EgressSummary;
 use crate::error::{Error, Result};
 use crate::instances::Instance;
 use crate::labels::{InstanceLabels, Role};
@@ -69,6 +72,9 @@ impl Backend for DockerBackend {
             runtime,
             container: format!("{instance}-agent"),
             networks: vec![format!("{instance}-internal"), format!("{instance}-egress")],
+            gate: spec.settings.gate_image.clone().unwrap_or_else(|| {
+                "claude-bottle/gate (this executable, built on first use)".to_owned()
+            }),
             warnings,
         })
     }
@@ -88,6 +94,12 @@ impl Backend for DockerBackend {
 
     async fn instances(&self, scope: &[(String, String)]) -> Result<Vec<Instance>> {
         inventory::instances(&engine::connect().await?, scope).await
+    }
+
+    async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<String> {
+        let docker = engine::connect().await?;
+        let id = gate::find(&docker, instance, scope).await?;
+        gate::log(&docker, &id).await
     }
 
     async fn remove(&self, instance: &Instance) -> Result<()> {
@@ -122,9 +134,10 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &Owner::current(),
         &launch.extra_labels,
     );
-    // The probe and the two networks do not depend on each other.
+    // The probe, the two networks and the gate image do not depend on
+    // each other.
     let mut probe_ledger = Ledger::new(docker);
-    let (facts, internal, egress) = tokio::join!(
+    let (facts, internal, egress, gate_image) = tokio::join!(
         image::probe(
             docker,
             &plan.image,
@@ -143,13 +156,28 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
             false,
             labels.for_role(Role::EgressNetwork)
         ),
+        gate_image::ensure(docker, launch.gate_image.as_deref()),
     );
     probe_ledger.teardown().await;
     for network in [&internal, &egress].into_iter().flatten() {
         ledger.record(Resource::Network(network.clone()));
     }
-    let facts = facts?;
-    let (internal, _egress) = (internal?, egress?);
+    let (facts, internal, egress, gate_image) = (facts?, internal?, egress?, gate_image?);
+
+    let gate = gate::start(
+        docker,
+        plan,
+        &gate::GateSpec {
+            image: &gate_image,
+            internal: &internal,
+            egress: &egress,
+            extra_networks: &launch.gate_networks,
+            dns: launch.gate_dns.as_deref(),
+        },
+        &labels,
+        ledger,
+    )
+    .await?;
 
     let container = create_agent(docker, plan, &facts, &labels, &internal).await?;
     ledger.record(Resource::Container(container.clone()));
@@ -190,6 +218,10 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     )
     .await;
     drop(deadman);
+    if let Ok(log) = gate::log(docker, &gate.id).await {
+        eprintln!("{}", EgressSummary::from_log(&log));
+    }
+    drop(gate);
     code
 }
 
@@ -223,6 +255,8 @@ async fn create_agent(
                 entrypoint: Some(vec!["sh".into(), "-c".into(), "cat >/dev/null".into()]),
                 cmd: Some(vec![]),
                 working_dir: Some(WORKSPACE.into()),
+                // The only way out. Not secrets: these name the gate.
+                env: Some(proxy_env()),
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
@@ -245,6 +279,19 @@ async fn create_agent(
         .await
         .map(|created| created.id)
         .map_err(|err| Error::new(format!("cannot create the agent container: {err}")))
+}
+
+/// The proxy settings every process in the bottle sees, in both cases.
+fn proxy_env() -> Vec<String> {
+    let proxy = format!("http://{}:{}", gate::ALIAS, gate::PORT);
+    let mut env = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push(format!("{name}={proxy}"));
+    }
+    for name in ["NO_PROXY", "no_proxy"] {
+        env.push(format!("{name}=localhost,127.0.0.1,::1"));
+    }
+    env
 }
 
 /// claude's argv: the tool's flags, then the user's.

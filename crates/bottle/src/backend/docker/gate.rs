@@ -1,0 +1,233 @@
+//! The bottle's gate container: on the egress network and, as `gate`, on
+//! the internal one. The agent container is created only once the gate
+//! says it listens, so a bottle never exists without its gate.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, LogsOptions,
+    StartContainerOptions,
+};
+use futures_util::StreamExt;
+
+use super::ledger::{Ledger, Resource};
+use crate::error::{Error, Result};
+use crate::labels::{self, InstanceLabels, Role};
+use crate::plan::Plan;
+use crate::settings::{GATE_IMAGE, GATE_NETWORKS};
+
+/// The name the gate answers to on the internal network.
+pub(super) const ALIAS: &str = "gate";
+pub(super) const PORT: u16 = 3128;
+const READY_WITHIN: Duration = Duration::from_secs(15);
+
+/// A started gate: its container, and the stdin that keeps it alive.
+pub(super) struct Gate {
+    pub(super) id: String,
+    _stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+pub(super) struct GateSpec<'a> {
+    pub(super) image: &'a str,
+    pub(super) internal: &'a str,
+    pub(super) egress: &'a str,
+    pub(super) extra_networks: &'a [String],
+    pub(super) dns: Option<&'a str>,
+}
+
+pub(super) async fn start(
+    docker: &Docker,
+    plan: &Plan,
+    spec: &GateSpec<'_>,
+    labels: &InstanceLabels,
+    ledger: &mut Ledger,
+) -> Result<Gate> {
+    let failed = |what: &str, err: &dyn std::fmt::Display| {
+        Error::new(format!("the egress gate {what}: {err}"))
+    };
+    let mut args = vec!["--listen".to_owned(), format!("0.0.0.0:{PORT}")];
+    for entry in &plan.egress.allowlist {
+        args.extend(["--allow".to_owned(), entry.clone()]);
+    }
+    for entry in &plan.egress.private {
+        args.extend(["--private".to_owned(), entry.clone()]);
+    }
+    for ssh in &plan.ssh {
+        args.extend(["--ssh".to_owned(), format!("{}:{}", ssh.hostname, ssh.port)]);
+    }
+    if let Some(dns) = spec.dns {
+        args.extend(["--dns".to_owned(), dns.to_owned()]);
+    }
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(format!("{}-gate", plan.instance)),
+                ..Default::default()
+            }),
+            ContainerCreateBody {
+                image: Some(spec.image.to_owned()),
+                cmd: Some(args),
+                user: Some("65534:65534".into()),
+                labels: Some(labels.for_role(Role::Gate)),
+                attach_stdin: Some(true),
+                open_stdin: Some(true),
+                stdin_once: Some(true),
+                host_config: Some(HostConfig {
+                    network_mode: Some(spec.egress.to_owned()),
+                    cap_drop: Some(vec!["ALL".into()]),
+                    security_opt: Some(vec!["no-new-privileges".into()]),
+                    readonly_rootfs: Some(true),
+                    memory: Some(256 << 20),
+                    pids_limit: Some(256),
+                    auto_remove: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|err| {
+            failed("could not be created", &err)
+                .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
+        })?;
+    ledger.record(Resource::Container(created.id.clone()));
+    let join = |aliases: Option<Vec<String>>| NetworkConnectRequest {
+        container: created.id.clone(),
+        endpoint_config: Some(EndpointSettings {
+            aliases,
+            ..Default::default()
+        }),
+    };
+    docker
+        .connect_network(spec.internal, join(Some(vec![ALIAS.to_owned()])))
+        .await
+        .map_err(|err| failed("could not join the internal network", &err))?;
+    for network in spec.extra_networks {
+        docker
+            .connect_network(network, join(None))
+            .await
+            .map_err(|err| {
+                Error::new(format!(
+                    "the gate cannot join the network `{network}`: {err}"
+                ))
+                .hint(format!(
+                    "{} names existing Docker networks, separated by commas",
+                    GATE_NETWORKS.name
+                ))
+            })?;
+    }
+    let attached = docker
+        .attach_container(
+            &created.id,
+            Some(AttachContainerOptions {
+                stdin: true,
+                stream: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|err| failed("could not be attached", &err))?;
+    docker
+        .start_container(&created.id, None::<StartContainerOptions>)
+        .await
+        .map_err(|err| {
+            failed("could not start", &err)
+                .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
+        })?;
+    wait_ready(docker, &created.id).await?;
+    Ok(Gate {
+        id: created.id,
+        _stdin: attached.input,
+    })
+}
+
+/// Waits for the gate's `ready` line; a gate that exits or stays silent
+/// fails the launch (fail closed).
+async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
+    let mut logs = docker.logs(
+        id,
+        Some(LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }),
+    );
+    let mut said = String::new();
+    let ready = async {
+        while let Some(Ok(chunk)) = logs.next().await {
+            said.push_str(&chunk.to_string());
+            if said.lines().any(|l| l.contains(r#""event":"ready""#)) {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(READY_WITHIN, ready).await {
+        Ok(true) => Ok(()),
+        outcome => {
+            let why = if outcome.is_err() {
+                "did not get ready in time"
+            } else {
+                "exited before it was ready"
+            };
+            Err(
+                Error::new(format!("the egress gate {why}; the bottle was not started")).hint(
+                    format!(
+                        "check {} (the gate image); the gate said: {}",
+                        GATE_IMAGE.name,
+                        said.trim()
+                    ),
+                ),
+            )
+        }
+    }
+}
+
+/// The gate's decision log so far.
+pub(super) async fn log(docker: &Docker, id: &str) -> Result<String> {
+    let mut logs = docker.logs(
+        id,
+        Some(LogsOptions {
+            stdout: true,
+            ..Default::default()
+        }),
+    );
+    let mut text = String::new();
+    while let Some(chunk) = logs.next().await {
+        match chunk {
+            Ok(LogOutput::StdOut { message }) => text.push_str(&String::from_utf8_lossy(&message)),
+            Ok(_) => {}
+            Err(err) => return Err(Error::new(format!("cannot read the gate's log: {err}"))),
+        }
+    }
+    Ok(text)
+}
+
+/// The gate container of a running instance.
+pub(super) async fn find(
+    docker: &Docker,
+    instance: &str,
+    scope: &[(String, String)],
+) -> Result<String> {
+    let mut wanted = vec![
+        format!("{}={instance}", labels::INSTANCE),
+        format!("{}=gate", labels::ROLE),
+    ];
+    wanted.extend(scope.iter().map(|(k, v)| format!("{k}={v}")));
+    let found = docker
+        .list_containers(Some(ListContainersOptions {
+            filters: Some(HashMap::from([("label".to_owned(), wanted)])),
+            ..Default::default()
+        }))
+        .await
+        .map_err(|err| Error::new(format!("cannot list the engine's containers: {err}")))?;
+    found.into_iter().find_map(|c| c.id).ok_or_else(|| {
+        Error::new(format!("no running instance named {instance}"))
+            .hint("`claude-bottle list` shows the instances there are")
+    })
+}

@@ -1,0 +1,120 @@
+//! The gate's image: this very executable, alone in an otherwise empty
+//! image, built on the engine on first use and reused after.
+//!
+//! Nothing is pulled: the executable is static, so `FROM scratch` is all
+//! it needs. The tag comes from the executable's content, so a new build of
+//! claude-bottle gets a new gate image and an unchanged one never rebuilds.
+//! Where this executable cannot run on the engine (another architecture,
+//! or a host that is not Linux), `CLAUDE_BOTTLE_GATE_IMAGE` names a gate
+//! image built elsewhere.
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::settings::GATE_IMAGE;
+
+/// The gate image to use: the one named, or this executable's own.
+pub(super) async fn ensure(docker: &Docker, named: Option<&str>) -> Result<String> {
+    if let Some(image) = named {
+        return match docker.inspect_image(image).await {
+            Ok(_) => Ok(image.to_owned()),
+            Err(_) => Err(Error::new(format!(
+                "the gate image `{image}` ({}) is not on the engine",
+                GATE_IMAGE.name
+            ))
+            .hint(build_hint())),
+        };
+    }
+    let engine_arch = docker
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.architecture)
+        .unwrap_or_default();
+    if !cfg!(target_os = "linux") || !same_arch(&engine_arch) {
+        return Err(Error::new(format!(
+            "this claude-bottle ({} {}) cannot run as the gate on an engine running {engine_arch}",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ))
+        .hint(build_hint()));
+    }
+    let exe = std::env::current_exe()
+        .and_then(std::fs::read)
+        .map_err(|err| {
+            Error::new(format!(
+                "cannot read this executable to build the gate image: {err}"
+            ))
+        })?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(&exe);
+    let tag = format!("claude-bottle/gate:{:016x}", hasher.finish());
+    if docker.inspect_image(&tag).await.is_ok() {
+        return Ok(tag);
+    }
+    build(docker, &tag, &exe).await?;
+    Ok(tag)
+}
+
+fn same_arch(engine: &str) -> bool {
+    let engine = match engine {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        other => other,
+    };
+    engine == std::env::consts::ARCH
+}
+
+fn build_hint() -> String {
+    format!(
+        "build a gate image from the source tree for the engine's platform: \
+         `cargo build --release --target <engine's target>`, then `docker build` a Dockerfile of \
+         `FROM scratch`, `COPY claude-bottle /claude-bottle`, `ENTRYPOINT [\"/claude-bottle\", \"gate\"]`; \
+         set {} to its tag",
+        GATE_IMAGE.name
+    )
+}
+
+async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
+    let failed =
+        |err: &dyn std::fmt::Display| Error::new(format!("cannot build the gate image: {err}"));
+    let dockerfile = "FROM scratch\nCOPY claude-bottle /claude-bottle\nENTRYPOINT [\"/claude-bottle\", \"gate\"]\n";
+    let mut context = tar::Builder::new(Vec::new());
+    for (name, bytes, mode) in [
+        ("Dockerfile", dockerfile.as_bytes(), 0o644),
+        ("claude-bottle", exe, 0o755),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        context
+            .append_data(&mut header, name, bytes)
+            .map_err(|e| failed(&e))?;
+    }
+    let context = context.into_inner().map_err(|e| failed(&e))?;
+    let options = BuildImageOptions {
+        t: Some(tag.to_owned()),
+        rm: true,
+        forcerm: true,
+        labels: Some(HashMap::from([
+            (labels::MANAGED.to_owned(), "true".to_owned()),
+            (labels::ROLE.to_owned(), "gate-image".to_owned()),
+        ])),
+        ..Default::default()
+    };
+    let mut progress = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = progress.next().await {
+        let step = step.map_err(|e| failed(&e))?;
+        if let Some(detail) = step.error_detail.and_then(|d| d.message) {
+            return Err(failed(&detail));
+        }
+    }
+    Ok(())
+}
