@@ -456,7 +456,14 @@ async fn respond(client: &mut TcpStream, status: u16, body: &str) -> std::io::Re
         body.len() + 1
     );
     client.write_all(response.as_bytes()).await?;
-    client.shutdown().await
+    client.shutdown().await?;
+    // A lingering close: closing with unread input would reset the
+    // connection and could destroy the answer before the client reads it
+    // (an oversized head is still arriving when the 431 goes out).
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 /// Copies both ways until both sides are done, or nothing moved either
