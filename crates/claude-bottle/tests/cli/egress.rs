@@ -21,11 +21,12 @@ use crate::support::Sandbox;
 /// "The internet" for one test: an allowed service and a sink that must
 /// never hear from the bottle, on a network of their own.
 struct Outside {
+    // Fields drop in order: the containers must go before their network.
+    _services: Vec<TestContainer>,
     network: TestNetwork,
     allowed: String,
     sink: String,
     mock: Option<String>,
-    _services: Vec<TestContainer>,
 }
 
 impl Outside {
