@@ -136,7 +136,9 @@ impl Plan {
         };
         line("cwd", &cwd);
         let auth = if self.remote_control {
-            "log in inside the bottle with /login (--remote-control)"
+            "--remote-control takes a subscription login, not a token: log in inside the bottle \
+             with /login (the login ends with the bottle); it needs api.anthropic.com, claude.ai \
+             and platform.claude.com on the allowlist (built in unless egress.builtin is false)"
         } else if self.oauth_token_forwarded {
             "CLAUDE_BOTTLE_OAUTH_TOKEN is forwarded"
         } else if self

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::env::Secret;
 use crate::error::{Error, Result};
 
 /// Where the prompt lands, relative to the agent's home.
@@ -20,8 +21,9 @@ pub struct Provision {
 
 impl Provision {
     /// The archive to unpack in the agent's home; `workdir` is the folder
-    /// Claude Code is pre-trusted for.
-    pub fn home_archive(&self, workdir: &str) -> Result<Vec<u8>> {
+    /// Claude Code is pre-trusted for, `api_key` the `ANTHROPIC_API_KEY`
+    /// the session gets, if any.
+    pub fn home_archive(&self, workdir: &str, api_key: Option<&Secret>) -> Result<Vec<u8>> {
         let mut archive = tar::Builder::new(Vec::new());
         archive.mode(tar::HeaderMode::Deterministic);
         archive.follow_symlinks(false);
@@ -40,10 +42,19 @@ impl Provision {
         }
         // Onboarding and the trust dialog would otherwise stop an unattended
         // session, and onboarding ignores an OAuth token until it is done.
-        let state = serde_json::json!({
+        let mut state = serde_json::json!({
             "hasCompletedOnboarding": true,
             "projects": { workdir: { "hasTrustDialogAccepted": true } },
         });
+        // Claude Code asks before using a key from the environment; it
+        // remembers the answer by the key's last 20 characters. The file
+        // lives in the bottle only, whose user has the key anyway.
+        if let Some(key) = api_key {
+            let key = key.expose();
+            let tail = &key[key.len().saturating_sub(20)..];
+            state["customApiKeyResponses"] =
+                serde_json::json!({ "approved": [tail], "rejected": [] });
+        }
         append(&mut archive, ".claude.json", state.to_string().as_bytes())?;
         let settings = serde_json::json!({
             "theme": "dark",
@@ -110,7 +121,7 @@ mod tests {
             prompt: Some("You implement.".into()),
             skills: vec![("tdd".into(), skill.path().to_path_buf())],
         };
-        let files = entries(&provision.home_archive("/workspace").unwrap());
+        let files = entries(&provision.home_archive("/workspace", None).unwrap());
         let find = |p: &str| {
             files
                 .iter()
@@ -141,7 +152,11 @@ mod tests {
 
     #[test]
     fn without_prompt_or_skills_only_the_first_run_state_goes_in() {
-        let files = entries(&Provision::default().home_archive("/workspace").unwrap());
+        let files = entries(
+            &Provision::default()
+                .home_archive("/workspace", None)
+                .unwrap(),
+        );
         let paths: Vec<_> = files.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".claude.json", ".claude/settings.json"]);
         assert_eq!(Provision::default().prompt_path("/home/agent"), None);

@@ -73,7 +73,11 @@ impl StageDir {
             .mode(0o700)
             .create(&path)
             .map_err(failed)?;
-        Ok(Self { instance, path })
+        let stage = Self { instance, path };
+        // Lets `cleanup` tell a live instance's stage from a dead one's.
+        let owner = serde_json::to_vec(&Owner::current()).expect("an owner serialises");
+        stage.write(OWNER_FILE, &owner)?;
+        Ok(stage)
     }
 
     pub fn instance(&self) -> &InstanceName {
@@ -97,5 +101,27 @@ impl StageDir {
 impl Drop for StageDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owner::Liveness;
+
+    #[test]
+    fn a_stage_names_its_live_owner_and_goes_when_dropped() {
+        let home = tempfile::tempdir().unwrap();
+        let stage = StageDir::create(home.path(), InstanceName::generate("a")).unwrap();
+        let found = find_stages(home.path());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].instance, stage.instance().as_str());
+        assert_eq!(
+            found[0].owner.as_ref().map(Owner::liveness),
+            Some(Liveness::Live)
+        );
+        let path = stage.path().to_path_buf();
+        drop(stage);
+        assert!(!path.exists());
     }
 }

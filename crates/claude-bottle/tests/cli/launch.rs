@@ -264,6 +264,9 @@ async fn claude_runs_as_the_images_user_with_everything_it_should_see() {
             .contains("Everything in the bottle is gone when it exits.")
     );
     assert!(!out.stdout.contains("Everything in the bottle"));
+    // A fresh home holds nothing dead: a start sweeps nothing, least of all
+    // its own stage.
+    assert!(!out.stderr.contains("swept"), "{}", out.stderr);
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 

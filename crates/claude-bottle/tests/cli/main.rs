@@ -11,6 +11,7 @@ mod harness;
 mod launch;
 mod manifest_errors;
 mod secrets;
+mod session;
 mod support;
 mod terminal;
 mod usage;

@@ -197,7 +197,12 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         .await
         .map_err(|err| Error::new(format!("cannot start the agent container: {err}")))?;
 
-    let archive = launch.provision.home_archive(WORKSPACE)?;
+    let api_key = launch
+        .env
+        .iter()
+        .find(|(name, _)| *name == "ANTHROPIC_API_KEY")
+        .map(|(_, v)| v);
+    let archive = launch.provision.home_archive(WORKSPACE, api_key)?;
     exec::untar(docker, &container, &facts.user, &facts.home, archive).await?;
 
     let env = launch

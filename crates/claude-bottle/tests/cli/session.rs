@@ -1,0 +1,499 @@
+//! The interactive session on a real terminal (tmux), headless runs, and
+//! real Claude Code through its first start.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fixtures::report::frames;
+use serde_json::{Value, json};
+
+use crate::fixture::{
+    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestNetwork,
+    http_get, start_service,
+};
+use crate::launch::{Session, fake_claude_present, leftovers};
+use crate::support::{BIN, Sandbox};
+
+/// A tmux server of its own running one command in a 100x30 window.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(sandbox: &Sandbox, args: &[&str]) -> Self {
+        let socket = format!("cb-{}-{}", std::process::id(), rand_suffix());
+        let template = sandbox.command(&[]);
+        let env: Vec<String> = template
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
+            .collect();
+        let args: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        // The inner shell shows its pid, then becomes claude-bottle; the
+        // outer one shows how it exited and keeps the pane for `stty`.
+        let inner = sandbox.cwd.join("inner.sh");
+        std::fs::write(
+            &inner,
+            format!(
+                "echo pid=$$\nexec env -i {} {BIN} {}\n",
+                env.join(" "),
+                args.join(" ")
+            ),
+        )
+        .unwrap();
+        let outer = sandbox.cwd.join("outer.sh");
+        std::fs::write(
+            &outer,
+            format!(
+                "cd '{}'\nsh '{}'\necho exit=$?\nsleep 120\n",
+                sandbox.cwd.display(),
+                inner.display()
+            ),
+        )
+        .unwrap();
+        let tmux = Self { socket };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "s",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &format!("sh '{}'", outer.display()),
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", "s"])
+    }
+
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let screen = self.screen();
+            if screen.contains(what) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{what}` never showed:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pane's terminal mode as `stty` sees it from outside.
+    fn stty(&self) -> String {
+        let tty = self.run(&["display", "-p", "-t", "s", "#{pane_tty}"]);
+        let out = Command::new("sh")
+            .args(["-c", &format!("stty -a < {}", tty.trim())])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// claude-bottle's pid, as the inner shell showed it.
+    fn pid(&self) -> String {
+        let screen = self.wait_for("pid=");
+        screen
+            .lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// claude-bottle's exit status once it has ended.
+    fn exit_status(&self) -> i32 {
+        let screen = self.wait_for("exit=");
+        screen
+            .lines()
+            .find_map(|l| l.strip_prefix("exit="))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+fn rand_suffix() -> usize {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize
+}
+
+fn raw(stty: &str) -> bool {
+    stty.split_whitespace().any(|f| f == "-icanon") && stty.split_whitespace().any(|f| f == "-echo")
+}
+
+fn fake_sandbox(label: &str, env: &Value) -> Sandbox {
+    let manifest = json!({
+        "bottles": { "dev": { "env": env, "egress": { "builtin": false } } },
+        "agents": { "a": { "bottle": "dev" } },
+    });
+    Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+}
+
+#[tokio::test]
+async fn on_a_terminal_claude_gets_a_tty_of_its_size_every_resize_and_raw_mode_only_during() {
+    let Some(docker) = fake_claude_present("tty session").await else {
+        return;
+    };
+    let label = format!("tty-{}", std::process::id());
+    let sandbox = fake_sandbox(
+        &label,
+        &json!({ "FAKE_CLAUDE_SLEEP": "6", "FAKE_CLAUDE_EXIT": "3" }),
+    );
+    let tmux = Tmux::start(&sandbox, &["start", "a", "--yes"]);
+    tmux.wait_for("@@fixture:ready");
+    let during = tmux.stty();
+    assert!(raw(&during), "not raw during the session: {during}");
+    let screen = tmux.screen();
+    let report = &frames(&screen, "report")[0];
+    assert_eq!(report["tty"], json!({ "stdin": true, "stdout": true }));
+    assert_eq!(report["env"]["TERM"], "xterm-256color");
+    // The first size is the pane's: in the report, or in a resize right after.
+    let sizes: Vec<Value> = std::iter::once(report["size"].clone())
+        .chain(frames(&screen, "resize"))
+        .collect();
+    assert_eq!(
+        sizes.last().unwrap(),
+        &json!({ "rows": 30, "cols": 100 }),
+        "{sizes:?}"
+    );
+    tmux.run(&["resize-window", "-t", "s", "-x", "120", "-y", "40"]);
+    let screen = tmux.wait_for(r#""rows":40"#);
+    assert_eq!(
+        frames(&screen, "resize").last().unwrap(),
+        &json!({ "rows": 40, "cols": 120 })
+    );
+    assert_eq!(tmux.exit_status(), 3);
+    let after = tmux.stty();
+    assert!(!raw(&after), "still raw after the session: {after}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+/// SIGTERM or SIGHUP to the CLI during a TTY session.
+async fn signal_on_a_terminal(signal: &str, code: i32) {
+    let Some(docker) = fake_claude_present("signal on a terminal").await else {
+        return;
+    };
+    let label = format!("tty-{signal}-{}", std::process::id());
+    let sandbox = fake_sandbox(&label, &json!({ "FAKE_CLAUDE_SLEEP": "60" }));
+    let tmux = Tmux::start(&sandbox, &["start", "a", "--yes"]);
+    tmux.wait_for("@@fixture:ready");
+    assert!(raw(&tmux.stty()));
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &tmux.pid()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(tmux.exit_status(), code);
+    assert!(!raw(&tmux.stty()), "{signal} left the terminal raw");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn sigterm_on_a_terminal_restores_it_and_exits_143() {
+    signal_on_a_terminal("TERM", 143).await;
+}
+
+#[tokio::test]
+async fn sighup_on_a_terminal_restores_it_and_exits_129() {
+    signal_on_a_terminal("HUP", 129).await;
+}
+
+#[tokio::test]
+async fn bytes_and_megabytes_of_output_arrive_intact_through_the_terminal() {
+    let Some(docker) = fake_claude_present("bytes intact").await else {
+        return;
+    };
+    let label = format!("bytes-{}", std::process::id());
+    // 3 MiB of 0x00 0x01 0x02 (no newline, which a terminal would rewrite).
+    let sandbox = fake_sandbox(
+        &label,
+        &json!({ "FAKE_CLAUDE_ECHO_HEX": "000102", "FAKE_CLAUDE_ECHO_REPEAT": "1048576" }),
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &format!("{BIN} start a --yes"), "/dev/null"])
+        .current_dir(&sandbox.cwd)
+        .env_clear()
+        .envs(
+            sandbox
+                .command(&[])
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
+        // A stdin held open: `script` types an end-of-file into the
+        // terminal when its stdin ends, and claude would get it.
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut bytes).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(status.code(), Some(0));
+    let start = bytes
+        .windows(3)
+        .position(|w| w == [0, 1, 2])
+        .expect("the bytes arrived");
+    let body = &bytes[start..start + 3 * 1_048_576];
+    if let Some(bad) = body.chunks(3).position(|c| c != [0, 1, 2]) {
+        let at = start + bad * 3;
+        panic!(
+            "the stream was altered at byte {at} of {}: {:?}",
+            bytes.len(),
+            &bytes[at.saturating_sub(8)..(at + 40).min(bytes.len())]
+        );
+    }
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn without_a_terminal_stdout_and_stderr_stay_apart() {
+    let Some(_docker) = fake_claude_present("stdio apart").await else {
+        return;
+    };
+    let label = format!("stdio-{}", std::process::id());
+    let sandbox = fake_sandbox(
+        &label,
+        &json!({ "FAKE_CLAUDE_RUN": "echo to-stdout-5a; echo to-stderr-5b >&2" }),
+    );
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Whole lines: the report also quotes the command.
+    let has = |text: &str, line: &str| text.lines().any(|l| l.trim_end() == line);
+    assert!(
+        has(&out.stdout, "to-stdout-5a") && !has(&out.stdout, "to-stderr-5b"),
+        "{out:?}"
+    );
+    assert!(
+        has(&out.stderr, "to-stderr-5b") && !has(&out.stderr, "to-stdout-5a"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn remote_control_reaches_claude_without_the_token_and_the_hint_shows_only_without_credentials()
+ {
+    let Some(_docker) = fake_claude_present("remote control").await else {
+        return;
+    };
+    let label = format!("remote-{}", std::process::id());
+    let sandbox = fake_sandbox(&label, &json!({})).env("CLAUDE_BOTTLE_OAUTH_TOKEN", "oauth-rc-31f");
+    let out = sandbox.run(&["start", "a", "--yes", "--remote-control"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let report = &frames(&out.stdout, "report")[0];
+    assert!(
+        report["argv"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--remote-control")),
+        "{report}"
+    );
+    assert!(
+        report["env"].get("CLAUDE_CODE_OAUTH_TOKEN").is_none(),
+        "{report}"
+    );
+    assert!(out.stderr.contains("/login"), "{}", out.stderr);
+
+    let hint = "claude setup-token";
+    assert!(
+        !sandbox
+            .run(&["start", "a", "--dry-run"])
+            .stderr
+            .contains(hint),
+        "hint shown with a token"
+    );
+    let bare = fake_sandbox(&label, &json!({}));
+    assert!(
+        bare.run(&["start", "a", "--dry-run"]).stderr.contains(hint),
+        "no hint without credentials"
+    );
+    let keyed = fake_sandbox(&label, &json!({ "ANTHROPIC_API_KEY": "?" }));
+    assert!(
+        !keyed
+            .run(&["start", "a", "--dry-run"])
+            .stderr
+            .contains(hint),
+        "hint shown with an API key"
+    );
+}
+
+/// A mock API on a network the gate joins, and a manifest for real Claude
+/// Code pointed at it.
+async fn real_claude(
+    docker: &bollard::Docker,
+    label: &str,
+    script: &Value,
+    env: &Value,
+) -> (
+    Sandbox,
+    String,
+    Vec<crate::fixture::TestContainer>,
+    TestNetwork,
+) {
+    let network = TestNetwork::create(docker, &format!("{label}-outside")).await;
+    let script = script.to_string();
+    let (mock, address) = start_service(
+        docker,
+        &format!("{label}-outside"),
+        &Service {
+            image: FIXTURES_IMAGE,
+            cmd: &["mock-anthropic"],
+            env: &[("MOCK_SCRIPT", &script)],
+            network: &network,
+            alias: "mock",
+            runtime: "runc",
+        },
+    )
+    .await;
+    let mut bottle_env = json!({ "ANTHROPIC_BASE_URL": "http://mock", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1" });
+    for (k, v) in env.as_object().unwrap() {
+        bottle_env[k] = v.clone();
+    }
+    let manifest = json!({
+        "bottles": { "dev": { "env": bottle_env, "egress": { "allowlist": ["mock"], "private": ["mock"], "builtin": false } } },
+        "agents": { "a": { "bottle": "dev", "prompt": "You are the bottle test agent 4e2f." } },
+    });
+    let sandbox = Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", CLAUDE_CODE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+        .env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name);
+    (sandbox, address, vec![mock], network)
+}
+
+#[tokio::test]
+async fn real_claude_code_headless_prints_the_reply_with_the_prompt_and_credential_it_was_given() {
+    let Some(docker) = fake_claude_present("real claude headless").await else {
+        return;
+    };
+    let label = format!("headless-{}", std::process::id());
+    let key = "sk-ant-host-secret-0d9e";
+    let script = json!([
+        { "tool_use": { "name": "Bash", "input": { "command": "sleep 3", "description": "wait" } } },
+        { "text": "reply-from-mock" }
+    ]);
+    let (sandbox, mock, _mock, _network) = real_claude(
+        &docker,
+        &label,
+        &script,
+        &json!({ "ANTHROPIC_API_KEY": "${HOST_KEY}" }),
+    )
+    .await;
+    let sandbox = sandbox.env("HOST_KEY", key);
+    let session = Session::spawn(
+        &sandbox,
+        &["start", "a", "--yes", "--", "-p", "hello there"],
+    );
+    // While claude waits on its tool, nothing on the engine holds the key.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while serde_json::from_str::<Vec<Value>>(&http_get(&mock, 80, "/_requests"))
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "claude never asked the mock: {}",
+            session.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (containers, _) = leftovers(&docker, &label).await;
+    assert_eq!(containers.len(), 2, "agent and gate");
+    for id in &containers {
+        let inspect = docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .unwrap();
+        crate::secrets::assert_never_shown(&serde_json::to_string(&inspect).unwrap(), &[key]);
+    }
+    let out = session.wait();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "reply-from-mock");
+    let requests: Vec<Value> = serde_json::from_str(&http_get(&mock, 80, "/_requests")).unwrap();
+    let first = &requests[0];
+    assert!(
+        first["body"]["system"]
+            .to_string()
+            .contains("You are the bottle test agent 4e2f."),
+        "the prompt is not in the system prompt"
+    );
+    assert!(
+        first["body"]["messages"]
+            .to_string()
+            .contains("hello there")
+    );
+    assert!(
+        first["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["x-api-key", key]))
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn real_claude_code_on_a_terminal_starts_without_first_run_questions_and_exits_on_exit() {
+    let Some(docker) = fake_claude_present("real claude on a terminal").await else {
+        return;
+    };
+    let label = format!("interactive-{}", std::process::id());
+    let (sandbox, _mock, _mock_container, _network) = real_claude(
+        &docker,
+        &label,
+        &json!([]),
+        &json!({ "ANTHROPIC_API_KEY": "sk-ant-test-key-not-secret-77" }),
+    )
+    .await;
+    let tmux = Tmux::start(&sandbox, &["start", "a", "--yes"]);
+    let screen = tmux.wait_for("bypass permissions on");
+    for question in [
+        "Do you want to use this API key",
+        "Choose the text style",
+        "trust",
+        "Press Enter to continue",
+    ] {
+        assert!(
+            !screen.contains(question),
+            "a first-run question showed: {question}\n{screen}"
+        );
+    }
+    assert!(screen.contains("Claude Code v2.1.332"), "{screen}");
+    tmux.run(&["send-keys", "-t", "s", "/exit", "Enter"]);
+    assert_eq!(tmux.exit_status(), 0, "{}", tmux.screen());
+    assert!(!raw(&tmux.stty()));
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
