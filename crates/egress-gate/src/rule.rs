@@ -199,6 +199,12 @@ fn check_name(name: &str, original: &str) -> Result<(), RuleError> {
     if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
         return Err(RuleError::Name(original.to_owned()));
     }
+    // The gate reads request hosts through IDNA; a name it would read
+    // differently (`xn--` labels that are not valid punycode) could never
+    // match, so it is refused here.
+    if idna::domain_to_ascii(name).ok().as_deref() != Some(name) {
+        return Err(RuleError::Name(original.to_owned()));
+    }
     Ok(())
 }
 
@@ -268,6 +274,7 @@ mod tests {
             ("pypi.org:http", RuleError::Port("http".into())),
             ("-bad.org", RuleError::Name("-bad.org".into())),
             ("a..b", RuleError::Name("a..b".into())),
+            ("xn--0.example", RuleError::Name("xn--0.example".into())),
             ("bücher.de", RuleError::NotAscii("bücher.de".into())),
             ("api.*.com", RuleError::WildcardPlacement),
             ("*", RuleError::WildcardPlacement),

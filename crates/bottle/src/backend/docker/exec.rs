@@ -30,30 +30,17 @@ pub(super) async fn untar(
     let failed = |err: &dyn std::fmt::Display| {
         Error::new(format!("cannot copy files into the bottle: {err}"))
     };
-    let exec = docker
-        .create_exec(
-            container,
-            ExecConfig {
-                cmd: Some(vec!["tar".into(), "-x".into(), "-C".into(), dir.into()]),
-                user: Some(user.into()),
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-    let StartExecResults::Attached {
-        mut output,
-        mut input,
-    } = docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(|e| failed(&e))?
-    else {
-        return Err(failed(&"the exec did not attach"));
-    };
+    let (exec, mut output, mut input) = attached(
+        docker,
+        container,
+        ExecConfig {
+            cmd: Some(vec!["tar".into(), "-x".into(), "-C".into(), dir.into()]),
+            user: Some(user.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| failed(&e))?;
     input.write_all(&archive).await.map_err(|e| failed(&e))?;
     input.shutdown().await.map_err(|e| failed(&e))?;
     let mut said = String::new();
@@ -61,7 +48,7 @@ pub(super) async fn untar(
         said.push_str(&chunk.map_err(|e| failed(&e))?.to_string());
     }
     match docker
-        .inspect_exec(&exec.id)
+        .inspect_exec(&exec)
         .await
         .map_err(|e| failed(&e))?
         .exit_code
@@ -101,37 +88,22 @@ pub(super) async fn run_claude(
             "COLORTERM=truecolor".to_owned(),
         ]);
     }
-    let exec = docker
-        .create_exec(
-            spec.container,
-            ExecConfig {
-                cmd: Some(spec.cmd),
-                env: Some(env),
-                user: Some(spec.user.into()),
-                working_dir: Some(spec.workdir.into()),
-                tty: Some(tty),
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| failed(&e))?;
-    // With a TTY the exec starts without start options: bollard would
-    // otherwise split the raw stream into frames and corrupt it.
-    let StartExecResults::Attached {
-        mut output,
-        mut input,
-    } = docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(|e| failed(&e))?
-    else {
-        return Err(failed(&"the exec did not attach"));
-    };
+    let (exec, mut output, mut input) = attached(
+        docker,
+        spec.container,
+        ExecConfig {
+            cmd: Some(spec.cmd),
+            env: Some(env),
+            user: Some(spec.user.into()),
+            working_dir: Some(spec.workdir.into()),
+            tty: Some(tty),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| failed(&e))?;
     let _raw = if tty {
-        resize(docker, &exec.id, console).await;
+        resize(docker, &exec, console).await;
         Some(console.raw_mode().map_err(|e| failed(&e))?)
     } else {
         None
@@ -168,13 +140,10 @@ pub(super) async fn run_claude(
                     let _ = input.shutdown().await;
                 }
             }
-            _ = resized.recv(), if tty => resize(docker, &exec.id, console).await,
+            _ = resized.recv(), if tty => resize(docker, &exec, console).await,
         }
     }
-    let inspect = docker
-        .inspect_exec(&exec.id)
-        .await
-        .map_err(|e| failed(&e))?;
+    let inspect = docker.inspect_exec(&exec).await.map_err(|e| failed(&e))?;
     match inspect.exit_code {
         // 126/127 come from the runtime: claude could not be started at all.
         Some(code @ (126 | 127)) => Err(Error::new(format!(
@@ -183,6 +152,44 @@ pub(super) async fn run_claude(
         .hint("check that the image has an executable `claude` on its PATH")),
         Some(code) => Ok(code),
         None => Err(failed(&"no exit code")),
+    }
+}
+
+type Output = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+            > + Send,
+    >,
+>;
+type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+/// Creates and starts an exec with all three streams attached; returns
+/// its id and streams.
+async fn attached(
+    docker: &Docker,
+    container: &str,
+    config: ExecConfig,
+) -> Result<(String, Output, Input), String> {
+    let config = ExecConfig {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..config
+    };
+    let exec = docker
+        .create_exec(container, config)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Started without start options: with a TTY, bollard would otherwise
+    // split the raw stream into frames and corrupt it.
+    match docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
+        StartExecResults::Detached => Err("the exec did not attach".to_owned()),
     }
 }
 
