@@ -15,6 +15,36 @@ pub(crate) fn can_ask() -> bool {
     io::stdin().is_terminal() && io::stderr().is_terminal()
 }
 
+/// Runs a blocking exchange with the user on a thread of its own, so that
+/// a signal can end the wait (a read of stdin cannot be cancelled). The
+/// thread is left behind if so; the process is ending anyway.
+pub(crate) async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = answer.send(work());
+    });
+    answered
+        .await
+        .expect("the terminal thread answers unless it panicked")
+}
+
+/// The terminal's mode when the command started, to put back when a
+/// signal ends it in the middle of a question (echo off) or a session.
+#[derive(Debug)]
+pub(crate) struct TerminalState(Option<termios::Termios>);
+
+impl TerminalState {
+    pub(crate) fn save() -> Self {
+        Self(termios::tcgetattr(io::stdin()).ok())
+    }
+
+    pub(crate) fn restore(&self) {
+        if let Some(saved) = &self.0 {
+            let _ = termios::tcsetattr(io::stdin(), OptionalActions::Now, saved);
+        }
+    }
+}
+
 /// Asks a y/N question on stderr; only y, Y, yes and YES mean yes.
 pub(crate) fn confirm(question: &str) -> io::Result<bool> {
     eprint!("{question} [y/N] ");

@@ -19,6 +19,20 @@ use crate::signals;
 use crate::terminal::{self, TerminalPrompt, UserConsole};
 
 pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
+    let terminal = terminal::TerminalState::save();
+    tokio::select! {
+        outcome = start(args) => outcome,
+        // A signal drops the start and with it all it holds: the launch's
+        // ledger tears the bottle down, the stage directory goes. The
+        // terminal is put back as it was, echo and all.
+        signal = signals::first() => {
+            terminal.restore();
+            Ok(ExitCode::from(signal.exit_code()))
+        }
+    }
+}
+
+async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     if args.format == Format::Json && !args.dry_run {
         return Err(CommandError::usage(
             "--format json needs --dry-run",
@@ -61,7 +75,8 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
                 "pass --yes to start without asking",
             ));
         }
-        let yes = terminal::confirm("Start it?")
+        let yes = terminal::off_thread(|| terminal::confirm("Start it?"))
+            .await
             .map_err(|err| bottle::Error::new(format!("cannot read the answer: {err}")))?;
         if !yes {
             eprintln!("aborted by user");
@@ -74,10 +89,12 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
         Ok(swept) => eprintln!("swept {swept} leftover(s) of dead instances"),
         Err(err) => eprintln!("warning: could not sweep dead instances: {}", err.message()),
     }
-    let mut prompt = TerminalPrompt;
-    let mut env = prepared
-        .env
-        .complete(can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt))?;
+    let pending = prepared.env;
+    let mut env = terminal::off_thread(move || {
+        let mut prompt = TerminalPrompt;
+        pending.complete(can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt))
+    })
+    .await?;
     if prepared.plan.oauth_token_forwarded {
         if let Some(token) = &spec.settings.oauth_token {
             env.set("CLAUDE_CODE_OAUTH_TOKEN", token.clone());
@@ -95,11 +112,8 @@ pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
         gate_dns: spec.settings.gate_dns.clone(),
         console: Box::new(UserConsole),
     };
-    // A signal drops the launch; its ledger then tears down what it made.
-    tokio::select! {
-        code = backend.launch(launch) => Ok(ExitCode::from(u8::try_from(code?).unwrap_or(1))),
-        signal = signals::first() => Ok(ExitCode::from(signal.exit_code())),
-    }
+    let code = backend.launch(launch).await?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 /// `ssh` and `--cwd` are shown by a dry run but not provisioned yet.

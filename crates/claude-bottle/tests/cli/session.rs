@@ -44,7 +44,7 @@ impl Tmux {
         std::fs::write(
             &outer,
             format!(
-                "cd '{}'\nsh '{}'\necho exit=$?\nsleep 120\n",
+                "trap : INT\ncd '{}'\nsh '{}'\necho exit=$?\nsleep 120\n",
                 sandbox.cwd.display(),
                 inner.display()
             ),
@@ -117,9 +117,10 @@ impl Tmux {
     /// claude-bottle's exit status once it has ended.
     fn exit_status(&self) -> i32 {
         let screen = self.wait_for("exit=");
+        // `exit=` may follow an echoed `^C` on its line.
         screen
             .lines()
-            .find_map(|l| l.strip_prefix("exit="))
+            .find_map(|l| l.split("exit=").nth(1))
             .unwrap()
             .trim()
             .parse()
@@ -495,5 +496,38 @@ async fn real_claude_code_on_a_terminal_starts_without_first_run_questions_and_e
     tmux.run(&["send-keys", "-t", "s", "/exit", "Enter"]);
     assert_eq!(tmux.exit_status(), 0, "{}", tmux.screen());
     assert!(!raw(&tmux.stty()));
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn ctrl_c_before_the_session_aborts_cleanly_with_130() {
+    let Some(docker) = fake_claude_present("ctrl-c before the session").await else {
+        return;
+    };
+    let label = format!("ctrl-c-{}", std::process::id());
+    let sandbox = fake_sandbox(&label, &json!({ "PASS": "?the password" }));
+    // At the question.
+    let tmux = Tmux::start(&sandbox, &["start", "a"]);
+    tmux.wait_for("[y/N]");
+    tmux.run(&["send-keys", "-t", "s", "C-c"]);
+    assert_eq!(tmux.exit_status(), 130);
+    assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
+    drop(tmux);
+    // At the secret, where echo is off: it comes back.
+    let tmux = Tmux::start(&sandbox, &["start", "a"]);
+    tmux.wait_for("[y/N]");
+    tmux.run(&["send-keys", "-t", "s", "y", "Enter"]);
+    tmux.wait_for("the password (PASS): ");
+    assert!(
+        tmux.stty().split_whitespace().any(|f| f == "-echo"),
+        "echo is off while the secret is typed"
+    );
+    tmux.run(&["send-keys", "-t", "s", "C-c"]);
+    assert_eq!(tmux.exit_status(), 130);
+    assert!(
+        tmux.stty().split_whitespace().any(|f| f == "echo"),
+        "echo did not come back"
+    );
+    assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
