@@ -284,19 +284,9 @@ impl Gate {
     /// this request's exchange.
     async fn forward(&self, mut client: TcpStream, head: Head) {
         let method = head.method.clone();
-        let Some((authority, path)) = split_url(&head.target) else {
-            return self
-                .refuse(
-                    &mut client,
-                    &method,
-                    None,
-                    &head.target,
-                    0,
-                    Refusal::InvalidHost,
-                )
-                .await;
-        };
-        let Some((host, port)) = split_host_port(authority, 80) else {
+        let target = split_url(&head.target)
+            .and_then(|(authority, path)| Some((authority, path, split_host_port(authority, 80)?)));
+        let Some((authority, path, (host, port))) = target else {
             return self
                 .refuse(
                     &mut client,

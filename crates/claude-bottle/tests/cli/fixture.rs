@@ -40,6 +40,16 @@ pub(crate) struct TestContainer {
 }
 
 impl TestContainer {
+    /// Starts a created container and takes charge of it.
+    async fn started(docker: &Docker, id: String) -> Self {
+        let container = Self::adopt(docker, id);
+        docker
+            .start_container(&container.id, None::<StartContainerOptions>)
+            .await
+            .unwrap();
+        container
+    }
+
     /// Takes charge of a container created elsewhere in a test.
     pub(crate) fn adopt(docker: &Docker, id: String) -> Self {
         Self {
@@ -99,14 +109,7 @@ pub(crate) async fn run_in_container(
         )
         .await
         .unwrap();
-    let container = TestContainer {
-        docker: docker.clone(),
-        id: created.id,
-    };
-    docker
-        .start_container(&container.id, None::<StartContainerOptions>)
-        .await
-        .unwrap();
+    let container = TestContainer::started(docker, created.id).await;
     let mut wait = docker.wait_container(&container.id, None::<WaitContainerOptions>);
     let code = match tokio::time::timeout(Duration::from_secs(60), wait.next()).await {
         Ok(Some(Ok(response))) => response.status_code,
@@ -249,14 +252,7 @@ pub(crate) async fn start_service(
         )
         .await
         .unwrap();
-    let container = TestContainer {
-        docker: docker.clone(),
-        id: created.id,
-    };
-    docker
-        .start_container(&container.id, None::<StartContainerOptions>)
-        .await
-        .unwrap();
+    let container = TestContainer::started(docker, created.id).await;
     let inspect = docker
         .inspect_container(&container.id, None::<InspectContainerOptions>)
         .await
