@@ -347,6 +347,12 @@ async fn remote_control_reaches_claude_without_the_token_and_the_hint_shows_only
     );
 }
 
+/// The mock and its network, dropped in that order.
+struct MockWorld {
+    _mock: crate::fixture::TestContainer,
+    _network: TestNetwork,
+}
+
 /// A mock API on a network the gate joins, and a manifest for real Claude
 /// Code pointed at it.
 async fn real_claude(
@@ -354,12 +360,7 @@ async fn real_claude(
     label: &str,
     script: &Value,
     env: &Value,
-) -> (
-    Sandbox,
-    String,
-    Vec<crate::fixture::TestContainer>,
-    TestNetwork,
-) {
+) -> (Sandbox, String, MockWorld) {
     let network = TestNetwork::create(docker, &format!("{label}-outside")).await;
     let script = script.to_string();
     let (mock, address) = start_service(
@@ -390,7 +391,14 @@ async fn real_claude(
             &format!("{TEST_LABEL}={label}"),
         )
         .env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name);
-    (sandbox, address, vec![mock], network)
+    (
+        sandbox,
+        address,
+        MockWorld {
+            _mock: mock,
+            _network: network,
+        },
+    )
 }
 
 #[tokio::test]
@@ -404,7 +412,7 @@ async fn real_claude_code_headless_prints_the_reply_with_the_prompt_and_credenti
         { "tool_use": { "name": "Bash", "input": { "command": "sleep 3", "description": "wait" } } },
         { "text": "reply-from-mock" }
     ]);
-    let (sandbox, mock, _mock, _network) = real_claude(
+    let (sandbox, mock, _world) = real_claude(
         &docker,
         &label,
         &script,
@@ -472,7 +480,7 @@ async fn real_claude_code_on_a_terminal_starts_without_first_run_questions_and_e
         return;
     };
     let label = format!("interactive-{}", std::process::id());
-    let (sandbox, _mock, _mock_container, _network) = real_claude(
+    let (sandbox, _mock, _world) = real_claude(
         &docker,
         &label,
         &json!([]),
