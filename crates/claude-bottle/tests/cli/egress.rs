@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use crate::fixture::{
     CLAUDE_CODE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork, http_get,
-    start_service,
+    start_mock, start_service,
 };
-use crate::launch::{Session, fake_claude_present, leftovers, running_agent};
+use crate::launch::{Session, fake_claude_present, kill_9, leftovers, running_agent};
 use crate::support::Sandbox;
 
 /// "The internet" for one test: an allowed service and a sink that must
@@ -50,13 +50,7 @@ impl Outside {
         let mut services = vec![allowed_container, sink_container];
         let mut mock = None;
         if let Some(script) = mock_script {
-            let script = script.to_string();
-            let (mock_container, address) = start_service(
-                docker,
-                label,
-                &service(&["mock-anthropic"], &[("MOCK_SCRIPT", &script)], "mock"),
-            )
-            .await;
+            let (mock_container, address) = start_mock(docker, label, &network, script).await;
             services.push(mock_container);
             mock = Some(address);
         }
@@ -337,7 +331,7 @@ async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down
         "FAKE_CLAUDE_READ_STDIN": "1",
     });
     let bottle = sandbox(&label, &outside, crate::fixture::FAKE_CLAUDE_IMAGE, &env);
-    let mut session = Session::spawn(&bottle, &["start", "a", "--yes"]);
+    let session = Session::spawn(&bottle, &["start", "a", "--yes"]);
     running_agent(&docker, &label, &session).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while frames(&session.stdout.lock().unwrap(), "ran").is_empty() {
@@ -368,16 +362,7 @@ async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down
     );
     assert!(!logs.stdout.contains("c2VjcmV0"));
 
-    session.child.kill().unwrap();
-    session.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !leftovers(&docker, &label).await.0.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the gate or the agent outlived its CLI"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    kill_9(session, &docker, &label, "the gate or the agent").await;
     assert_eq!(bottle.run(&["cleanup", "--yes"]).code, 0);
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
     assert_eq!(

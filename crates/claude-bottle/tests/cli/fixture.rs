@@ -340,3 +340,22 @@ pub(crate) async fn exec(
         .expect("an exit code");
     (code, text)
 }
+
+/// The mock Anthropic API playing `script`, as `mock` on `network`.
+pub(crate) async fn start_mock(
+    docker: &Docker,
+    run_label: &str,
+    network: &TestNetwork,
+    script: &serde_json::Value,
+) -> (TestContainer, String) {
+    let script = script.to_string();
+    let service = Service {
+        image: FIXTURES_IMAGE,
+        cmd: &["mock-anthropic"],
+        env: &[("MOCK_SCRIPT", &script)],
+        network,
+        alias: "mock",
+        runtime: "runc",
+    };
+    start_service(docker, run_label, &service).await
+}

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::engine::connect;
 use crate::fixture::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TestNetwork,
-    containers_labelled, exec, http_get, run_in_container, start_service,
+    containers_labelled, exec, http_get, run_in_container, start_mock, start_service,
 };
 
 /// The engine and every fixture image, or `None` (a loud skip) outside CI.
@@ -103,20 +103,7 @@ async fn claude_against_mock(
 ) -> (i64, String, Vec<Value>) {
     let run_label = run_label(&format!("claude-{runtime}"));
     let network = TestNetwork::create(docker, &run_label).await;
-    let script = script.to_string();
-    let (_mock, mock_address) = start_service(
-        docker,
-        &run_label,
-        &Service {
-            image: FIXTURES_IMAGE,
-            cmd: &["mock-anthropic"],
-            env: &[("MOCK_SCRIPT", &script)],
-            network: &network,
-            alias: "mock",
-            runtime: "runc",
-        },
-    )
-    .await;
+    let (_mock, mock_address) = start_mock(docker, &run_label, &network, script).await;
     assert_eq!(http_get(&mock_address, 80, "/_health"), "ok");
     let (claude, _) = start_service(
         docker,

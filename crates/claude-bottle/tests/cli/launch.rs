@@ -459,24 +459,27 @@ async fn images_that_break_the_contract_are_refused_clearly() {
     }
 }
 
+/// SIGKILLs the session's CLI and waits until the dead-man switch has
+/// taken every container of `label` down (10 s at most).
+pub(crate) async fn kill_9(mut session: Session, docker: &Docker, label: &str, what: &str) {
+    session.child.kill().unwrap();
+    session.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftovers(docker, label).await.0.is_empty() {
+        assert!(Instant::now() < deadline, "{what} outlived its CLI by 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn kill_9_of_the_cli_takes_its_containers_down() {
     let Some(docker) = fake_claude_present("kill -9").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("kill9", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
-    let mut session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     running_agent(&docker, &label, &session).await;
-    session.child.kill().unwrap();
-    session.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !leftovers(&docker, &label).await.0.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the agent container outlived its CLI by 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    kill_9(session, &docker, &label, "the agent container").await;
     // Networks do not remove themselves; sweeping them is `cleanup`'s job.
     for network in leftovers(&docker, &label).await.1 {
         docker.remove_network(&network).await.unwrap();

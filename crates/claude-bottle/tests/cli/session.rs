@@ -8,8 +8,7 @@ use fixtures::report::frames;
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestNetwork,
-    http_get, start_service,
+    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, TEST_LABEL, TestNetwork, http_get, start_mock,
 };
 use crate::launch::{Session, fake_claude_present, leftovers};
 use crate::support::{BIN, Sandbox};
@@ -362,20 +361,7 @@ async fn real_claude(
     env: &Value,
 ) -> (Sandbox, String, MockWorld) {
     let network = TestNetwork::create(docker, &format!("{label}-outside")).await;
-    let script = script.to_string();
-    let (mock, address) = start_service(
-        docker,
-        &format!("{label}-outside"),
-        &Service {
-            image: FIXTURES_IMAGE,
-            cmd: &["mock-anthropic"],
-            env: &[("MOCK_SCRIPT", &script)],
-            network: &network,
-            alias: "mock",
-            runtime: "runc",
-        },
-    )
-    .await;
+    let (mock, address) = start_mock(docker, &format!("{label}-outside"), &network, script).await;
     let mut bottle_env = json!({ "ANTHROPIC_BASE_URL": "http://mock", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1" });
     for (k, v) in env.as_object().unwrap() {
         bottle_env[k] = v.clone();
