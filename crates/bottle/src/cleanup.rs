@@ -6,20 +6,27 @@
 use std::path::Path;
 
 use crate::backend::Backend;
+use crate::claude_code::DefaultImage;
 use crate::error::{Error, Result};
 use crate::instances::{CleanupPlan, Selection};
 use crate::stage::find_stages;
 
 /// What a cleanup of `selection` would remove, from the engine (within
-/// `scope`) and the stage directories under `home`.
+/// `scope`) and the stage directories under `home`; with `images`, also
+/// the images that are no longer current for those settings.
 pub async fn prepare_cleanup(
     backend: &dyn Backend,
     home: &Path,
     scope: &[(String, String)],
     selection: &Selection,
+    images: Option<&DefaultImage>,
 ) -> Result<CleanupPlan> {
     let found = backend.instances(scope).await?;
-    Ok(CleanupPlan::new(found, find_stages(home), selection))
+    let mut plan = CleanupPlan::new(found, find_stages(home), selection);
+    if let Some(current) = images {
+        plan.images = backend.stale_images(current, scope).await?;
+    }
+    Ok(plan)
 }
 
 /// Removes everything the plan names; instances' containers before their
@@ -28,6 +35,11 @@ pub async fn cleanup(backend: &dyn Backend, plan: &CleanupPlan) -> Result<()> {
     let mut failures = Vec::new();
     for instance in &plan.instances {
         if let Err(err) = backend.remove(instance).await {
+            failures.push(err.message().to_owned());
+        }
+    }
+    for image in &plan.images {
+        if let Err(err) = backend.remove_image(image).await {
             failures.push(err.message().to_owned());
         }
     }
@@ -52,7 +64,9 @@ pub async fn sweep(
     home: &Path,
     scope: &[(String, String)],
 ) -> Result<usize> {
-    let plan = prepare_cleanup(backend, home, scope, &Selection::default()).await?;
+    // Images are left to `cleanup`: a start never removes what it may
+    // build again.
+    let plan = prepare_cleanup(backend, home, scope, &Selection::default(), None).await?;
     cleanup(backend, &plan).await?;
     Ok(plan.instances.len() + plan.stages.len())
 }

@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::images::StaleImage;
 use crate::owner::{Liveness, Owner};
 use crate::stage::FoundStage;
 
@@ -118,6 +119,8 @@ pub struct CleanupPlan {
     pub stages: Vec<FoundStage>,
     /// Instances left alone because their owner runs (or may).
     pub kept: Vec<String>,
+    /// Images built by claude-bottle that are no longer current.
+    pub images: Vec<StaleImage>,
 }
 
 impl CleanupPlan {
@@ -147,7 +150,7 @@ impl CleanupPlan {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty() && self.stages.is_empty()
+        self.instances.is_empty() && self.stages.is_empty() && self.images.is_empty()
     }
 
     pub fn to_text(&self) -> String {
@@ -169,6 +172,15 @@ impl CleanupPlan {
         }
         for stage in &self.stages {
             let _ = writeln!(out, "  stage directory {}", stage.path.display());
+        }
+        for image in &self.images {
+            let _ = writeln!(
+                out,
+                "  image {} ({}, {} MiB, no longer current)",
+                image.name(),
+                image.kind,
+                image.size_bytes >> 20
+            );
         }
         out
     }

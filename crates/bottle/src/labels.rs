@@ -18,6 +18,11 @@ pub const OWNER_BOOT_ID: &str = "io.claude-bottle.owner.boot-id";
 pub const OWNER_PID: &str = "io.claude-bottle.owner.pid";
 pub const OWNER_START_TIME: &str = "io.claude-bottle.owner.start-time";
 
+/// The `ROLE` of the default images claude-bottle builds.
+pub const CLAUDE_CODE_IMAGE: &str = "claude-code-image";
+/// The `ROLE` of the gate images claude-bottle builds.
+pub const GATE_IMAGE: &str = "gate-image";
+
 /// The owner a resource's labels name, when they name one whole.
 pub fn owner<S: BuildHasher>(labels: &HashMap<String, String, S>) -> Option<Owner> {
     Some(Owner {

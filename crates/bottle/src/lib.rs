@@ -5,17 +5,21 @@
 //! engine calls sit behind [`backend::Backend`].
 
 pub mod backend;
+pub mod claude_code;
 pub mod cleanup;
 pub mod egress_log;
 pub mod env;
 pub mod error;
+pub mod images;
 pub mod instance;
 pub mod instances;
 pub mod labels;
 pub mod manifest;
+pub mod npm;
 pub mod owner;
 pub mod plan;
 pub mod prepare;
+pub mod progress;
 pub mod provision;
 pub mod session;
 pub mod settings;

@@ -21,6 +21,8 @@ pub struct Plan {
     pub agent: String,
     pub bottle: String,
     pub image: String,
+    /// How the default image is made, when it is the one used.
+    pub default_image: Option<DefaultImagePlan>,
     /// The runtime the agent container will run under, or `unknown` when no
     /// engine answered.
     pub runtime: String,
@@ -41,6 +43,15 @@ pub struct Plan {
     pub remote_control: bool,
     pub oauth_token_forwarded: bool,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DefaultImagePlan {
+    pub base: String,
+    pub claude_code_version: String,
+    pub registry: String,
+    /// Whether the engine already holds it; otherwise the launch builds it.
+    pub built: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -94,7 +105,23 @@ impl Plan {
         line("bottle", &self.bottle);
         line("instance", &self.instance);
         line("backend", &self.backend);
-        line("image", &self.image);
+        match &self.default_image {
+            Some(default) => line(
+                "image",
+                &format!(
+                    "{} (Claude Code {} on {}; {})",
+                    self.image,
+                    default.claude_code_version,
+                    default.base,
+                    if default.built {
+                        "built"
+                    } else {
+                        "built on first use"
+                    }
+                ),
+            ),
+            None => line("image", &self.image),
+        }
         line("runtime", &self.runtime);
         line(
             "limits",

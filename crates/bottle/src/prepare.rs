@@ -54,6 +54,7 @@ pub async fn prepare(
         agent: agent.name.clone(),
         bottle: bottle.name.clone(),
         image: resources.image,
+        default_image: resources.default_image,
         runtime: resources.runtime,
         limits: spec.settings.limits,
         container: resources.container,

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::claude_code::{self, DefaultImage};
 use crate::env::Secret;
 use crate::error::{Error, Result};
 
@@ -67,6 +68,30 @@ pub const GATE_NETWORKS: Variable = Variable {
     name: "CLAUDE_BOTTLE_GATE_NETWORKS",
     help: "Existing Docker networks (`a,b`) the gate also joins, so allowlisted services on them can be reached.",
 };
+pub const BASE_IMAGE: Variable = Variable {
+    name: "CLAUDE_BOTTLE_BASE_IMAGE",
+    help: "The Debian-based image the default image is built on (default `debian:bookworm-slim`).",
+};
+pub const NPM_REGISTRY: Variable = Variable {
+    name: "CLAUDE_BOTTLE_NPM_REGISTRY",
+    help: "The npm registry (or mirror) Claude Code's native binary is downloaded from (default `https://registry.npmjs.org/`).",
+};
+pub const CLAUDE_VERSION: Variable = Variable {
+    name: "CLAUDE_BOTTLE_CLAUDE_VERSION",
+    help: "The Claude Code version of the default image (default: the pinned one); its integrity then comes from the registry.",
+};
+pub const HTTPS_PROXY: Variable = Variable {
+    name: "HTTPS_PROXY",
+    help: "The proxy the download of Claude Code goes through (also `https_proxy`, `HTTP_PROXY`, `ALL_PROXY`).",
+};
+pub const NO_PROXY: Variable = Variable {
+    name: "NO_PROXY",
+    help: "Hosts the download reaches without the proxy (also `no_proxy`).",
+};
+pub const SSL_CERT_FILE: Variable = Variable {
+    name: "SSL_CERT_FILE",
+    help: "A CA bundle the download trusts instead of the system's (also `SSL_CERT_DIR`).",
+};
 pub const HOME: Variable = Variable {
     name: "HOME",
     help: "Where `claude-bottle.json`, `.claude/skills/` and the stage directories are found.",
@@ -84,6 +109,12 @@ pub const ALL: &[&Variable] = &[
     &GATE_DNS,
     &GATE_IMAGE,
     &GATE_NETWORKS,
+    &BASE_IMAGE,
+    &NPM_REGISTRY,
+    &CLAUDE_VERSION,
+    &HTTPS_PROXY,
+    &NO_PROXY,
+    &SSL_CERT_FILE,
     &DOCKER_HOST,
     &HOME,
 ];
@@ -140,6 +171,10 @@ pub struct Settings {
     pub gate_networks: Vec<String>,
     /// Passed on to the gate (`CLAUDE_BOTTLE_GATE_DNS`).
     pub gate_dns: Option<String>,
+    pub base_image: String,
+    /// Ends with `/`.
+    pub npm_registry: String,
+    pub claude_version: String,
 }
 
 impl Settings {
@@ -181,7 +216,39 @@ impl Settings {
                 .hint("write a whole number such as 1024")
             })?;
         }
+        let npm_registry = match get(&NPM_REGISTRY) {
+            None => claude_code::DEFAULT_REGISTRY.to_owned(),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                format!("{}/", url.trim_end_matches('/'))
+            }
+            Some(url) => {
+                return Err(Error::new(format!(
+                    "{} is `{url}`, which is not an http(s) URL",
+                    NPM_REGISTRY.name
+                ))
+                .hint("write the registry's address, e.g. https://registry.npmjs.org/"));
+            }
+        };
+        let claude_version =
+            get(&CLAUDE_VERSION).unwrap_or_else(|| claude_code::PINNED_VERSION.to_owned());
+        if !claude_version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
+        {
+            return Err(Error::new(format!(
+                "{} is `{claude_version}`, which is not a version",
+                CLAUDE_VERSION.name
+            ))
+            .hint(format!(
+                "write a published version such as {}",
+                claude_code::PINNED_VERSION
+            )));
+        }
         Ok(Self {
+            base_image: get(&BASE_IMAGE)
+                .unwrap_or_else(|| claude_code::DEFAULT_BASE_IMAGE.to_owned()),
+            npm_registry,
+            claude_version,
             backend: get(&BACKEND).unwrap_or_else(|| "docker".to_owned()),
             oauth_token: get(&OAUTH_TOKEN).map(Secret::new),
             image: get(&IMAGE),
@@ -203,6 +270,19 @@ impl Settings {
                 .unwrap_or_default(),
             limits,
         })
+    }
+}
+
+impl Settings {
+    /// How the default image is made, with downloads cached under `home`.
+    pub fn default_image(&self, home: &std::path::Path) -> DefaultImage {
+        DefaultImage {
+            base: self.base_image.clone(),
+            claude_version: self.claude_version.clone(),
+            registry: self.npm_registry.clone(),
+            cache: home.join(".cache/claude-bottle/downloads"),
+            labels: self.extra_labels.clone(),
+        }
     }
 }
 
@@ -287,6 +367,23 @@ mod tests {
                 pids: 64
             }
         );
+    }
+
+    #[test]
+    fn the_default_image_settings_are_checked() {
+        let settings = Settings::from_lookup(|n| {
+            (n == NPM_REGISTRY.name).then(|| "http://10.0.0.1:4873".into())
+        })
+        .unwrap();
+        assert_eq!(settings.npm_registry, "http://10.0.0.1:4873/");
+        assert_eq!(settings.claude_version, claude_code::PINNED_VERSION);
+        assert_eq!(settings.base_image, "debian:bookworm-slim");
+        let err = Settings::from_lookup(|n| (n == NPM_REGISTRY.name).then(|| "ftp://x".into()))
+            .unwrap_err();
+        assert!(err.message().contains("not an http(s) URL"));
+        let err = Settings::from_lookup(|n| (n == CLAUDE_VERSION.name).then(|| "../../x".into()))
+            .unwrap_err();
+        assert!(err.message().contains("not a version"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bottle::backend::{Backend, Launch, Resources};
 use bottle::instances::Instance;
 use bottle::manifest::Manifest;
+use bottle::plan::DefaultImagePlan;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
 use bottle::spec::BottleSpec;
@@ -26,7 +27,13 @@ impl Backend for FixedBackend {
 
     async fn prepare(&self, _: &BottleSpec<'_>, _: &StageDir) -> bottle::Result<Resources> {
         Ok(Resources {
-            image: "example/image:1".into(),
+            image: "claude-bottle/claude-code:2.1.332-0123456789ab".into(),
+            default_image: Some(DefaultImagePlan {
+                base: "debian:bookworm-slim".into(),
+                claude_code_version: "2.1.332".into(),
+                registry: "https://registry.npmjs.org/".into(),
+                built: false,
+            }),
             runtime: "runc".into(),
             container: "the-agent".into(),
             networks: vec!["internal".into(), "egress".into()],

@@ -9,10 +9,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::claude_code::DefaultImage;
 use crate::env::ResolvedEnv;
 use crate::error::{Error, Result};
+use crate::images::StaleImage;
 use crate::instances::Instance;
-use crate::plan::Plan;
+use crate::plan::{DefaultImagePlan, Plan};
 use crate::provision::Provision;
 use crate::session::Console;
 use crate::settings::BACKEND;
@@ -23,6 +25,8 @@ use crate::stage::StageDir;
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub image: String,
+    /// How the default image is made, when it is the one used.
+    pub default_image: Option<DefaultImagePlan>,
     pub runtime: String,
     pub container: String,
     pub networks: Vec<String>,
@@ -37,6 +41,9 @@ pub struct Launch {
     /// Values for the exec environment only.
     pub env: ResolvedEnv,
     pub provision: Provision,
+    /// The recipe of the default image, when no image was named: built
+    /// on the engine first if it lacks it.
+    pub default_image: Option<DefaultImage>,
     /// Passed to claude after the tool's own flags.
     pub claude_args: Vec<String>,
     pub extra_labels: Vec<(String, String)>,
@@ -77,6 +84,25 @@ pub trait Backend: fmt::Debug + Send + Sync {
 
     /// The decision log of a running instance's gate, one JSON line each.
     async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<String>;
+
+    /// Images this backend built, within `scope`, that neither `current`
+    /// settings nor any container use. Backends that build none have none.
+    async fn stale_images(
+        &self,
+        _current: &DefaultImage,
+        _scope: &[(String, String)],
+    ) -> Result<Vec<StaleImage>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes an image [`Backend::stale_images`] found.
+    async fn remove_image(&self, image: &StaleImage) -> Result<()> {
+        Err(Error::new(format!(
+            "the {} backend cannot remove the image {}",
+            self.name(),
+            image.name()
+        )))
+    }
 }
 
 type MakeBackend = fn() -> Box<dyn Backend>;

@@ -19,7 +19,19 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
         include_live: args.include_live,
     };
     let home = super::home()?;
-    let plan = prepare_cleanup(backend.as_ref(), &home, &settings.extra_labels, &selection).await?;
+    // Images are offered only when no instance is named.
+    let images = selection
+        .names
+        .is_empty()
+        .then(|| settings.default_image(&home));
+    let plan = prepare_cleanup(
+        backend.as_ref(),
+        &home,
+        &settings.extra_labels,
+        &selection,
+        images.as_ref(),
+    )
+    .await?;
     let unmatched = plan.unmatched(&selection);
     if !unmatched.is_empty() {
         return Err(
@@ -60,9 +72,10 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
     }
     cleanup(backend.as_ref(), &plan).await?;
     eprintln!(
-        "removed {} instance(s) and {} stage directory(ies)",
+        "removed {} instance(s), {} stage directory(ies) and {} image(s)",
         plan.instances.len(),
-        plan.stages.len()
+        plan.stages.len(),
+        plan.images.len()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -105,6 +105,11 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         stage: prepared.stage,
         env,
         provision: prepared.provision,
+        default_image: spec
+            .settings
+            .image
+            .is_none()
+            .then(|| spec.settings.default_image(&spec.home)),
         claude_args: args.claude_args,
         extra_labels: spec.settings.extra_labels.clone(),
         gate_image: spec.settings.gate_image.clone(),

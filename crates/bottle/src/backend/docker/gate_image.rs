@@ -52,14 +52,26 @@ pub(super) async fn ensure(docker: &Docker, named: Option<&str>) -> Result<Strin
                 "cannot read this executable to build the gate image: {err}"
             ))
         })?;
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write(&exe);
-    let tag = format!("claude-bottle/gate:{:016x}", hasher.finish());
+    let tag = tag_of(&exe);
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
     }
     build(docker, &tag, &exe).await?;
     Ok(tag)
+}
+
+/// The tag of the gate image built from this executable.
+pub(super) fn current_tag() -> Option<String> {
+    std::env::current_exe()
+        .and_then(std::fs::read)
+        .ok()
+        .map(|exe| tag_of(&exe))
+}
+
+fn tag_of(exe: &[u8]) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(exe);
+    format!("claude-bottle/gate:{:016x}", hasher.finish())
 }
 
 fn same_arch(engine: &str) -> bool {
@@ -105,7 +117,7 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
         forcerm: true,
         labels: Some(HashMap::from([
             (labels::MANAGED.to_owned(), "true".to_owned()),
-            (labels::ROLE.to_owned(), "gate-image".to_owned()),
+            (labels::ROLE.to_owned(), labels::GATE_IMAGE.to_owned()),
         ])),
         ..Default::default()
     };

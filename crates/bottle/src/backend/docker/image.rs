@@ -56,12 +56,35 @@ pub(super) async fn probe(
         return Err(Error::new(format!("the image `{image}` runs as root (its USER is `{user}`)"))
             .hint("claude refuses --dangerously-skip-permissions as root; add a non-root USER to the image"));
     }
+    let report = run_script(
+        docker,
+        image,
+        PROBE,
+        labels,
+        ledger,
+        "a bottle image needs `sh`, `cat`, `tar` and `claude`",
+    )
+    .await?;
+    facts(image, &user, &report)
+}
+
+/// Runs `script` with `sh -c` in a throwaway container of `image` (no
+/// network, no capabilities) and returns what it printed. `no_shell_hint`
+/// says what to do when the image has no `sh`.
+pub(super) async fn run_script(
+    docker: &Docker,
+    image: &str,
+    script: &str,
+    labels: std::collections::HashMap<String, String>,
+    ledger: &mut Ledger,
+    no_shell_hint: &str,
+) -> Result<String> {
     let created = docker
         .create_container(
             None::<CreateContainerOptions>,
             ContainerCreateBody {
                 image: Some(image.to_owned()),
-                entrypoint: Some(vec!["sh".into(), "-c".into(), PROBE.into()]),
+                entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
                 cmd: Some(vec![]),
                 labels: Some(labels),
                 network_disabled: Some(true),
@@ -83,8 +106,7 @@ pub(super) async fn probe(
     {
         let text = err.to_string();
         if text.contains("executable file not found") || text.contains("no such file") {
-            return Err(Error::new(format!("the image `{image}` has no `sh`"))
-                .hint("a bottle image needs `sh`, `cat`, `tar` and `claude`"));
+            return Err(Error::new(format!("the image `{image}` has no `sh`")).hint(no_shell_hint));
         }
         return Err(Error::new(format!(
             "cannot start a container from `{image}`: {text}"
@@ -104,11 +126,13 @@ pub(super) async fn probe(
     while let Some(chunk) = logs.next().await {
         report.push_str(
             &chunk
-                .map_err(|err| Error::new(format!("cannot read the image probe: {err}")))?
+                .map_err(|err| {
+                    Error::new(format!("cannot read from a container of `{image}`: {err}"))
+                })?
                 .to_string(),
         );
     }
-    facts(image, &user, &report)
+    Ok(report)
 }
 
 /// Reads the probe's report.

@@ -1,10 +1,12 @@
 //! The Docker backend, through the Engine API (bollard), never the CLI.
 //!
-//! A launch creates, in order: a probe of the image, the instance's two
+//! A launch creates, in order: the default image when it is used and the
+//! engine lacks it, a probe of the image, the instance's two
 //! networks (concurrently), the agent container with its dead-man switch,
 //! the provisioned home, and the claude exec. Everything created is in the
 //! ledger, which tears it down on every way out.
 
+mod default_image;
 mod engine;
 mod exec;
 mod gate;
@@ -13,6 +15,7 @@ mod image;
 mod inventory;
 mod ledger;
 mod runtime;
+mod stale_images;
 
 use std::collections::HashMap;
 
@@ -24,8 +27,10 @@ use bollard::query_parameters::{
 };
 
 use super::{Backend, Launch, Resources};
+use crate::claude_code::DefaultImage;
 use crate::egress_log::EgressSummary;
 use crate::error::{Error, Result};
+use crate::images::StaleImage;
 use crate::instances::Instance;
 use crate::labels::{InstanceLabels, Role};
 use crate::owner::Owner;
@@ -35,9 +40,6 @@ use crate::stage::StageDir;
 use exec::ClaudeExec;
 use image::{ImageFacts, WORKSPACE};
 use ledger::{Ledger, Resource};
-
-/// The image used when `CLAUDE_BOTTLE_IMAGE` is not set.
-pub const DEFAULT_IMAGE: &str = "claude-bottle/claude-code:2.1.332";
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DockerBackend;
@@ -62,13 +64,22 @@ impl Backend for DockerBackend {
             Err(err) => return Err(err),
         };
         let runtime = runtime::choose(spec.settings.runtime, runtimes.as_deref())?;
+        let (image, default_image) = if let Some(image) = &spec.settings.image {
+            (image.clone(), None)
+        } else {
+            // Without an engine (a dry run) the tag is not known yet.
+            let docker = match runtimes {
+                Some(_) => Some(engine::connect().await?),
+                None => None,
+            };
+            let recipe = spec.settings.default_image(&spec.home);
+            let (image, plan) = default_image::planned(docker.as_ref(), recipe).await?;
+            (image, Some(plan))
+        };
         let instance = stage.instance().as_str();
         Ok(Resources {
-            image: spec
-                .settings
-                .image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            image,
+            default_image,
             runtime,
             container: format!("{instance}-agent"),
             networks: vec![format!("{instance}-internal"), format!("{instance}-egress")],
@@ -100,6 +111,18 @@ impl Backend for DockerBackend {
         let docker = engine::connect().await?;
         let id = gate::find(&docker, instance, scope).await?;
         gate::log(&docker, &id).await
+    }
+
+    async fn stale_images(
+        &self,
+        current: &DefaultImage,
+        scope: &[(String, String)],
+    ) -> Result<Vec<StaleImage>> {
+        stale_images::find(&engine::connect().await?, current, scope).await
+    }
+
+    async fn remove_image(&self, image: &StaleImage) -> Result<()> {
+        stale_images::remove(&engine::connect().await?, image).await
     }
 
     async fn remove(&self, instance: &Instance) -> Result<()> {
@@ -134,13 +157,18 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &Owner::current(),
         &launch.extra_labels,
     );
+    // Before anything of the instance exists: a failed build leaves nothing.
+    let image = match &launch.default_image {
+        Some(recipe) => default_image::ensure(docker, recipe, labels.for_role(Role::Probe)).await?,
+        None => plan.image.clone(),
+    };
     // The probe, the two networks and the gate image do not depend on
     // each other.
     let mut probe_ledger = Ledger::new(docker);
     let (facts, internal, egress, gate_image) = tokio::join!(
         image::probe(
             docker,
-            &plan.image,
+            &image,
             labels.for_role(Role::Probe),
             &mut probe_ledger
         ),
@@ -179,7 +207,7 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     )
     .await?;
 
-    let container = create_agent(docker, plan, &facts, &labels, &internal).await?;
+    let container = create_agent(docker, plan, &image, &facts, &labels, &internal).await?;
     ledger.record(Resource::Container(container.clone()));
     let deadman = docker
         .attach_container(
@@ -197,13 +225,7 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         .await
         .map_err(|err| Error::new(format!("cannot start the agent container: {err}")))?;
 
-    let api_key = launch
-        .env
-        .iter()
-        .find(|(name, _)| *name == "ANTHROPIC_API_KEY")
-        .map(|(_, v)| v);
-    let archive = launch.provision.home_archive(WORKSPACE, api_key)?;
-    exec::untar(docker, &container, &facts.user, &facts.home, archive).await?;
+    provision_home(docker, launch, &container, &facts).await?;
 
     let env = launch
         .env
@@ -230,11 +252,28 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     code
 }
 
+/// The prompt, skills and first-run state, into the user's home.
+async fn provision_home(
+    docker: &Docker,
+    launch: &Launch,
+    container: &str,
+    facts: &ImageFacts,
+) -> Result<()> {
+    let api_key = launch
+        .env
+        .iter()
+        .find(|(name, _)| *name == "ANTHROPIC_API_KEY")
+        .map(|(_, v)| v);
+    let archive = launch.provision.home_archive(WORKSPACE, api_key)?;
+    exec::untar(docker, container, &facts.user, &facts.home, archive).await
+}
+
 /// The agent container: hardened, on the internal network only, its first
 /// process the dead-man switch.
 async fn create_agent(
     docker: &Docker,
     plan: &Plan,
+    image: &str,
     facts: &ImageFacts,
     labels: &InstanceLabels,
     internal: &str,
@@ -253,7 +292,7 @@ async fn create_agent(
                 ..Default::default()
             }),
             ContainerCreateBody {
-                image: Some(plan.image.clone()),
+                image: Some(image.to_owned()),
                 user: Some(facts.user.clone()),
                 // The dead-man switch: the first process lives as long as
                 // this CLI holds its stdin open.

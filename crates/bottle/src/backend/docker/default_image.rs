@@ -1,0 +1,412 @@
+//! The default image: Claude Code's native binary at a pinned, verified
+//! version on a Debian base, built on the engine on first use.
+//!
+//! The tag is a hash of everything that decides the image's content — the
+//! Dockerfile, the base image's ID, the package and version of the binary,
+//! the labels — so a warm start only asks the engine whether that tag
+//! exists, and a new base or version gets a new tag instead of a rebuild
+//! in place. The binary is downloaded by this host and checked before it is
+//! sent to the engine: the build itself needs no network unless the base
+//! lacks packages, and then only for `apt-get`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Read;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::image::run_script;
+use super::ledger::Ledger;
+use crate::claude_code::{DefaultImage, IMAGE_REPOSITORY, Platform};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::npm::{self, Fetch, Integrity};
+use crate::plan::DefaultImagePlan;
+use crate::progress::Progress;
+use crate::settings::{BASE_IMAGE, IMAGE};
+
+/// What a coding agent needs besides Claude Code; installed only when the
+/// base lacks them.
+const PACKAGES: &[&str] = &[
+    "git",
+    "openssh-client",
+    "ca-certificates",
+    "curl",
+    "tar",
+    "procps",
+];
+
+/// The user the agent runs as, and the workspace it owns.
+const USER: &str = "claude";
+
+/// Shell that runs `then` for each of [`PACKAGES`] the system lacks, the
+/// package's name in `$p`.
+fn for_each_missing(then: &str) -> String {
+    format!(
+        "for p in {}; do dpkg-query -W -f='${{Status}}' \"$p\" 2>/dev/null | grep -q 'ok installed' || {then}; done",
+        PACKAGES.join(" ")
+    )
+}
+
+/// Prints `missing=<package>` for each package the base lacks, or
+/// `no-dpkg` when it is not Debian-based.
+fn missing_packages_script() -> String {
+    format!(
+        "command -v dpkg-query >/dev/null || {{ echo no-dpkg; exit 0; }}\n{}",
+        for_each_missing("echo \"missing=$p\"")
+    )
+}
+
+fn dockerfile(base: &str) -> String {
+    // Only what the base lacks, so a complete base builds with no network.
+    format!(
+        "FROM {base}\n\
+         USER root\n\
+         RUN missing=''; {}; \\\n\
+         \x20   if [ -n \"$missing\" ]; then \\\n\
+         \x20     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing \\\n\
+         \x20     && rm -rf /var/lib/apt/lists/*; \\\n\
+         \x20   fi\n\
+         RUN (id -u {USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {USER}) \\\n\
+         \x20   && install -d -o {USER} -g {USER} /workspace\n\
+         COPY claude /usr/local/bin/claude\n\
+         ENV DISABLE_AUTOUPDATER=1\n\
+         USER {USER}\n\
+         WORKDIR /workspace\n",
+        for_each_missing("missing=\"$missing $p\"")
+    )
+}
+
+/// The tag for this recipe on a base whose image ID is `base_id`.
+fn tag(recipe: &DefaultImage, platform: Platform, base_id: &str) -> String {
+    let mut hasher = Sha256::new();
+    let mut labels = recipe.labels.clone();
+    labels.sort();
+    for part in [
+        dockerfile(&recipe.base).as_str(),
+        base_id,
+        platform.package,
+        &recipe.claude_version,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    for (key, value) in &labels {
+        hasher.update(format!("{key}={value}\0").as_bytes());
+    }
+    let digest = hasher.finalize();
+    let short = digest[..6].iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    format!("{IMAGE_REPOSITORY}:{}-{short}", recipe.claude_version)
+}
+
+/// The default image as a start would find it now.
+#[derive(Debug, Clone)]
+pub(super) struct Resolved {
+    /// `None` while the base is not on the engine: its ID decides the tag.
+    pub(super) tag: Option<String>,
+    pub(super) built: bool,
+}
+
+/// Where the default image stands, asking the engine only (nothing is
+/// pulled, downloaded or built).
+pub(super) async fn resolve(docker: &Docker, recipe: &DefaultImage) -> Result<Resolved> {
+    let platform = platform(docker).await?;
+    let Ok(base) = docker.inspect_image(&recipe.base).await else {
+        return Ok(Resolved {
+            tag: None,
+            built: false,
+        });
+    };
+    let tag = tag(recipe, platform, base.id.as_deref().unwrap_or_default());
+    let built = docker.inspect_image(&tag).await.is_ok();
+    Ok(Resolved {
+        tag: Some(tag),
+        built,
+    })
+}
+
+/// The default image in a plan: its tag, or the repository and version
+/// while the tag is unknown (no engine, or no base on it yet).
+pub(super) async fn planned(
+    docker: Option<&Docker>,
+    recipe: DefaultImage,
+) -> Result<(String, DefaultImagePlan)> {
+    let resolved = match docker {
+        Some(docker) => Some(resolve(docker, &recipe).await?),
+        None => None,
+    };
+    let built = resolved.as_ref().is_some_and(|r| r.built);
+    let image = resolved
+        .and_then(|r| r.tag)
+        .unwrap_or_else(|| format!("{IMAGE_REPOSITORY}:{}", recipe.claude_version));
+    let plan = DefaultImagePlan {
+        base: recipe.base,
+        claude_code_version: recipe.claude_version,
+        registry: recipe.registry,
+        built,
+    };
+    Ok((image, plan))
+}
+
+/// The default image's tag, built first when the engine lacks it.
+pub(super) async fn ensure(
+    docker: &Docker,
+    recipe: &DefaultImage,
+    probe_labels: HashMap<String, String>,
+) -> Result<String> {
+    let platform = platform(docker).await?;
+    let base_id = base_image_id(docker, &recipe.base).await?;
+    let tag = tag(recipe, platform, &base_id);
+    if docker.inspect_image(&tag).await.is_ok() {
+        return Ok(tag);
+    }
+    let mut probe = Ledger::new(docker);
+    let report = run_script(
+        docker,
+        &recipe.base,
+        &missing_packages_script(),
+        probe_labels,
+        &mut probe,
+        &base_hint(),
+    )
+    .await;
+    probe.teardown().await;
+    let report = report?;
+    if report.lines().any(|l| l.trim() == "no-dpkg") {
+        return Err(Error::new(format!(
+            "the base image `{}` is not Debian-based (it has no dpkg-query)",
+            recipe.base
+        ))
+        .hint(base_hint()));
+    }
+    let missing: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("missing="))
+        .collect();
+    let tarball = Fetch {
+        registry: &recipe.registry,
+        package: platform.package,
+        version: &recipe.claude_version,
+        pinned: recipe
+            .pinned_integrity(platform)
+            .map(|sri| Integrity::parse(sri).expect("a pinned integrity parses")),
+        cache: &recipe.cache,
+    }
+    .tarball()
+    .await?;
+    let context = build_context(recipe, &tarball)?;
+    build(docker, recipe, &tag, &context, &missing).await?;
+    Ok(tag)
+}
+
+async fn platform(docker: &Docker) -> Result<Platform> {
+    let architecture = docker
+        .info()
+        .await
+        .map_err(|err| Error::new(format!("cannot ask the engine for its architecture: {err}")))?
+        .architecture
+        .unwrap_or_default();
+    Platform::for_architecture(&architecture).ok_or_else(|| {
+        Error::new(format!(
+            "Claude Code has no native binary for this engine's architecture ({architecture})"
+        ))
+        .hint(format!(
+            "there are binaries for {}; or set {} to a bottle image you built",
+            Platform::known_architectures().join(", "),
+            IMAGE.name
+        ))
+    })
+}
+
+fn base_hint() -> String {
+    format!(
+        "set {} to a Debian-based image the engine has (see `docker images`), \
+         or {} to a ready bottle image",
+        BASE_IMAGE.name, IMAGE.name
+    )
+}
+
+/// The base's image ID, pulling it first when the engine lacks it.
+async fn base_image_id(docker: &Docker, base: &str) -> Result<String> {
+    if let Ok(found) = docker.inspect_image(base).await {
+        return Ok(found.id.unwrap_or_default());
+    }
+    let cannot = |detail: &dyn std::fmt::Display| {
+        Error::new(format!(
+            "the base image `{base}` is not on the engine and cannot be pulled: {detail}"
+        ))
+        .hint(base_hint())
+    };
+    // Without a tag the engine would pull every tag of the repository.
+    let last = base.rsplit('/').next().unwrap_or(base);
+    let reference = if last.contains(':') || last.contains('@') {
+        base.to_owned()
+    } else {
+        format!("{base}:latest")
+    };
+    let progress = Progress::steps(&format!("pulling {reference}"));
+    let mut pull = docker.create_image(
+        Some(CreateImageOptions {
+            from_image: Some(reference.clone()),
+            ..Default::default()
+        }),
+        None,
+        None,
+    );
+    while let Some(step) = pull.next().await {
+        let step = step.map_err(|err| cannot(&err))?;
+        if let Some(message) = step.error_detail.and_then(|d| d.message) {
+            return Err(cannot(&message));
+        }
+        if let Some(status) = step.status {
+            progress.status(&status);
+        }
+    }
+    progress.finish("pulled");
+    docker
+        .inspect_image(&reference)
+        .await
+        .map(|found| found.id.unwrap_or_default())
+        .map_err(|err| cannot(&err))
+}
+
+/// The build context, in a file beside the downloads: the Dockerfile and
+/// the binary, streamed from the tarball without holding it in memory.
+fn build_context(
+    recipe: &DefaultImage,
+    tarball: &std::path::Path,
+) -> Result<tempfile::NamedTempFile> {
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::new(format!(
+            "cannot write the default image's build context: {err}"
+        ))
+    };
+    let file = tempfile::NamedTempFile::new_in(&recipe.cache).map_err(|err| failed(&err))?;
+    let mut context = tar::Builder::new(file);
+    let dockerfile = dockerfile(&recipe.base);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    context
+        .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .map_err(|err| failed(&err))?;
+    npm::read_from_tarball(tarball, "claude", |size, binary| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o755);
+        header.set_cksum();
+        context.append_data(&mut header, "claude", binary)
+    })?;
+    context.into_inner().map_err(|err| failed(&err))
+}
+
+async fn build(
+    docker: &Docker,
+    recipe: &DefaultImage,
+    tag: &str,
+    context: &tempfile::NamedTempFile,
+    missing: &[&str],
+) -> Result<()> {
+    let failed = |detail: &dyn std::fmt::Display| {
+        Error::new(format!("cannot build the default image {tag}: {detail}"))
+    };
+    let mut image_labels: HashMap<String, String> = recipe.labels.iter().cloned().collect();
+    image_labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
+    image_labels.insert(
+        labels::ROLE.to_owned(),
+        labels::CLAUDE_CODE_IMAGE.to_owned(),
+    );
+    let options = BuildImageOptions {
+        t: Some(tag.to_owned()),
+        rm: true,
+        forcerm: true,
+        labels: Some(image_labels),
+        // A base with every package needs nothing from the network.
+        networkmode: missing.is_empty().then(|| "none".to_owned()),
+        ..Default::default()
+    };
+    let mut file = context.reopen().map_err(|err| failed(&err))?;
+    let body = futures_util::stream::iter(std::iter::from_fn(move || {
+        let mut chunk = vec![0u8; 1 << 20];
+        match file.read(&mut chunk) {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some(Ok(chunk.into()))
+            }
+            Err(err) => Some(Err(err)),
+        }
+    }));
+    let label = if missing.is_empty() {
+        format!("building {tag}")
+    } else {
+        format!("building {tag} (installing {})", missing.join(", "))
+    };
+    let progress = Progress::steps(&label);
+    let mut steps = docker.build_image(options, None, Some(bollard::body_try_stream(body)));
+    while let Some(step) = steps.next().await {
+        let step = step.map_err(|err| failed(&err))?;
+        if let Some(message) = step.error_detail.and_then(|d| d.message) {
+            return Err(failed(&message));
+        }
+        if let Some(line) = step.stream.as_deref().filter(|l| l.starts_with("Step ")) {
+            progress.status(line);
+        }
+    }
+    progress.finish("built");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(base: &str) -> DefaultImage {
+        DefaultImage {
+            base: base.to_owned(),
+            claude_version: "2.1.332".to_owned(),
+            registry: "https://registry.npmjs.org/".to_owned(),
+            cache: "/nonexistent".into(),
+            labels: vec![],
+        }
+    }
+
+    #[test]
+    fn the_dockerfile_installs_only_what_is_missing_and_turns_updates_off() {
+        insta::assert_snapshot!(dockerfile("debian:bookworm-slim"));
+    }
+
+    #[test]
+    fn the_tag_follows_the_content() {
+        let platform = Platform::for_architecture("x86_64").unwrap();
+        let one = tag(&recipe("debian:bookworm-slim"), platform, "sha256:aa");
+        assert!(
+            one.starts_with("claude-bottle/claude-code:2.1.332-"),
+            "{one}"
+        );
+        assert_eq!(
+            one,
+            tag(&recipe("debian:bookworm-slim"), platform, "sha256:aa")
+        );
+        assert_ne!(
+            one,
+            tag(&recipe("debian:bookworm-slim"), platform, "sha256:bb")
+        );
+        assert_ne!(
+            one,
+            tag(&recipe("debian:trixie-slim"), platform, "sha256:aa")
+        );
+        let arm = Platform::for_architecture("aarch64").unwrap();
+        assert_ne!(one, tag(&recipe("debian:bookworm-slim"), arm, "sha256:aa"));
+        let mut labelled = recipe("debian:bookworm-slim");
+        labelled.labels.push(("ci.job".into(), "7".into()));
+        assert_ne!(one, tag(&labelled, platform, "sha256:aa"));
+    }
+}

@@ -1,0 +1,24 @@
+//! Images claude-bottle built that nothing uses any more: default images of
+//! an older base or version, gate images of an older claude-bottle.
+//!
+//! Each new base, Claude Code version or claude-bottle build makes a new
+//! image and leaves the old one; `cleanup` offers to remove those. An
+//! image a container still uses is kept.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StaleImage {
+    pub id: String,
+    pub tags: Vec<String>,
+    /// `default image` or `gate image`.
+    pub kind: String,
+    pub size_bytes: i64,
+}
+
+impl StaleImage {
+    /// How the image is named in a plan: its first tag, else its ID.
+    pub fn name(&self) -> &str {
+        self.tags.first().unwrap_or(&self.id)
+    }
+}

@@ -1,0 +1,294 @@
+//! Packages from an npm registry: the metadata, the tarball, its integrity.
+//!
+//! Only what the default image needs: one version of one package, fetched
+//! once into the user's cache. The tarball is hashed as it arrives and
+//! moved into the cache only when its SHA-512 matches; a download that is
+//! cut short or fails the check leaves nothing behind. The HTTP client
+//! honours the host's `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` and its CA
+//! store (`SSL_CERT_FILE`, `SSL_CERT_DIR`), as corporate networks need.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha512};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::settings::NPM_REGISTRY;
+
+/// A Subresource Integrity value as npm writes it: `sha512-<base64>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Integrity {
+    digest: Vec<u8>,
+}
+
+impl Integrity {
+    /// The SHA-512 entry of an SRI string (npm may list several hashes).
+    pub fn parse(sri: &str) -> Option<Self> {
+        sri.split_whitespace()
+            .filter_map(|entry| entry.strip_prefix("sha512-"))
+            .find_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .filter(|digest| digest.len() == 64)
+            .map(|digest| Self { digest })
+    }
+
+    fn of(hasher: Sha512) -> Self {
+        Self {
+            digest: hasher.finalize().to_vec(),
+        }
+    }
+
+    /// The integrity of a file's content.
+    pub fn of_file(path: &Path) -> std::io::Result<Self> {
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha512::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match file.read(&mut buf)? {
+                0 => return Ok(Self::of(hasher)),
+                n => hasher.update(&buf[..n]),
+            }
+        }
+    }
+}
+
+impl fmt::Display for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sha512-{}",
+            base64::engine::general_purpose::STANDARD.encode(&self.digest)
+        )
+    }
+}
+
+impl fmt::Debug for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Integrity({self})")
+    }
+}
+
+/// One version of one package, and where its tarball goes.
+#[derive(Debug)]
+pub struct Fetch<'a> {
+    /// Ends with `/`.
+    pub registry: &'a str,
+    pub package: &'a str,
+    pub version: &'a str,
+    /// When set, the tarball must have this integrity whatever the
+    /// registry's metadata says.
+    pub pinned: Option<Integrity>,
+    pub cache: &'a Path,
+}
+
+impl Fetch<'_> {
+    /// The cached tarball, downloading and checking it first if need be.
+    pub async fn tarball(&self) -> Result<PathBuf> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("claude-bottle/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|err| Error::new(format!("cannot make an HTTP client: {err}")))?;
+        let (url, published) = self.locate(&client).await?;
+        let expected = match &self.pinned {
+            Some(pinned) => pinned.clone(),
+            None => published.ok_or_else(|| {
+                Error::new(format!(
+                    "the registry gives no sha512 integrity for {}@{}",
+                    self.package, self.version
+                ))
+                .hint("claude-bottle only installs what it can check; use a registry that publishes sha512 integrity")
+            })?,
+        };
+        let path = self.cache.join(format!(
+            "{}-{}.tgz",
+            self.package.trim_start_matches('@').replace('/', "-"),
+            self.version
+        ));
+        if path.exists() {
+            if Integrity::of_file(&path).ok().as_ref() == Some(&expected) {
+                return Ok(path);
+            }
+            // A damaged cache entry is downloaded again.
+            let _ = std::fs::remove_file(&path);
+        }
+        self.download(&client, &url, &expected, &path).await?;
+        Ok(path)
+    }
+
+    /// The tarball's address and published integrity, from the metadata.
+    async fn locate(&self, client: &reqwest::Client) -> Result<(String, Option<Integrity>)> {
+        let url = format!("{}{}", self.registry, self.package.replace('/', "%2f"));
+        let unreachable = |err: &dyn fmt::Display| {
+            Error::new(format!("cannot read {url}: {err}")).hint(format!(
+                "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
+                NPM_REGISTRY.name
+            ))
+        };
+        let response = client
+            .get(&url)
+            // The abbreviated metadata: every version's dist, nothing else.
+            .header(
+                "accept",
+                "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8",
+            )
+            .send()
+            .await
+            .map_err(|err| unreachable(&err))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Error::new(format!(
+                "the registry {} has no package {}",
+                self.registry, self.package
+            ))
+            .hint(format!(
+                "{} must name an npm registry or a mirror of one",
+                NPM_REGISTRY.name
+            )));
+        }
+        let body = response
+            .error_for_status()
+            .map_err(|err| unreachable(&err))?
+            .bytes()
+            .await
+            .map_err(|err| unreachable(&err))?;
+        let metadata: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|err| unreachable(&err))?;
+        let Some(dist) = metadata.pointer(&format!(
+            "/versions/{}/dist",
+            self.version.replace('/', "~1")
+        )) else {
+            let latest = metadata
+                .pointer("/dist-tags/latest")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown");
+            return Err(Error::new(format!(
+                "the registry {} has no version {} of {}",
+                self.registry, self.version, self.package
+            ))
+            .hint(format!("its latest version is {latest}")));
+        };
+        let tarball = dist
+            .get("tarball")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "the registry's metadata for {}@{} names no tarball",
+                    self.package, self.version
+                ))
+            })?;
+        let integrity = dist
+            .get("integrity")
+            .and_then(serde_json::Value::as_str)
+            .and_then(Integrity::parse);
+        Ok((tarball.to_owned(), integrity))
+    }
+
+    async fn download(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        expected: &Integrity,
+        path: &Path,
+    ) -> Result<()> {
+        let failed = |err: &dyn fmt::Display| {
+            Error::new(format!("cannot download {url}: {err}")).hint(format!(
+                "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
+                NPM_REGISTRY.name
+            ))
+        };
+        std::fs::create_dir_all(self.cache)
+            .map_err(|err| Error::new(format!("cannot create {}: {err}", self.cache.display())))?;
+        // Removed when dropped: on errors, a failed check and signals alike.
+        let mut partial = tempfile::NamedTempFile::new_in(self.cache).map_err(|err| {
+            Error::new(format!("cannot write to {}: {err}", self.cache.display()))
+        })?;
+        let mut response = client
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|err| failed(&err))?;
+        let progress = Progress::bytes(
+            &format!("downloading {}@{}", self.package, self.version),
+            response.content_length(),
+        );
+        let mut hasher = Sha512::new();
+        while let Some(chunk) = response.chunk().await.map_err(|err| failed(&err))? {
+            hasher.update(&chunk);
+            partial.write_all(&chunk).map_err(|err| failed(&err))?;
+            progress.advance(chunk.len() as u64);
+        }
+        let actual = Integrity::of(hasher);
+        if actual != *expected {
+            drop(partial);
+            progress.finish("refused");
+            return Err(Error::new(format!(
+                "the tarball of {}@{} from {url} failed its integrity check \
+                 (expected {expected}, got {actual}); the download was deleted",
+                self.package, self.version
+            ))
+            .hint(format!(
+                "the registry served something other than the published package; \
+                 check {} and any proxy in between, then try again",
+                NPM_REGISTRY.name
+            )));
+        }
+        partial.persist(path).map_err(|err| failed(&err.error))?;
+        progress.finish("verified");
+        Ok(())
+    }
+}
+
+/// Hands `package/<name>` of a package tarball, with its size, to `read`.
+pub fn read_from_tarball(
+    tarball: &Path,
+    name: &str,
+    read: impl FnOnce(u64, &mut dyn Read) -> std::io::Result<()>,
+) -> Result<()> {
+    let failed =
+        |err: &dyn fmt::Display| Error::new(format!("cannot read {}: {err}", tarball.display()));
+    let file = std::fs::File::open(tarball).map_err(|err| failed(&err))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let wanted = format!("package/{name}");
+    for entry in archive.entries().map_err(|err| failed(&err))? {
+        let mut entry = entry.map_err(|err| failed(&err))?;
+        if entry.path().map_err(|err| failed(&err))?.to_str() == Some(wanted.as_str()) {
+            let size = entry.size();
+            return read(size, &mut entry).map_err(|err| failed(&err));
+        }
+    }
+    Err(Error::new(format!(
+        "{} holds no {wanted}",
+        tarball.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrity_reads_the_sha512_entry_and_prints_it_back() {
+        let pinned = "sha512-f4JWhzwYutJIHScC7/dYOPX6s28tt7ZADhsOi8zwOHq5fFPEuUeChh2NMfinSg0GrUckYxaeebC4h0DqiKzLcw==";
+        let parsed = Integrity::parse(&format!("sha1-AAAA {pinned}")).unwrap();
+        assert_eq!(parsed.to_string(), pinned);
+        assert_eq!(Integrity::parse("sha1-qUqP5cyxm6YcTAhz05Hph5gvu9M="), None);
+        assert_eq!(Integrity::parse("sha512-tooshort"), None);
+    }
+
+    #[test]
+    fn a_file_hashes_to_its_sha512() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        std::fs::write(&path, "abc").unwrap();
+        // SHA-512("abc") from FIPS 180-2.
+        assert_eq!(
+            Integrity::of_file(&path).unwrap().to_string(),
+            "sha512-3a81oZNherrMQXNJriBBMRLm+k6JqX6iCp7u5ktV05ohkpkqJ0/BqDa6PCOj/uu9RU1EI2Q86A4qmslPpUyknw=="
+        );
+    }
+}
