@@ -42,6 +42,7 @@ impl Outside {
             network: &network,
             alias,
             runtime: "runc",
+            binds: &[],
         };
         let (allowed_container, allowed) =
             start_service(docker, label, &service(&["sink"], &[], "allowed")).await;

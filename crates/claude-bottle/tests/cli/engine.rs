@@ -47,9 +47,10 @@ async fn inventory(docker: &Docker) -> BTreeSet<String> {
         .list_networks(None::<ListNetworksOptions>)
         .await
         .unwrap();
+    // Tagged images only: the layers of builds running alongside (default
+    // images of other tests) come and go.
     let images = docker
         .list_images(Some(ListImagesOptions {
-            all: true,
             ..Default::default()
         }))
         .await
@@ -68,7 +69,12 @@ async fn inventory(docker: &Docker) -> BTreeSet<String> {
                 .filter(|n| !ours(n.labels.as_ref()))
                 .filter_map(|n| n.id),
         )
-        .chain(images.into_iter().map(|i| i.id))
+        .chain(
+            images
+                .into_iter()
+                .filter(|i| !i.labels.contains_key(TEST_LABEL))
+                .map(|i| i.id),
+        )
         .collect()
 }
 

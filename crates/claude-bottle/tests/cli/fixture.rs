@@ -15,8 +15,9 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    BuildImageOptions, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, RemoveImageOptions, StartContainerOptions,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -63,24 +64,105 @@ impl Drop for TestContainer {
     fn drop(&mut self) {
         let docker = self.docker.clone();
         let id = self.id.clone();
-        // Drop cannot await; a short-lived runtime on its own thread can.
-        let removed = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(docker.remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            ))
-        })
-        .join();
-        if let Ok(Err(err)) = removed {
+        let removed = finish_in_drop(async move {
+            docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+        });
+        if let Some(Err(err)) = removed {
             eprintln!("could not remove test container {}: {err}", self.id);
         }
+    }
+}
+
+/// Runs `work` to its end from a `Drop`, which cannot await: on a
+/// short-lived runtime of its own thread. `None` if that thread panicked.
+fn finish_in_drop<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .ok()
+}
+
+/// An image tag made by a test, or by the binary for a test; removed when
+/// dropped, panics included.
+pub(crate) struct TestImage {
+    docker: Docker,
+    pub(crate) tag: String,
+}
+
+impl TestImage {
+    /// Takes charge of `tag`, whether or not it exists yet.
+    pub(crate) fn adopt(docker: &Docker, tag: &str) -> Self {
+        Self {
+            docker: docker.clone(),
+            tag: tag.to_owned(),
+        }
+    }
+
+    /// A new image of the base with `labels` (and no layer of its own),
+    /// tagged `tag`; the tag is a label too, so no two share an ID.
+    pub(crate) async fn labelled(docker: &Docker, tag: &str, labels: &[(&str, &str)]) -> Self {
+        let dockerfile = format!("FROM {BASE_IMAGE}\n");
+        let mut context = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        context
+            .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+            .unwrap();
+        let options = BuildImageOptions {
+            t: Some(tag.to_owned()),
+            labels: Some(
+                labels
+                    .iter()
+                    .chain(&[("test.image", tag)])
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let image = Self::adopt(docker, tag);
+        let body = bollard::body_full(context.into_inner().unwrap().into());
+        let mut build = docker.build_image(options, None, Some(body));
+        while let Some(step) = build.next().await {
+            assert!(step.unwrap().error_detail.is_none(), "building {tag}");
+        }
+        image
+    }
+
+    pub(crate) async fn id(&self) -> Option<String> {
+        self.docker
+            .inspect_image(&self.tag)
+            .await
+            .ok()
+            .and_then(|i| i.id)
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let docker = self.docker.clone();
+        let tag = self.tag.clone();
+        finish_in_drop(async move {
+            docker
+                .remove_image(&tag, None::<RemoveImageOptions>, None)
+                .await
+        });
     }
 }
 
@@ -191,15 +273,8 @@ impl Drop for TestNetwork {
     fn drop(&mut self) {
         let docker = self.docker.clone();
         let name = self.name.clone();
-        let removed = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(docker.remove_network(&name))
-        })
-        .join();
-        if let Ok(Err(err)) = removed {
+        let removed = finish_in_drop(async move { docker.remove_network(&name).await });
+        if let Some(Err(err)) = removed {
             eprintln!("could not remove test network {}: {err}", self.name);
         }
     }
@@ -213,6 +288,8 @@ pub(crate) struct Service<'a> {
     pub(crate) network: &'a TestNetwork,
     pub(crate) alias: &'a str,
     pub(crate) runtime: &'a str,
+    /// Host paths mounted read-only, `host:container`.
+    pub(crate) binds: &'a [&'a str],
 }
 
 /// Starts a service container; returns it and its address on the network.
@@ -242,6 +319,7 @@ pub(crate) async fn start_service(
                 host_config: Some(HostConfig {
                     runtime: Some(service.runtime.into()),
                     network_mode: Some(service.network.name.clone()),
+                    binds: Some(service.binds.iter().map(|b| format!("{b}:ro")).collect()),
                     ..Default::default()
                 }),
                 networking_config: Some(NetworkingConfig {
@@ -356,6 +434,7 @@ pub(crate) async fn start_mock(
         network,
         alias: "mock",
         runtime: "runc",
+        binds: &[],
     };
     start_service(docker, run_label, &service).await
 }

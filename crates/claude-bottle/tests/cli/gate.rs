@@ -56,6 +56,7 @@ impl World {
             network: &network,
             alias,
             runtime: "runc",
+            binds: &[],
         };
         let (sink_container, sink) = start_service(
             &docker,

@@ -115,6 +115,7 @@ async fn claude_against_mock(
             network: &network,
             alias: "agent",
             runtime,
+            binds: &[],
         },
     )
     .await;
@@ -218,6 +219,7 @@ async fn the_fake_claude_reports_its_terminal_and_every_resize() {
             network: &network,
             alias: "agent",
             runtime: "runc",
+            binds: &[],
         },
     )
     .await;
@@ -307,6 +309,7 @@ async fn the_sink_records_what_arrives_and_nothing_else() {
             network: &network,
             alias: "sink",
             runtime: "runc",
+            binds: &[],
         },
     )
     .await;
@@ -327,6 +330,7 @@ async fn the_sink_records_what_arrives_and_nothing_else() {
             network: &network,
             alias: "client",
             runtime: "runc",
+            binds: &[],
         },
     )
     .await;

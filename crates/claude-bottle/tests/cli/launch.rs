@@ -573,6 +573,7 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
         network: &outside,
         alias: "sink",
         runtime: "runc",
+        binds: &[],
     };
     let (_sink, sink_address) = start_service(&docker, &outside_label, &sink).await;
     let sink_records = || -> Vec<Value> {
@@ -643,6 +644,7 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
         network: &outside,
         alias: "control",
         runtime: "runc",
+        binds: &[],
     };
     let (control, _) = start_service(&docker, &outside_label, &control).await;
     let check = format!(

@@ -1,0 +1,402 @@
+//! The default image, built by the binary on the real engine from the
+//! fixture base and Claude Code's native binary served by a local registry
+//! fixture: built once, verified, reused, cleaned up when superseded.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bollard::Docker;
+use bollard::query_parameters::EventsOptions;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::engine::connect;
+use crate::fixture::{
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestImage, TestNetwork,
+    http_get, start_service,
+};
+use crate::launch::leftovers;
+use crate::support::{Output, Sandbox};
+
+const PACKAGE: &str = "@anthropic-ai/claude-code-linux-x64";
+const PINNED_VERSION: &str = "2.1.332";
+const PINNED_INTEGRITY: &str = "sha512-f4JWhzwYutJIHScC7/dYOPX6s28tt7ZADhsOi8zwOHq5fFPEuUeChh2NMfinSg0GrUckYxaeebC4h0DqiKzLcw==";
+const MANIFEST: &str =
+    r#"{"bottles": {"dev": {"egress": {"builtin": false}}}, "agents": {"a": {"bottle": "dev"}}}"#;
+
+static RUN: AtomicUsize = AtomicUsize::new(0);
+
+fn run_label(test: &str) -> String {
+    format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The tarball `scripts/fixture-images` downloaded and checked.
+fn cached_tarball() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"),
+        PathBuf::from,
+    );
+    cache.join(format!(
+        "claude-bottle-test/anthropic-ai-claude-code-linux-x64-{PINNED_VERSION}.tgz"
+    ))
+}
+
+async fn engine_and_tarball(test: &str) -> Option<Docker> {
+    let docker = connect(test).await?;
+    if !cached_tarball().exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set and {} is missing",
+            cached_tarball().display()
+        );
+        eprintln!("SKIPPED {test}: the Claude Code tarball is not cached; run scripts/test");
+        return None;
+    }
+    Some(docker)
+}
+
+/// The registry fixture serving `file` (a host path) as `version` of the
+/// package, its metadata claiming `integrity`.
+struct Registry {
+    _container: crate::fixture::TestContainer,
+    address: String,
+}
+
+impl Registry {
+    async fn start(
+        docker: &Docker,
+        label: &str,
+        network: &TestNetwork,
+        file: &std::path::Path,
+        versions: &[(&str, &str)],
+    ) -> Self {
+        let packages: Vec<Value> = versions
+            .iter()
+            .map(|(version, integrity)| {
+                json!({ "name": PACKAGE, "version": version, "file": "/data/package.tgz", "integrity": integrity })
+            })
+            .collect();
+        let packages = Value::from(packages).to_string();
+        let bind = format!("{}:/data/package.tgz", file.display());
+        let (container, address) = start_service(
+            docker,
+            label,
+            &Service {
+                image: FIXTURES_IMAGE,
+                cmd: &["npm-registry"],
+                env: &[("NPM_PACKAGES", &packages)],
+                network,
+                alias: "registry",
+                runtime: "runc",
+                binds: &[&bind],
+            },
+        )
+        .await;
+        Self {
+            _container: container,
+            address,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.address)
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        serde_json::from_str::<Vec<Value>>(&http_get(&self.address, 80, "/_requests")).unwrap()
+    }
+}
+
+/// A sandbox using the default image, made from `base` with Claude Code
+/// from `registry`, labelled with the test's run.
+fn default_image_sandbox(label: &str, base: &str, registry: &str) -> Sandbox {
+    Sandbox::with_manifest(MANIFEST)
+        .env("CLAUDE_BOTTLE_BASE_IMAGE", base)
+        .env("CLAUDE_BOTTLE_NPM_REGISTRY", registry)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+}
+
+fn planned_image(sandbox: &Sandbox) -> (String, Value) {
+    let plan = sandbox
+        .run(&["start", "a", "--dry-run", "--format", "json"])
+        .json();
+    (plan["image"].as_str().unwrap().to_owned(), plan)
+}
+
+fn downloads(sandbox: &Sandbox) -> Vec<String> {
+    std::fs::read_dir(sandbox.home.join(".cache/claude-bottle/downloads"))
+        .map(|dir| {
+            dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The engine's image events between two Unix times.
+async fn image_events(docker: &Docker, since: i64, until: i64) -> Vec<String> {
+    let mut events = docker.events(Some(EventsOptions {
+        since: Some(since.to_string()),
+        until: Some(until.to_string()),
+        filters: Some(HashMap::from([(
+            "type".to_owned(),
+            vec!["image".to_owned()],
+        )])),
+    }));
+    let mut seen = Vec::new();
+    while let Some(event) = events.next().await {
+        let event = event.unwrap();
+        seen.push(format!(
+            "{} {}",
+            event.action.unwrap_or_default(),
+            event.actor.and_then(|a| a.id).unwrap_or_default()
+        ));
+    }
+    seen
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+#[track_caller]
+fn assert_runs_pinned_claude(out: &Output) {
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("{PINNED_VERSION} (Claude Code)")),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
+    let test = "default image build";
+    let Some(docker) = engine_and_tarball(test).await else {
+        return;
+    };
+    let label = run_label("default-image");
+    let network = TestNetwork::create(&docker, &label).await;
+    let registry = Registry::start(
+        &docker,
+        &label,
+        &network,
+        &cached_tarball(),
+        &[(PINNED_VERSION, PINNED_INTEGRITY)],
+    )
+    .await;
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url());
+    let (tag, plan) = planned_image(&sandbox);
+    // The tag is this test's alone (its label is part of the content).
+    let image = TestImage::adopt(&docker, &tag);
+    assert!(
+        tag.starts_with("claude-bottle/claude-code:2.1.332-"),
+        "{plan}"
+    );
+    assert_eq!(plan["default_image"]["built"], false, "{plan}");
+    assert_eq!(plan["default_image"]["base"], BASE_IMAGE, "{plan}");
+
+    let first = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
+    assert_runs_pinned_claude(&first);
+    assert!(
+        first.stderr.contains(&format!("building {tag}")),
+        "{first:?}"
+    );
+    let id = image.id().await.expect("the default image exists");
+    let built = docker.inspect_image(&tag).await.unwrap();
+    let config = built.config.unwrap();
+    assert_eq!(config.user.as_deref(), Some("claude"));
+    assert_eq!(config.working_dir.as_deref(), Some("/workspace"));
+    assert!(
+        config
+            .env
+            .unwrap_or_default()
+            .contains(&"DISABLE_AUTOUPDATER=1".to_owned())
+    );
+    let labels = config.labels.unwrap_or_default();
+    assert_eq!(labels.get(TEST_LABEL), Some(&label));
+    assert_eq!(
+        labels.get("io.claude-bottle.role").map(String::as_str),
+        Some("claude-code-image")
+    );
+    let fetched = registry.requests();
+    assert_eq!(fetched.len(), 2, "metadata and tarball: {fetched:?}");
+    assert_eq!(downloads(&sandbox).len(), 1, "{:?}", downloads(&sandbox));
+    assert_eq!(planned_image(&sandbox).1["default_image"]["built"], true);
+
+    let since = now();
+    let second = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
+    let until = now() + 1;
+    assert_runs_pinned_claude(&second);
+    assert!(!second.stderr.contains("building"), "{second:?}");
+    assert!(!second.stderr.contains("downloading"), "{second:?}");
+    assert_eq!(image.id().await.as_ref(), Some(&id), "the image changed");
+    assert_eq!(registry.requests().len(), 2, "the second start fetched");
+    let events = image_events(&docker, since, until).await;
+    assert!(events.is_empty(), "the second start built: {events:?}");
+    let (containers, _) = leftovers(&docker, &label).await;
+    assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
+}
+
+#[tokio::test]
+async fn a_tarball_that_fails_its_integrity_check_is_refused_and_deleted() {
+    let test = "default image integrity";
+    let Some(docker) = engine_and_tarball(test).await else {
+        return;
+    };
+    let label = run_label("integrity");
+    let network = TestNetwork::create(&docker, &label).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tampered = dir.path().join("tampered.tgz");
+    std::fs::write(&tampered, b"not the published package").unwrap();
+    // The pinned version with the published integrity in its metadata,
+    // and another version whose metadata integrity the file fails too.
+    let registry = Registry::start(
+        &docker,
+        &label,
+        &network,
+        &tampered,
+        &[
+            (PINNED_VERSION, PINNED_INTEGRITY),
+            ("2.1.0", PINNED_INTEGRITY),
+        ],
+    )
+    .await;
+    for version in [PINNED_VERSION, "2.1.0"] {
+        let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url())
+            .env("CLAUDE_BOTTLE_CLAUDE_VERSION", version);
+        let (tag, _) = planned_image(&sandbox);
+        let out = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
+        assert_eq!(out.code, 125, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!("{PACKAGE}@{version}"))
+                && out.stderr.contains("failed its integrity check")
+                && out.stderr.contains("the download was deleted"),
+            "{out:?}"
+        );
+        assert!(downloads(&sandbox).is_empty(), "{:?}", downloads(&sandbox));
+        assert!(docker.inspect_image(&tag).await.is_err(), "{tag} was built");
+    }
+    let (containers, _) = leftovers(&docker, &label).await;
+    assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
+}
+
+#[tokio::test]
+async fn the_tag_follows_the_base() {
+    let Some(_docker) = connect("default image tag").await else {
+        return;
+    };
+    let registry = "http://127.0.0.1:9/";
+    let label = run_label("tag");
+    let (one, plan) = planned_image(&default_image_sandbox(&label, BASE_IMAGE, registry));
+    let (other, _) = planned_image(&default_image_sandbox(&label, FAKE_CLAUDE_IMAGE, registry));
+    assert!(
+        one.starts_with("claude-bottle/claude-code:2.1.332-"),
+        "{plan}"
+    );
+    assert!(other.starts_with("claude-bottle/claude-code:2.1.332-"));
+    assert_ne!(one, other, "two bases, one tag");
+    assert_eq!(
+        one,
+        planned_image(&default_image_sandbox(&label, BASE_IMAGE, registry)).0,
+        "the same content gave another tag"
+    );
+    assert!(plan["default_image"]["registry"] == registry, "{plan}");
+}
+
+#[tokio::test]
+async fn a_base_that_cannot_be_had_names_the_variable_and_leaves_nothing() {
+    let Some(docker) = connect("default image without base").await else {
+        return;
+    };
+    let label = run_label("no-base");
+    // The engine tries a registry on this machine's loopback, and fails.
+    let base = "127.0.0.1:9/claude-bottle-test/absent:1";
+    let sandbox = default_image_sandbox(&label, base, "http://127.0.0.1:9/");
+    let (tag, plan) = planned_image(&sandbox);
+    assert_eq!(tag, "claude-bottle/claude-code:2.1.332", "{plan}");
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "the base image `{base}` is not on the engine and cannot be pulled"
+        )),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("CLAUDE_BOTTLE_BASE_IMAGE"), "{out:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    assert!(sandbox.stage_dirs().is_empty());
+}
+
+#[tokio::test]
+async fn cleanup_offers_images_that_are_no_longer_current() {
+    let Some(docker) = connect("image cleanup").await else {
+        return;
+    };
+    let label = run_label("image-cleanup");
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, "http://127.0.0.1:9/");
+    let (current_tag, _) = planned_image(&sandbox);
+    let ours = |role| {
+        [
+            ("io.claude-bottle.managed", "true"),
+            ("io.claude-bottle.role", role),
+            (TEST_LABEL, label.as_str()),
+        ]
+    };
+    let current = TestImage::labelled(&docker, &current_tag, &ours("claude-code-image")).await;
+    let old_default = TestImage::labelled(
+        &docker,
+        &format!("claude-bottle/claude-code:2.0.0-{label}"),
+        &ours("claude-code-image"),
+    )
+    .await;
+    let old_gate = TestImage::labelled(
+        &docker,
+        &format!("claude-bottle/gate:{label}"),
+        &ours("gate-image"),
+    )
+    .await;
+
+    let dry = sandbox.run(&["cleanup", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    for stale in [&old_default.tag, &old_gate.tag] {
+        assert!(
+            dry.stderr.contains(&format!("image {stale} (")),
+            "{stale}: {dry:?}"
+        );
+    }
+    assert!(!dry.stderr.contains(&current.tag), "{dry:?}");
+    assert!(
+        old_default.id().await.is_some(),
+        "a dry run removed an image"
+    );
+
+    let out = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("and 2 image(s)"), "{out:?}");
+    assert!(old_default.id().await.is_none() && old_gate.id().await.is_none());
+    assert!(
+        current.id().await.is_some(),
+        "the current image was removed"
+    );
+    // The current image is never offered.
+    assert!(
+        sandbox
+            .run(&["cleanup", "--dry-run"])
+            .stderr
+            .contains("nothing to clean up")
+    );
+}
