@@ -94,7 +94,7 @@ pub const SSL_CERT_FILE: Variable = Variable {
 };
 pub const HOME: Variable = Variable {
     name: "HOME",
-    help: "Where `claude-bottle.json`, `.claude/skills/` and the stage directories are found.",
+    help: "Where `claude-bottle.json`, `.claude/skills/`, the stage directories and the download cache (`.cache/claude-bottle/`) are found.",
 };
 
 pub const ALL: &[&Variable] = &[

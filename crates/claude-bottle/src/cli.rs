@@ -30,6 +30,11 @@ pub(crate) enum Command {
     /// When claude exits, the bottle and everything in it are removed, and
     /// claude-bottle exits with claude's exit code.
     ///
+    /// Without CLAUDE_BOTTLE_IMAGE the first start builds the default image:
+    /// Claude Code's native binary, downloaded once from the npm registry and
+    /// checked against its pinned integrity, on debian:bookworm-slim. Later
+    /// starts reuse it.
+    ///
     /// Examples:
     ///
     ///   claude-bottle start implementer
@@ -66,7 +71,9 @@ pub(crate) enum Command {
     /// Without names, removes every instance whose owner is dead (its
     /// containers, then its networks) and the stage directories of dead
     /// instances. Live instances are kept unless named or --include-live is
-    /// given. Shows the plan and asks first.
+    /// given. Without names, also offers the default and gate images that
+    /// are no longer current (a new base, version or claude-bottle made
+    /// others). Shows the plan and asks first.
     ///
     /// Examples:
     ///

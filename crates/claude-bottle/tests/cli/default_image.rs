@@ -209,11 +209,18 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     assert_eq!(plan["default_image"]["built"], false, "{plan}");
     assert_eq!(plan["default_image"]["base"], BASE_IMAGE, "{plan}");
 
-    let first = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
-    assert_runs_pinned_claude(&first);
+    // On a terminal, so the build shows its steps as it goes.
+    let (code, shown) = sandbox.run_on_terminal("start a --yes -- --version");
+    let shown = String::from_utf8_lossy(&shown);
+    assert_eq!(code, 0, "{shown}");
     assert!(
-        first.stderr.contains(&format!("building {tag}")),
-        "{first:?}"
+        shown.contains(&format!("{PINNED_VERSION} (Claude Code)")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("building {tag}: Step ")), "{shown}");
+    assert!(
+        shown.contains(&format!("building {tag}: built in")),
+        "{shown}"
     );
     let id = image.id().await.expect("the default image exists");
     let built = docker.inspect_image(&tag).await.unwrap();

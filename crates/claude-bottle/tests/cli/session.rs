@@ -237,28 +237,8 @@ async fn bytes_and_megabytes_of_output_arrive_intact_through_the_terminal() {
         &label,
         &json!({ "FAKE_CLAUDE_ECHO_HEX": "000102", "FAKE_CLAUDE_ECHO_REPEAT": "1048576" }),
     );
-    let mut child = Command::new("script")
-        .args(["-qfec", &format!("{BIN} start a --yes"), "/dev/null"])
-        .current_dir(&sandbox.cwd)
-        .env_clear()
-        .envs(
-            sandbox
-                .command(&[])
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        )
-        // A stdin held open: `script` types an end-of-file into the
-        // terminal when its stdin ends, and claude would get it.
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take();
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut bytes).unwrap();
-    let status = child.wait().unwrap();
-    drop(stdin);
-    assert_eq!(status.code(), Some(0));
+    let (code, bytes) = sandbox.run_on_terminal("start a --yes");
+    assert_eq!(code, 0);
     let start = bytes
         .windows(3)
         .position(|w| w == [0, 1, 2])

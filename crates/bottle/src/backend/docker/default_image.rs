@@ -200,7 +200,9 @@ pub(super) async fn ensure(
     }
     .tarball()
     .await?;
+    let unpacking = Progress::steps("unpacking claude for the build");
     let context = build_context(recipe, &tarball)?;
+    unpacking.finish("done");
     build(docker, recipe, &tag, &context, &missing).await?;
     Ok(tag)
 }
