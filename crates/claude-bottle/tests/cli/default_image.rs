@@ -11,6 +11,8 @@ use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use bottle::claude_code::{PINNED_VERSION, Platform};
+
 use crate::engine::connect;
 use crate::fixture::{
     BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestImage, TestNetwork,
@@ -19,9 +21,15 @@ use crate::fixture::{
 use crate::launch::leftovers;
 use crate::support::{Output, Sandbox};
 
+/// The engine here is x86-64, like the tarball `scripts/fixture-images`
+/// caches.
 const PACKAGE: &str = "@anthropic-ai/claude-code-linux-x64";
-const PINNED_VERSION: &str = "2.1.332";
-const PINNED_INTEGRITY: &str = "sha512-f4JWhzwYutJIHScC7/dYOPX6s28tt7ZADhsOi8zwOHq5fFPEuUeChh2NMfinSg0GrUckYxaeebC4h0DqiKzLcw==";
+
+fn pinned_integrity() -> &'static str {
+    Platform::for_architecture("x86_64")
+        .unwrap()
+        .pinned_integrity
+}
 const MANIFEST: &str =
     r#"{"bottles": {"dev": {"egress": {"builtin": false}}}, "agents": {"a": {"bottle": "dev"}}}"#;
 
@@ -195,7 +203,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
         &label,
         &network,
         &cached_tarball(),
-        &[(PINNED_VERSION, PINNED_INTEGRITY)],
+        &[(PINNED_VERSION, pinned_integrity())],
     )
     .await;
     let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url());
@@ -277,8 +285,8 @@ async fn a_tarball_that_fails_its_integrity_check_is_refused_and_deleted() {
         &network,
         &tampered,
         &[
-            (PINNED_VERSION, PINNED_INTEGRITY),
-            ("2.1.0", PINNED_INTEGRITY),
+            (PINNED_VERSION, pinned_integrity()),
+            ("2.1.0", pinned_integrity()),
         ],
     )
     .await;

@@ -292,21 +292,33 @@ fn build_context(
     let file = tempfile::NamedTempFile::new_in(&recipe.cache).map_err(|err| failed(&err))?;
     let mut context = tar::Builder::new(file);
     let dockerfile = dockerfile(&recipe.base);
-    let mut header = tar::Header::new_gnu();
-    header.set_size(dockerfile.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    context
-        .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
-        .map_err(|err| failed(&err))?;
+    add_file(
+        &mut context,
+        "Dockerfile",
+        0o644,
+        dockerfile.len() as u64,
+        dockerfile.as_bytes(),
+    )
+    .map_err(|err| failed(&err))?;
     npm::read_from_tarball(tarball, "claude", |size, binary| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(0o755);
-        header.set_cksum();
-        context.append_data(&mut header, "claude", binary)
+        add_file(&mut context, "claude", 0o755, size, binary)
     })?;
     context.into_inner().map_err(|err| failed(&err))
+}
+
+/// Adds a file of `size` bytes read from `data` to a build context.
+pub(super) fn add_file<W: std::io::Write>(
+    context: &mut tar::Builder<W>,
+    name: &str,
+    mode: u32,
+    size: u64,
+    data: impl Read,
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_cksum();
+    context.append_data(&mut header, name, data)
 }
 
 async fn build(

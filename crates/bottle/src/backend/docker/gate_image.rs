@@ -15,6 +15,7 @@ use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 
+use super::default_image::add_file;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::settings::GATE_IMAGE;
@@ -102,13 +103,7 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
         ("Dockerfile", dockerfile.as_bytes(), 0o644),
         ("claude-bottle", exe, 0o755),
     ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(mode);
-        header.set_cksum();
-        context
-            .append_data(&mut header, name, bytes)
-            .map_err(|e| failed(&e))?;
+        add_file(&mut context, name, mode, bytes.len() as u64, bytes).map_err(|e| failed(&e))?;
     }
     let context = context.into_inner().map_err(|e| failed(&e))?;
     let options = BuildImageOptions {
