@@ -23,6 +23,22 @@ pub const CLAUDE_CODE_IMAGE: &str = "claude-code-image";
 /// The `ROLE` of the gate images claude-bottle builds.
 pub const GATE_IMAGE: &str = "gate-image";
 
+/// The labels of an image claude-bottle builds: shared by every instance,
+/// so no instance or owner, but `extra` (`CLAUDE_BOTTLE_EXTRA_LABELS`).
+pub fn for_image(role: &str, extra: &[(String, String)]) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = extra.iter().cloned().collect();
+    labels.insert(MANAGED.to_owned(), "true".to_owned());
+    labels.insert(ROLE.to_owned(), role.to_owned());
+    labels.insert(CREATED.to_owned(), unix_now().to_string());
+    labels
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The owner a resource's labels name, when they name one whole.
 pub fn owner<S: BuildHasher>(labels: &HashMap<String, String, S>) -> Option<Owner> {
     Some(Owner {
@@ -70,9 +86,7 @@ impl InstanceLabels {
         owner: &Owner,
         extra: &[(String, String)],
     ) -> Self {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = unix_now();
         let mut common: HashMap<String, String> = extra.iter().cloned().collect();
         for (key, value) in [
             (MANAGED, "true".to_owned()),

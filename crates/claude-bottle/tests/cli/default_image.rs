@@ -415,3 +415,61 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
             .contains("nothing to clean up")
     );
 }
+
+#[tokio::test]
+async fn the_download_goes_through_the_hosts_proxy_unless_no_proxy_says_otherwise() {
+    let Some(docker) = connect("download through a proxy").await else {
+        return;
+    };
+    let label = run_label("proxy");
+    let network = TestNetwork::create(&docker, &label).await;
+    // The sink plays the proxy: it records the request and answers junk.
+    let (_sink, sink) = start_service(
+        &docker,
+        &label,
+        &Service {
+            image: FIXTURES_IMAGE,
+            cmd: &["sink"],
+            env: &[],
+            network: &network,
+            alias: "proxy",
+            runtime: "runc",
+            binds: &[],
+        },
+    )
+    .await;
+    // Nothing listens there: only the proxy can answer.
+    let registry = "http://127.0.0.1:9/";
+    let metadata = format!("GET {registry}@anthropic-ai%2fclaude-code-linux-x64 HTTP/1.1");
+    let proxied = |records: &[Value]| {
+        records
+            .iter()
+            .filter(|r| {
+                r["first_bytes"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with(&metadata))
+            })
+            .count()
+    };
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, registry)
+        .env("HTTP_PROXY", &format!("http://{sink}:80"));
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    let records: Vec<Value> = serde_json::from_str(&http_get(&sink, 9999, "/_records")).unwrap();
+    assert_eq!(proxied(&records), 1, "{records:?}");
+
+    let out = sandbox
+        .env("NO_PROXY", "127.0.0.1")
+        .run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot read http://127.0.0.1:9/"),
+        "{out:?}"
+    );
+    let records: Vec<Value> = serde_json::from_str(&http_get(&sink, 9999, "/_records")).unwrap();
+    assert_eq!(
+        proxied(&records),
+        1,
+        "NO_PROXY was not honoured: {records:?}"
+    );
+}

@@ -331,17 +331,11 @@ async fn build(
     let failed = |detail: &dyn std::fmt::Display| {
         Error::new(format!("cannot build the default image {tag}: {detail}"))
     };
-    let mut image_labels: HashMap<String, String> = recipe.labels.iter().cloned().collect();
-    image_labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
-    image_labels.insert(
-        labels::ROLE.to_owned(),
-        labels::CLAUDE_CODE_IMAGE.to_owned(),
-    );
     let options = BuildImageOptions {
         t: Some(tag.to_owned()),
         rm: true,
         forcerm: true,
-        labels: Some(image_labels),
+        labels: Some(labels::for_image(labels::CLAUDE_CODE_IMAGE, &recipe.labels)),
         // A base with every package needs nothing from the network.
         networkmode: missing.is_empty().then(|| "none".to_owned()),
         ..Default::default()

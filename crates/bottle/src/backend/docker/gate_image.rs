@@ -8,7 +8,6 @@
 //! or a host that is not Linux), `CLAUDE_BOTTLE_GATE_IMAGE` names a gate
 //! image built elsewhere.
 
-use std::collections::HashMap;
 use std::hash::Hasher;
 
 use bollard::Docker;
@@ -110,10 +109,7 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
         t: Some(tag.to_owned()),
         rm: true,
         forcerm: true,
-        labels: Some(HashMap::from([
-            (labels::MANAGED.to_owned(), "true".to_owned()),
-            (labels::ROLE.to_owned(), labels::GATE_IMAGE.to_owned()),
-        ])),
+        labels: Some(labels::for_image(labels::GATE_IMAGE, &[])),
         ..Default::default()
     };
     let mut progress = docker.build_image(options, None, Some(bollard::body_full(context.into())));
