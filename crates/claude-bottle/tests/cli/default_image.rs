@@ -473,3 +473,55 @@ async fn the_download_goes_through_the_hosts_proxy_unless_no_proxy_says_otherwis
         "NO_PROXY was not honoured: {records:?}"
     );
 }
+
+#[tokio::test]
+async fn only_the_packages_the_base_lacks_are_installed() {
+    let Some(docker) = engine_and_tarball("default image on a lacking base").await else {
+        return;
+    };
+    let label = run_label("lacking-base");
+    // A base without procps whose package source is this machine's
+    // loopback, where nothing answers: the install is tried, and fails.
+    let base = TestImage::build(
+        &docker,
+        &format!("claude-bottle-test/no-procps:{label}"),
+        "RUN dpkg --purge --force-depends procps \
+         && echo 'deb http://127.0.0.1:9/debian bookworm main' >/etc/apt/sources.list\n",
+        &[(TEST_LABEL, &label)],
+    )
+    .await;
+    let network = TestNetwork::create(&docker, &label).await;
+    let registry = Registry::start(
+        &docker,
+        &label,
+        &network,
+        &cached_tarball(),
+        &[(PINNED_VERSION, pinned_integrity())],
+    )
+    .await;
+    let sandbox = default_image_sandbox(&label, &base.tag, &registry.url());
+    let (tag, _) = planned_image(&sandbox);
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("building {tag} (installing procps)...")),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot build the default image {tag}: a build step exited with code 100"
+        )),
+        "{out:?}"
+    );
+    // What apt said, and what to do.
+    assert!(out.stderr.contains("  | "), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("help: the base lacks procps, which the build installs with apt-get"),
+        "{out:?}"
+    );
+    assert!(docker.inspect_image(&tag).await.is_err(), "{tag} was built");
+    let (containers, _) = leftovers(&docker, &label).await;
+    assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
+}

@@ -358,18 +358,96 @@ async fn build(
         format!("building {tag} (installing {})", missing.join(", "))
     };
     let progress = Progress::steps(&label);
+    // The last lines the build printed: what a failure is explained by.
+    let mut output = BuildOutput::default();
     let mut steps = docker.build_image(options, None, Some(bollard::body_try_stream(body)));
     while let Some(step) = steps.next().await {
-        let step = step.map_err(|err| failed(&err))?;
+        let step = match step {
+            Ok(step) => step,
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(output.failure(tag, &error, missing));
+            }
+            Err(err) => return Err(failed(&err)),
+        };
         if let Some(message) = step.error_detail.and_then(|d| d.message) {
-            return Err(failed(&message));
+            return Err(output.failure(tag, &message, missing));
         }
-        if let Some(line) = step.stream.as_deref().filter(|l| l.starts_with("Step ")) {
-            progress.status(line);
+        if let Some(text) = step.stream.as_deref() {
+            if text.starts_with("Step ") {
+                progress.status(text);
+            }
+            output.push(text);
         }
     }
     progress.finish("built");
     Ok(())
+}
+
+#[derive(Debug, Default)]
+struct BuildOutput {
+    tail: std::collections::VecDeque<String>,
+}
+
+impl BuildOutput {
+    const LINES: usize = 12;
+
+    fn push(&mut self, text: &str) {
+        for line in text.lines().map(without_escapes) {
+            let line = line.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            if self.tail.len() == Self::LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(line.to_owned());
+        }
+    }
+
+    /// The error of a failed build step, with what the build printed last.
+    fn failure(&self, tag: &str, detail: &str, missing: &[&str]) -> Error {
+        // The engine quotes the whole failing command; its exit code says
+        // enough next to the output.
+        let detail = detail
+            .rsplit_once("returned a non-zero code: ")
+            .map_or_else(
+                || detail.to_owned(),
+                |(_, code)| format!("a build step exited with code {code}"),
+            );
+        let mut message = format!("cannot build the default image {tag}: {detail}");
+        for line in &self.tail {
+            let _ = write!(message, "\n  | {line}");
+        }
+        let error = Error::new(message);
+        if missing.is_empty() {
+            return error;
+        }
+        error.hint(format!(
+            "the base lacks {}, which the build installs with apt-get from the base's package \
+             sources; let the engine reach them, or set {} to a base that has these packages",
+            missing.join(", "),
+            BASE_IMAGE.name
+        ))
+    }
+}
+
+/// `line` without terminal escape sequences (`ESC [ ... letter`), which
+/// the engine passes on from the build's commands.
+fn without_escapes(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -389,6 +467,26 @@ mod tests {
     #[test]
     fn the_dockerfile_installs_only_what_is_missing_and_turns_updates_off() {
         insta::assert_snapshot!(dockerfile("debian:bookworm-slim"));
+    }
+
+    #[test]
+    fn a_failed_build_shows_its_last_lines_without_escapes_and_says_what_to_do() {
+        let mut output = BuildOutput::default();
+        for n in 0..20 {
+            output.push(&format!("\u{1b}[31mline {n}\u{1b}[0m\n\u{1b}[0m\n"));
+        }
+        let err = output.failure(
+            "img",
+            "The command '/bin/sh -c apt-get install x' returned a non-zero code: 100",
+            &["procps"],
+        );
+        let mut expected =
+            "cannot build the default image img: a build step exited with code 100".to_owned();
+        for n in 8..20 {
+            let _ = write!(expected, "\n  | line {n}");
+        }
+        assert_eq!(err.message(), expected);
+        assert!(err.hints()[0].starts_with("the base lacks procps"));
     }
 
     #[test]
