@@ -123,8 +123,8 @@ impl Fetch<'_> {
     /// The tarball's address and published integrity, from the metadata.
     async fn locate(&self, client: &reqwest::Client) -> Result<(String, Option<Integrity>)> {
         let url = format!("{}{}", self.registry, self.package.replace('/', "%2f"));
-        let unreachable = |err: &dyn fmt::Display| {
-            Error::new(format!("cannot read {url}: {err}")).hint(format!(
+        let unreachable = |err: &dyn std::error::Error| {
+            Error::new(format!("cannot read {url}: {}", with_causes(err))).hint(format!(
                 "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
                 NPM_REGISTRY.name
             ))
@@ -194,8 +194,8 @@ impl Fetch<'_> {
         expected: &Integrity,
         path: &Path,
     ) -> Result<()> {
-        let failed = |err: &dyn fmt::Display| {
-            Error::new(format!("cannot download {url}: {err}")).hint(format!(
+        let failed = |err: &dyn std::error::Error| {
+            Error::new(format!("cannot download {url}: {}", with_causes(err))).hint(format!(
                 "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
                 NPM_REGISTRY.name
             ))
@@ -241,6 +241,23 @@ impl Fetch<'_> {
         progress.finish("verified");
         Ok(())
     }
+}
+
+/// An error and the errors beneath it: an HTTP client's own message says
+/// little ("error sending request") without its cause (a refused
+/// certificate, a refused connection).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let more = err.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = err.source();
+    }
+    text
 }
 
 /// Hands `package/<name>` of a package tarball, with its size, to `read`.

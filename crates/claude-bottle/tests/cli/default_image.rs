@@ -525,3 +525,128 @@ async fn only_the_packages_the_base_lacks_are_installed() {
     let (containers, _) = leftovers(&docker, &label).await;
     assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
 }
+
+/// The registry fixture as a process on this machine's loopback, where a
+/// certificate for 127.0.0.1 is valid; killed when dropped.
+struct LoopbackRegistry {
+    child: std::process::Child,
+    url: String,
+}
+
+impl LoopbackRegistry {
+    fn spawn(env: &[(&str, &str)]) -> Option<Self> {
+        let program = std::path::Path::new(crate::support::BIN).with_file_name("npm-registry");
+        if !program.exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set and {} is missing",
+                program.display()
+            );
+            eprintln!(
+                "SKIPPED: {} is not built; run scripts/test",
+                program.display()
+            );
+            return None;
+        }
+        let mut child = std::process::Command::new(program)
+            .env_clear()
+            .env("NPM_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+            &mut first,
+        )
+        .unwrap();
+        let address = first
+            .trim()
+            .strip_prefix("serving https on ")
+            .unwrap_or_else(|| panic!("the registry said {first:?}"));
+        Some(Self {
+            child,
+            url: format!("https://{address}/"),
+        })
+    }
+}
+
+impl Drop for LoopbackRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1, made with `openssl`.
+fn certificates(dir: &std::path::Path) {
+    let openssl = |args: &str| {
+        let status = std::process::Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args}");
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout ca.key -out ca.pem -days 2 -subj /CN=claude-bottle-test-ca",
+    );
+    openssl(
+        "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+    );
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -out server.pem -days 2 -extfile san.ext",
+    );
+}
+
+#[tokio::test]
+async fn an_https_registry_is_trusted_through_ssl_cert_file() {
+    let Some(_docker) = connect("https registry").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let tampered = dir.path().join("tampered.tgz");
+    std::fs::write(&tampered, b"not the published package").unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let packages = json!([{
+        "name": PACKAGE,
+        "version": PINNED_VERSION,
+        "file": path("tampered.tgz"),
+        "integrity": pinned_integrity(),
+    }])
+    .to_string();
+    let Some(registry) = LoopbackRegistry::spawn(&[
+        ("NPM_TLS_CERT", &path("server.pem")),
+        ("NPM_TLS_KEY", &path("server.key")),
+        ("NPM_PACKAGES", &packages),
+    ]) else {
+        return;
+    };
+    let label = run_label("https");
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url);
+
+    // The system's CAs do not know this one: refused before any download.
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("cannot read {}", registry.url)),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("certificate"), "{out:?}");
+
+    // Trusted through SSL_CERT_FILE: the tarball arrives (and fails its
+    // check, which shows it came through).
+    let out = sandbox
+        .env("SSL_CERT_FILE", &path("ca.pem"))
+        .run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("failed its integrity check"), "{out:?}");
+}
