@@ -8,6 +8,7 @@
 //! store (`SSL_CERT_FILE`, `SSL_CERT_DIR`), as corporate networks need.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,9 +85,34 @@ pub struct Fetch<'a> {
     pub cache: &'a Path,
 }
 
+/// The most a registry's metadata may take; the abbreviated document of a
+/// package with hundreds of versions is well under a megabyte.
+const METADATA_LIMIT: u64 = 64 << 20;
+/// The most a tarball may take: Claude Code's is about 190 MB.
+const TARBALL_LIMIT: u64 = 2 << 30;
+
 impl Fetch<'_> {
     /// The cached tarball, downloading and checking it first if need be.
     pub async fn tarball(&self) -> Result<PathBuf> {
+        // A pinned tarball already in the cache needs no registry at all.
+        if let Some(pinned) = &self.pinned {
+            let path = self.cache_path(pinned);
+            if cached(&path, pinned).await {
+                return Ok(path);
+            }
+        }
+        if self.pinned.is_none() && self.registry.starts_with("http://") {
+            return Err(Error::new(format!(
+                "Claude Code {} would be checked against the integrity {} states over plain http, which proves nothing",
+                self.version,
+                redact_userinfo(self.registry)
+            ))
+            .hint(format!(
+                "use an https registry in {}, or the pinned version {} (checked against a hash built into claude-bottle)",
+                NPM_REGISTRY.name,
+                crate::claude_code::PINNED_VERSION
+            )));
+        }
         let client = reqwest::Client::builder()
             .user_agent(concat!("claude-bottle/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
@@ -104,27 +130,35 @@ impl Fetch<'_> {
                 .hint("claude-bottle only installs what it can check; use a registry that publishes sha512 integrity")
             })?,
         };
-        let path = self.cache.join(format!(
-            "{}-{}.tgz",
+        let path = self.cache_path(&expected);
+        if !cached(&path, &expected).await {
+            self.download(&client, &url, &expected, &path).await?;
+        }
+        Ok(path)
+    }
+
+    /// Where the tarball with this integrity is kept: the name carries the
+    /// hash, so no two contents ever share a file.
+    fn cache_path(&self, integrity: &Integrity) -> PathBuf {
+        let short = integrity.digest[..8]
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
+        self.cache.join(format!(
+            "{}-{}-{short}.tgz",
             self.package.trim_start_matches('@').replace('/', "-"),
             self.version
-        ));
-        if path.exists() {
-            if Integrity::of_file(&path).ok().as_ref() == Some(&expected) {
-                return Ok(path);
-            }
-            // A damaged cache entry is downloaded again.
-            let _ = std::fs::remove_file(&path);
-        }
-        self.download(&client, &url, &expected, &path).await?;
-        Ok(path)
+        ))
     }
 
     /// The tarball's address and published integrity, from the metadata.
     async fn locate(&self, client: &reqwest::Client) -> Result<(String, Option<Integrity>)> {
         let url = format!("{}{}", self.registry, self.package.replace('/', "%2f"));
+        let shown = redact_userinfo(&url);
         let unreachable = |err: &dyn std::error::Error| {
-            Error::new(format!("cannot read {url}: {}", with_causes(err))).hint(format!(
+            Error::new(format!("cannot read {shown}: {}", with_causes(err))).hint(format!(
                 "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
                 NPM_REGISTRY.name
             ))
@@ -142,19 +176,31 @@ impl Fetch<'_> {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(Error::new(format!(
                 "the registry {} has no package {}",
-                self.registry, self.package
+                redact_userinfo(self.registry),
+                self.package
             ))
             .hint(format!(
                 "{} must name an npm registry or a mirror of one",
                 NPM_REGISTRY.name
             )));
         }
-        let body = response
+        let mut response = response
             .error_for_status()
-            .map_err(|err| unreachable(&err))?
-            .bytes()
-            .await
             .map_err(|err| unreachable(&err))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|err| unreachable(&err))? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > METADATA_LIMIT {
+                return Err(Error::new(format!(
+                    "the metadata at {shown} is larger than {} MiB, which no package's is",
+                    METADATA_LIMIT >> 20
+                ))
+                .hint(format!(
+                    "{} must name an npm registry or a mirror of one",
+                    NPM_REGISTRY.name
+                )));
+            }
+        }
         let metadata: serde_json::Value =
             serde_json::from_slice(&body).map_err(|err| unreachable(&err))?;
         let Some(dist) = metadata.pointer(&format!(
@@ -167,7 +213,9 @@ impl Fetch<'_> {
                 .unwrap_or("unknown");
             return Err(Error::new(format!(
                 "the registry {} has no version {} of {}",
-                self.registry, self.version, self.package
+                redact_userinfo(self.registry),
+                self.version,
+                self.package
             ))
             .hint(format!("its latest version is {latest}")));
         };
@@ -194,8 +242,9 @@ impl Fetch<'_> {
         expected: &Integrity,
         path: &Path,
     ) -> Result<()> {
+        let shown = redact_userinfo(url);
         let failed = |err: &dyn std::error::Error| {
-            Error::new(format!("cannot download {url}: {}", with_causes(err))).hint(format!(
+            Error::new(format!("cannot download {shown}: {}", with_causes(err))).hint(format!(
                 "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
                 NPM_REGISTRY.name
             ))
@@ -216,8 +265,26 @@ impl Fetch<'_> {
             &format!("downloading {}@{}", self.package, self.version),
             response.content_length(),
         );
+        let too_large = || {
+            Error::new(format!(
+                "the tarball at {shown} is larger than {} GiB, which Claude Code's is not",
+                TARBALL_LIMIT >> 30
+            ))
+            .hint(format!(
+                "check {} and any proxy in between",
+                NPM_REGISTRY.name
+            ))
+        };
+        if response.content_length().is_some_and(|l| l > TARBALL_LIMIT) {
+            return Err(too_large());
+        }
         let mut hasher = Sha512::new();
+        let mut received = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|err| failed(&err))? {
+            received += chunk.len() as u64;
+            if received > TARBALL_LIMIT {
+                return Err(too_large());
+            }
             hasher.update(&chunk);
             partial.write_all(&chunk).map_err(|err| failed(&err))?;
             progress.advance(chunk.len() as u64);
@@ -227,7 +294,7 @@ impl Fetch<'_> {
             drop(partial);
             progress.finish("refused");
             return Err(Error::new(format!(
-                "the tarball of {}@{} from {url} failed its integrity check \
+                "the tarball of {}@{} from {shown} failed its integrity check \
                  (expected {expected}, got {actual}); the download was deleted",
                 self.package, self.version
             ))
@@ -240,6 +307,37 @@ impl Fetch<'_> {
         partial.persist(path).map_err(|err| failed(&err.error))?;
         progress.finish("verified");
         Ok(())
+    }
+}
+
+/// Whether `path` holds a tarball with the `expected` integrity; one that
+/// does not is removed, to be downloaded again.
+async fn cached(path: &Path, expected: &Integrity) -> bool {
+    let (path, expected) = (path.to_owned(), expected.clone());
+    // Hashing ~190 MB takes a while; signals are still heard meanwhile.
+    tokio::task::spawn_blocking(move || {
+        if !path.exists() {
+            return false;
+        }
+        if Integrity::of_file(&path).is_ok_and(|found| found == expected) {
+            return true;
+        }
+        let _ = std::fs::remove_file(&path);
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// `url` without any `user:password@`, for messages and plans.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -295,6 +393,19 @@ mod tests {
         assert_eq!(parsed.to_string(), pinned);
         assert_eq!(Integrity::parse("sha1-qUqP5cyxm6YcTAhz05Hph5gvu9M="), None);
         assert_eq!(Integrity::parse("sha512-tooshort"), None);
+    }
+
+    #[test]
+    fn credentials_in_a_registry_address_are_never_shown() {
+        assert_eq!(
+            redact_userinfo("https://ci:s3cret@mirror.example/npm/pkg"),
+            "https://***@mirror.example/npm/pkg"
+        );
+        assert_eq!(
+            redact_userinfo("https://mirror.example/a@b"),
+            "https://mirror.example/a@b"
+        );
+        assert_eq!(redact_userinfo("not a url"), "not a url");
     }
 
     #[test]

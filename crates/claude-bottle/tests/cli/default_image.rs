@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bollard::Docker;
-use bollard::query_parameters::EventsOptions;
+use bollard::query_parameters::{EventsOptions, ListImagesOptions};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -522,6 +522,19 @@ async fn only_the_packages_the_base_lacks_are_installed() {
         "{out:?}"
     );
     assert!(docker.inspect_image(&tag).await.is_err(), "{tag} was built");
+    // The steps that succeeded left no image on the (test's own) base.
+    let base_id = base.id().await.unwrap();
+    let children: Vec<_> = docker
+        .list_images(Some(ListImagesOptions {
+            all: true,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|image| image.parent_id == base_id)
+        .collect();
+    assert!(children.is_empty(), "{children:?}");
     let (containers, _) = leftovers(&docker, &label).await;
     assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
 }

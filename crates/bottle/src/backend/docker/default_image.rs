@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, RemoveImageOptions};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -148,7 +148,7 @@ pub(super) async fn planned(
     let plan = DefaultImagePlan {
         base: recipe.base,
         claude_code_version: recipe.claude_version,
-        registry: recipe.registry,
+        registry: npm::redact_userinfo(&recipe.registry),
         built,
     };
     Ok((image, plan))
@@ -201,7 +201,12 @@ pub(super) async fn ensure(
     .tarball()
     .await?;
     let unpacking = Progress::steps("unpacking claude for the build");
-    let context = build_context(recipe, &tarball)?;
+    let cache = recipe.cache.clone();
+    let dockerfile = dockerfile(&recipe.base);
+    // Unpacking takes seconds; signals are still heard meanwhile.
+    let context = tokio::task::spawn_blocking(move || build_context(&cache, &dockerfile, &tarball))
+        .await
+        .map_err(|err| Error::new(format!("unpacking claude failed: {err}")))??;
     unpacking.finish("done");
     build(docker, recipe, &tag, &context, &missing).await?;
     Ok(tag)
@@ -281,7 +286,8 @@ async fn base_image_id(docker: &Docker, base: &str) -> Result<String> {
 /// The build context, in a file beside the downloads: the Dockerfile and
 /// the binary, streamed from the tarball without holding it in memory.
 fn build_context(
-    recipe: &DefaultImage,
+    cache: &std::path::Path,
+    dockerfile: &str,
     tarball: &std::path::Path,
 ) -> Result<tempfile::NamedTempFile> {
     let failed = |err: &dyn std::fmt::Display| {
@@ -289,9 +295,8 @@ fn build_context(
             "cannot write the default image's build context: {err}"
         ))
     };
-    let file = tempfile::NamedTempFile::new_in(&recipe.cache).map_err(|err| failed(&err))?;
+    let file = tempfile::NamedTempFile::new_in(cache).map_err(|err| failed(&err))?;
     let mut context = tar::Builder::new(file);
-    let dockerfile = dockerfile(&recipe.base);
     add_file(
         &mut context,
         "Dockerfile",
@@ -361,31 +366,58 @@ async fn build(
     // The last lines the build printed: what a failure is explained by.
     let mut output = BuildOutput::default();
     let mut steps = docker.build_image(options, None, Some(bollard::body_try_stream(body)));
-    while let Some(step) = steps.next().await {
-        let step = match step {
-            Ok(step) => step,
-            Err(bollard::errors::Error::DockerStreamError { error }) => {
-                return Err(output.failure(tag, &error, missing));
+    let outcome = async {
+        while let Some(step) = steps.next().await {
+            let step = match step {
+                Ok(step) => step,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(output.failure(tag, &error, missing));
+                }
+                Err(err) => return Err(failed(&err)),
+            };
+            if let Some(message) = step.error_detail.and_then(|d| d.message) {
+                return Err(output.failure(tag, &message, missing));
             }
-            Err(err) => return Err(failed(&err)),
-        };
-        if let Some(message) = step.error_detail.and_then(|d| d.message) {
-            return Err(output.failure(tag, &message, missing));
-        }
-        if let Some(text) = step.stream.as_deref() {
-            if text.starts_with("Step ") {
-                progress.status(text);
+            if let Some(text) = step.stream.as_deref() {
+                if text.starts_with("Step ") {
+                    progress.status(text);
+                }
+                output.push(text);
             }
-            output.push(text);
         }
+        Ok(())
     }
+    .await;
+    if outcome.is_err() {
+        // The steps that did succeed left untagged images behind.
+        remove_untagged(docker, &output.images).await;
+    }
+    outcome?;
     progress.finish("built");
     Ok(())
+}
+
+/// Removes those of `images` that no tag names (never the base or any
+/// image still in use), newest first.
+async fn remove_untagged(docker: &Docker, images: &[String]) {
+    for id in images.iter().rev() {
+        let untagged = docker
+            .inspect_image(id)
+            .await
+            .is_ok_and(|image| image.repo_tags.unwrap_or_default().is_empty());
+        if untagged {
+            let _ = docker
+                .remove_image(id, None::<RemoveImageOptions>, None)
+                .await;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct BuildOutput {
     tail: std::collections::VecDeque<String>,
+    /// The image of each step, from the builder's ` ---> <id>` lines.
+    images: Vec<String>,
 }
 
 impl BuildOutput {
@@ -396,6 +428,13 @@ impl BuildOutput {
             let line = line.trim_end();
             if line.is_empty() {
                 continue;
+            }
+            if let Some(id) = line
+                .trim()
+                .strip_prefix("---> ")
+                .filter(|id| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                self.images.push(id.to_owned());
             }
             if self.tail.len() == Self::LINES {
                 self.tail.pop_front();
@@ -472,6 +511,10 @@ mod tests {
     #[test]
     fn a_failed_build_shows_its_last_lines_without_escapes_and_says_what_to_do() {
         let mut output = BuildOutput::default();
+        output.push(
+            "Step 1/2 : FROM base\n ---> 0123456789ab\nStep 2/2 : RUN x\n ---> Running in 99aa\n",
+        );
+        assert_eq!(output.images, ["0123456789ab"]);
         for n in 0..20 {
             output.push(&format!("\u{1b}[31mline {n}\u{1b}[0m\n\u{1b}[0m\n"));
         }
