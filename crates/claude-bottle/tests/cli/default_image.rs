@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use bottle::claude_code::{PINNED_VERSION, Platform};
+use bottle::npm::Integrity;
 
 use crate::engine::connect;
 use crate::fixture::{
@@ -264,6 +265,28 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     assert!(events.is_empty(), "the second start built: {events:?}");
     let (containers, _) = leftovers(&docker, &label).await;
     assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
+
+    // Another image (other labels, so another tag) from the same cache:
+    // the pinned tarball needs no registry, not even a reachable one.
+    let other_label = format!("{label}-again");
+    let sandbox = sandbox
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={other_label}"),
+        )
+        .env("CLAUDE_BOTTLE_NPM_REGISTRY", "http://127.0.0.1:9/");
+    let (other_tag, _) = planned_image(&sandbox);
+    let other = TestImage::adopt(&docker, &other_tag);
+    assert_ne!(other_tag, tag);
+    let third = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
+    assert_runs_pinned_claude(&third);
+    assert!(
+        third.stderr.contains(&format!("building {other_tag}")),
+        "{third:?}"
+    );
+    assert!(!third.stderr.contains("downloading"), "{third:?}");
+    assert!(other.id().await.is_some());
+    assert_eq!(registry.requests().len(), 2, "the cache was not enough");
 }
 
 #[tokio::test]
@@ -277,36 +300,56 @@ async fn a_tarball_that_fails_its_integrity_check_is_refused_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let tampered = dir.path().join("tampered.tgz");
     std::fs::write(&tampered, b"not the published package").unwrap();
-    // The pinned version with the published integrity in its metadata,
-    // and another version whose metadata integrity the file fails too.
-    let registry = Registry::start(
+    // One registry states the published integrity, the other the tampered
+    // file's own: the pin decides either way.
+    let honest = Registry::start(
         &docker,
         &label,
         &network,
         &tampered,
-        &[
-            (PINNED_VERSION, pinned_integrity()),
-            ("2.1.0", pinned_integrity()),
-        ],
+        &[(PINNED_VERSION, pinned_integrity())],
     )
     .await;
-    for version in [PINNED_VERSION, "2.1.0"] {
-        let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url())
-            .env("CLAUDE_BOTTLE_CLAUDE_VERSION", version);
+    let own = Integrity::of_file(&tampered).unwrap().to_string();
+    let lying = Registry::start(
+        &docker,
+        &label,
+        &network,
+        &tampered,
+        &[(PINNED_VERSION, &own), ("2.1.0", &own)],
+    )
+    .await;
+    for registry in [&honest, &lying] {
+        let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url());
         let (tag, _) = planned_image(&sandbox);
         let out = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
         assert_eq!(out.code, 125, "{out:?}");
         assert!(
-            out.stderr.contains(&format!("{PACKAGE}@{version}"))
-                && out.stderr.contains("failed its integrity check")
-                && out.stderr.contains("the download was deleted"),
+            out.stderr.contains(&format!(
+                "the tarball of {PACKAGE}@{PINNED_VERSION} from http://{}/",
+                registry.address
+            )) && out.stderr.contains(&format!(
+                "failed its integrity check (expected {}, got {own}); the download was deleted",
+                pinned_integrity()
+            )),
             "{out:?}"
         );
         assert!(downloads(&sandbox).is_empty(), "{:?}", downloads(&sandbox));
         assert!(docker.inspect_image(&tag).await.is_err(), "{tag} was built");
     }
+    // Another version takes its integrity from the metadata: over plain
+    // http that proves nothing, so it is refused before any download.
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, &lying.url())
+        .env("CLAUDE_BOTTLE_CLAUDE_VERSION", "2.1.0");
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("over plain http, which proves nothing"),
+        "{out:?}"
+    );
+    assert_eq!(lying.requests().len(), 2, "metadata and tarball, once");
     let (containers, _) = leftovers(&docker, &label).await;
-    assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
+    assert_eq!(containers.len(), 2, "only the registries: {containers:?}");
 }
 
 #[tokio::test]
@@ -628,9 +671,11 @@ async fn an_https_registry_is_trusted_through_ssl_cert_file() {
     let tampered = dir.path().join("tampered.tgz");
     std::fs::write(&tampered, b"not the published package").unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
+    // A version that is not pinned: its integrity comes from the
+    // metadata, which over https counts, and which this file fails.
     let packages = json!([{
         "name": PACKAGE,
-        "version": PINNED_VERSION,
+        "version": "2.1.0",
         "file": path("tampered.tgz"),
         "integrity": pinned_integrity(),
     }])
@@ -643,7 +688,8 @@ async fn an_https_registry_is_trusted_through_ssl_cert_file() {
         return;
     };
     let label = run_label("https");
-    let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url);
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url)
+        .env("CLAUDE_BOTTLE_CLAUDE_VERSION", "2.1.0");
 
     // The system's CAs do not know this one: refused before any download.
     let out = sandbox.run(&["start", "a", "--yes"]);
@@ -657,9 +703,16 @@ async fn an_https_registry_is_trusted_through_ssl_cert_file() {
 
     // Trusted through SSL_CERT_FILE: the tarball arrives (and fails its
     // check, which shows it came through).
-    let out = sandbox
-        .env("SSL_CERT_FILE", &path("ca.pem"))
-        .run(&["start", "a", "--yes"]);
+    let sandbox = sandbox.env("SSL_CERT_FILE", &path("ca.pem"));
+    let out = sandbox.run(&["start", "a", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
-    assert!(out.stderr.contains("failed its integrity check"), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "{PACKAGE}@2.1.0 from {}{PACKAGE}/-/claude-code-linux-x64-2.1.0.tgz failed its integrity check (expected {}",
+            registry.url,
+            pinned_integrity()
+        )),
+        "{out:?}"
+    );
+    assert!(downloads(&sandbox).is_empty(), "{:?}", downloads(&sandbox));
 }
