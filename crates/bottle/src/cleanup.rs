@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crate::backend::Backend;
-use crate::claude_code::DefaultImage;
 use crate::error::{Error, Result};
+use crate::images::CurrentImages;
 use crate::instances::{CleanupPlan, Selection};
 use crate::stage::find_stages;
 
@@ -19,7 +19,7 @@ pub async fn prepare_cleanup(
     home: &Path,
     scope: &[(String, String)],
     selection: &Selection,
-    images: Option<&DefaultImage>,
+    images: Option<&CurrentImages>,
 ) -> Result<CleanupPlan> {
     let found = backend.instances(scope).await?;
     let mut plan = CleanupPlan::new(found, find_stages(home), selection);

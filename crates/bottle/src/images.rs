@@ -7,6 +7,16 @@
 
 use serde::Serialize;
 
+use crate::claude_code::DefaultImage;
+
+/// What counts as current: the default image the settings make, and the
+/// image `CLAUDE_BOTTLE_IMAGE` names (which may be one claude-bottle built).
+#[derive(Debug, Clone)]
+pub struct CurrentImages {
+    pub default: DefaultImage,
+    pub named: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StaleImage {
     pub id: String,

@@ -10,6 +10,7 @@ use std::fmt;
 use crate::claude_code::{self, DefaultImage};
 use crate::env::Secret;
 use crate::error::{Error, Result};
+use crate::images::CurrentImages;
 
 /// One variable the program reads.
 #[derive(Debug)]
@@ -274,6 +275,14 @@ impl Settings {
 }
 
 impl Settings {
+    /// The images a cleanup must keep.
+    pub fn current_images(&self, home: &std::path::Path) -> CurrentImages {
+        CurrentImages {
+            default: self.default_image(home),
+            named: self.image.clone(),
+        }
+    }
+
     /// How the default image is made, with downloads cached under `home`.
     pub fn default_image(&self, home: &std::path::Path) -> DefaultImage {
         DefaultImage {

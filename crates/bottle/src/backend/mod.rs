@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::claude_code::DefaultImage;
 use crate::env::ResolvedEnv;
 use crate::error::{Error, Result};
-use crate::images::StaleImage;
+use crate::images::{CurrentImages, StaleImage};
 use crate::instances::Instance;
 use crate::plan::{DefaultImagePlan, Plan};
 use crate::provision::Provision;
@@ -85,11 +85,12 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// The decision log of a running instance's gate, one JSON line each.
     async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<String>;
 
-    /// Images this backend built, within `scope`, that neither `current`
-    /// settings nor any container use. Backends that build none have none.
+    /// Images this backend built, within `scope`, that are neither
+    /// `current` nor used by any container. Backends that build none have
+    /// none.
     async fn stale_images(
         &self,
-        _current: &DefaultImage,
+        _current: &CurrentImages,
         _scope: &[(String, String)],
     ) -> Result<Vec<StaleImage>> {
         Ok(Vec::new())

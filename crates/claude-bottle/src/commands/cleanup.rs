@@ -23,7 +23,7 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
     let images = selection
         .names
         .is_empty()
-        .then(|| settings.default_image(&home));
+        .then(|| settings.current_images(&home));
     let plan = prepare_cleanup(
         backend.as_ref(),
         &home,

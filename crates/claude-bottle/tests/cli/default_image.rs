@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bollard::Docker;
-use bollard::query_parameters::{EventsOptions, ListImagesOptions};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{CreateContainerOptions, EventsOptions, ListImagesOptions};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
@@ -16,8 +17,8 @@ use bottle::npm::Integrity;
 
 use crate::engine::connect;
 use crate::fixture::{
-    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestImage, TestNetwork,
-    http_get, start_service,
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestImage,
+    TestNetwork, http_get, start_service,
 };
 use crate::launch::leftovers;
 use crate::support::{Output, Sandbox};
@@ -427,6 +428,42 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
         &ours("gate-image"),
     )
     .await;
+    // Kept: the one CLAUDE_BOTTLE_IMAGE names, one a container uses, and a
+    // user's image built on an old one (it inherits the labels, not the
+    // repository).
+    let named = TestImage::labelled(
+        &docker,
+        &format!("claude-bottle/claude-code:1.0.0-{label}"),
+        &ours("claude-code-image"),
+    )
+    .await;
+    let used = TestImage::labelled(
+        &docker,
+        &format!("claude-bottle/gate:used-{label}"),
+        &ours("gate-image"),
+    )
+    .await;
+    let child = TestImage::build(
+        &docker,
+        &format!("claude-bottle-test/child:{label}"),
+        &format!("FROM {}\nLABEL child=yes\n", old_default.tag),
+        &[],
+    )
+    .await;
+    let holder = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(used.tag.clone()),
+                cmd: Some(vec!["true".to_owned()]),
+                labels: Some([(TEST_LABEL.to_owned(), label.clone())].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let _holder = TestContainer::adopt(&docker, holder.id);
+    let sandbox = sandbox.env("CLAUDE_BOTTLE_IMAGE", &named.tag);
 
     let dry = sandbox.run(&["cleanup", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
@@ -436,7 +473,9 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
             "{stale}: {dry:?}"
         );
     }
-    assert!(!dry.stderr.contains(&current.tag), "{dry:?}");
+    for kept in [&current.tag, &named.tag, &used.tag, &child.tag] {
+        assert!(!dry.stderr.contains(kept.as_str()), "{kept}: {dry:?}");
+    }
     assert!(
         old_default.id().await.is_some(),
         "a dry run removed an image"
@@ -445,7 +484,10 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
     let out = sandbox.run(&["cleanup", "--yes"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("and 2 image(s)"), "{out:?}");
-    assert!(old_default.id().await.is_none() && old_gate.id().await.is_none());
+    assert!(old_gate.id().await.is_none());
+    // The old default image's tag is gone; its layers stay for the child.
+    assert!(old_default.id().await.is_none() && child.id().await.is_some());
+    assert!(named.id().await.is_some() && used.id().await.is_some());
     assert!(
         current.id().await.is_some(),
         "the current image was removed"
@@ -528,8 +570,11 @@ async fn only_the_packages_the_base_lacks_are_installed() {
     let base = TestImage::build(
         &docker,
         &format!("claude-bottle-test/no-procps:{label}"),
-        "RUN dpkg --purge --force-depends procps \
-         && echo 'deb http://127.0.0.1:9/debian bookworm main' >/etc/apt/sources.list\n",
+        &format!(
+            "FROM {BASE_IMAGE}\n\
+         RUN dpkg --purge --force-depends procps \
+         && echo 'deb http://127.0.0.1:9/debian bookworm main' >/etc/apt/sources.list\n"
+        ),
         &[(TEST_LABEL, &label)],
     )
     .await;

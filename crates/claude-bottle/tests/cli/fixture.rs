@@ -116,18 +116,17 @@ impl TestImage {
     /// A new image of the base with `labels` (and no layer of its own),
     /// tagged `tag`; the tag is a label too, so no two share an ID.
     pub(crate) async fn labelled(docker: &Docker, tag: &str, labels: &[(&str, &str)]) -> Self {
-        Self::build(docker, tag, "", labels).await
+        Self::build(docker, tag, &format!("FROM {BASE_IMAGE}\n"), labels).await
     }
 
-    /// A new image of the base, `instructions` added, built without a
+    /// An image of `dockerfile` (no context besides), built without a
     /// network and tagged `tag`.
     pub(crate) async fn build(
         docker: &Docker,
         tag: &str,
-        instructions: &str,
+        dockerfile: &str,
         labels: &[(&str, &str)],
     ) -> Self {
-        let dockerfile = format!("FROM {BASE_IMAGE}\n{instructions}");
         let mut context = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(dockerfile.len() as u64);

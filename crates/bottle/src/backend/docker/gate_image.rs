@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::labels;
 use crate::settings::GATE_IMAGE;
 
+/// Where the gate images built from this executable are tagged.
+pub(super) const REPOSITORY: &str = "claude-bottle/gate";
+
 /// The gate image to use: the one named, or this executable's own.
 pub(super) async fn ensure(docker: &Docker, named: Option<&str>) -> Result<String> {
     if let Some(image) = named {
@@ -71,7 +74,7 @@ pub(super) fn current_tag() -> Option<String> {
 fn tag_of(exe: &[u8]) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     hasher.write(exe);
-    format!("claude-bottle/gate:{:016x}", hasher.finish())
+    format!("{REPOSITORY}:{:016x}", hasher.finish())
 }
 
 fn same_arch(engine: &str) -> bool {

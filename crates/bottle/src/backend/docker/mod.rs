@@ -27,10 +27,9 @@ use bollard::query_parameters::{
 };
 
 use super::{Backend, Launch, Resources};
-use crate::claude_code::DefaultImage;
 use crate::egress_log::EgressSummary;
 use crate::error::{Error, Result};
-use crate::images::StaleImage;
+use crate::images::{CurrentImages, StaleImage};
 use crate::instances::Instance;
 use crate::labels::{InstanceLabels, Role};
 use crate::owner::Owner;
@@ -115,7 +114,7 @@ impl Backend for DockerBackend {
 
     async fn stale_images(
         &self,
-        current: &DefaultImage,
+        current: &CurrentImages,
         scope: &[(String, String)],
     ) -> Result<Vec<StaleImage>> {
         stale_images::find(&engine::connect().await?, current, scope).await

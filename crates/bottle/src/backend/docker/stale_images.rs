@@ -7,14 +7,14 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
 
 use super::{default_image, gate_image};
-use crate::claude_code::DefaultImage;
+use crate::claude_code::IMAGE_REPOSITORY;
 use crate::error::{Error, Result};
-use crate::images::StaleImage;
+use crate::images::{CurrentImages, StaleImage};
 use crate::labels;
 
 pub(super) async fn find(
     docker: &Docker,
-    current: &DefaultImage,
+    current: &CurrentImages,
     scope: &[(String, String)],
 ) -> Result<Vec<StaleImage>> {
     let failed =
@@ -38,28 +38,45 @@ pub(super) async fn find(
         .into_iter()
         .filter_map(|c| c.image_id)
         .collect();
-    // Without the base on the engine the current default image cannot be
-    // told, so none counts as stale.
-    let current_default = default_image::resolve(docker, current).await?.tag;
+    // Without the base on the engine (or a binary for its architecture)
+    // the current default image cannot be told, so none counts as stale.
+    let current_default = default_image::resolve(docker, &current.default)
+        .await
+        .ok()
+        .and_then(|resolved| resolved.tag);
     let current_gate = gate_image::current_tag();
     let mut stale = Vec::new();
     for image in images {
-        let (kind, current) = match image.labels.get(labels::ROLE).map(String::as_str) {
-            Some(labels::CLAUDE_CODE_IMAGE) => ("default image", &current_default),
-            Some(labels::GATE_IMAGE) => ("gate image", &current_gate),
-            _ => continue,
+        let (kind, repository, current_tag) =
+            match image.labels.get(labels::ROLE).map(String::as_str) {
+                Some(labels::CLAUDE_CODE_IMAGE) => {
+                    ("default image", IMAGE_REPOSITORY, &current_default)
+                }
+                Some(labels::GATE_IMAGE) => ("gate image", gate_image::REPOSITORY, &current_gate),
+                _ => continue,
+            };
+        let Some(current_tag) = current_tag else {
+            continue;
         };
-        let Some(current) = current else { continue };
-        if image.repo_tags.contains(current) || in_use.contains(&image.id) {
+        // Images built on ours inherit our labels but not our tags; those,
+        // and a user's own tags on ours, are never touched.
+        let prefix = format!("{repository}:");
+        let tags: Vec<String> = image
+            .repo_tags
+            .iter()
+            .filter(|t| t.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if tags.is_empty()
+            || tags.contains(current_tag)
+            || tags.iter().any(|t| Some(t) == current.named.as_ref())
+            || in_use.contains(&image.id)
+        {
             continue;
         }
         stale.push(StaleImage {
             id: image.id,
-            tags: image
-                .repo_tags
-                .into_iter()
-                .filter(|t| t != "<none>:<none>")
-                .collect(),
+            tags,
             kind: kind.to_owned(),
             size_bytes: image.size,
         });
@@ -68,16 +85,12 @@ pub(super) async fn find(
     Ok(stale)
 }
 
-/// Removes every tag, and with the last one the image.
+/// Removes the image's tags (only claude-bottle's), and with the last tag
+/// the image.
 pub(super) async fn remove(docker: &Docker, image: &StaleImage) -> Result<()> {
-    let names = if image.tags.is_empty() {
-        vec![image.id.clone()]
-    } else {
-        image.tags.clone()
-    };
-    for name in names {
+    for name in &image.tags {
         match docker
-            .remove_image(&name, None::<RemoveImageOptions>, None)
+            .remove_image(name, None::<RemoveImageOptions>, None)
             .await
         {
             Ok(_)
