@@ -83,7 +83,7 @@ pub const CLAUDE_VERSION: Variable = Variable {
 };
 pub const HTTPS_PROXY: Variable = Variable {
     name: "HTTPS_PROXY",
-    help: "The proxy the download of Claude Code goes through (also `https_proxy`, `HTTP_PROXY`, `ALL_PROXY`).",
+    help: "The proxy the download of Claude Code goes through from an https registry (also `https_proxy` and `ALL_PROXY`; `HTTP_PROXY` for an http one).",
 };
 pub const NO_PROXY: Variable = Variable {
     name: "NO_PROXY",
@@ -232,10 +232,13 @@ impl Settings {
         };
         let claude_version =
             get(&CLAUDE_VERSION).unwrap_or_else(|| claude_code::PINNED_VERSION.to_owned());
-        if !claude_version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c))
-        {
+        // It becomes part of an image tag and a download's file name.
+        let tag_safe = claude_version.len() <= 64
+            && claude_version.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && claude_version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+        if !tag_safe {
             return Err(Error::new(format!(
                 "{} is `{claude_version}`, which is not a version",
                 CLAUDE_VERSION.name
@@ -245,9 +248,19 @@ impl Settings {
                 claude_code::PINNED_VERSION
             )));
         }
+        let base_image =
+            get(&BASE_IMAGE).unwrap_or_else(|| claude_code::DEFAULT_BASE_IMAGE.to_owned());
+        // It is written into a Dockerfile's FROM line.
+        if base_image.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(Error::new(format!(
+                "{} is `{}`, which is not an image reference",
+                BASE_IMAGE.name,
+                base_image.escape_debug()
+            ))
+            .hint("write an image name such as debian:bookworm-slim"));
+        }
         Ok(Self {
-            base_image: get(&BASE_IMAGE)
-                .unwrap_or_else(|| claude_code::DEFAULT_BASE_IMAGE.to_owned()),
+            base_image,
             npm_registry,
             claude_version,
             backend: get(&BACKEND).unwrap_or_else(|| "docker".to_owned()),
@@ -393,6 +406,15 @@ mod tests {
         let err = Settings::from_lookup(|n| (n == CLAUDE_VERSION.name).then(|| "../../x".into()))
             .unwrap_err();
         assert!(err.message().contains("not a version"));
+        for bad in ["1.0.0+build", ".1", "-1", ""] {
+            let version = Settings::from_lookup(|n| (n == CLAUDE_VERSION.name).then(|| bad.into()));
+            assert!(bad.is_empty() == version.is_ok(), "{bad}");
+        }
+        let err = Settings::from_lookup(|n| {
+            (n == BASE_IMAGE.name).then(|| "debian\nRUN curl evil".into())
+        })
+        .unwrap_err();
+        assert!(err.message().contains("not an image reference"));
     }
 
     #[test]

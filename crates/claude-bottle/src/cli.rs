@@ -31,9 +31,10 @@ pub(crate) enum Command {
     /// claude-bottle exits with claude's exit code.
     ///
     /// Without CLAUDE_BOTTLE_IMAGE the first start builds the default image:
-    /// Claude Code's native binary, downloaded once from the npm registry and
-    /// checked against its pinned integrity, on debian:bookworm-slim. Later
-    /// starts reuse it.
+    /// Claude Code's native binary, downloaded once from the npm registry
+    /// (CLAUDE_BOTTLE_NPM_REGISTRY) and checked against the integrity pinned
+    /// for its version, on debian:bookworm-slim (CLAUDE_BOTTLE_BASE_IMAGE).
+    /// Later starts reuse it.
     ///
     /// Examples:
     ///
