@@ -408,41 +408,31 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
     let label = run_label("image-cleanup");
     let sandbox = default_image_sandbox(&label, BASE_IMAGE, "http://127.0.0.1:9/");
     let (current_tag, _) = planned_image(&sandbox);
-    let ours = |role| {
-        [
+    // Images as claude-bottle labels what it builds (no content of their own).
+    let ours = async |tag: String, role: &str| {
+        let labels = [
             ("io.claude-bottle.managed", "true"),
             ("io.claude-bottle.role", role),
             (TEST_LABEL, label.as_str()),
-        ]
+        ];
+        TestImage::labelled(&docker, &tag, &labels).await
     };
-    let current = TestImage::labelled(&docker, &current_tag, &ours("claude-code-image")).await;
-    let old_default = TestImage::labelled(
-        &docker,
-        &format!("claude-bottle/claude-code:2.0.0-{label}"),
-        &ours("claude-code-image"),
+    let current = ours(current_tag, "claude-code-image").await;
+    let old_default = ours(
+        format!("claude-bottle/claude-code:2.0.0-{label}"),
+        "claude-code-image",
     )
     .await;
-    let old_gate = TestImage::labelled(
-        &docker,
-        &format!("claude-bottle/gate:{label}"),
-        &ours("gate-image"),
-    )
-    .await;
+    let old_gate = ours(format!("claude-bottle/gate:{label}"), "gate-image").await;
     // Kept: the one CLAUDE_BOTTLE_IMAGE names, one a container uses, and a
     // user's image built on an old one (it inherits the labels, not the
     // repository).
-    let named = TestImage::labelled(
-        &docker,
-        &format!("claude-bottle/claude-code:1.0.0-{label}"),
-        &ours("claude-code-image"),
+    let named = ours(
+        format!("claude-bottle/claude-code:1.0.0-{label}"),
+        "claude-code-image",
     )
     .await;
-    let used = TestImage::labelled(
-        &docker,
-        &format!("claude-bottle/gate:used-{label}"),
-        &ours("gate-image"),
-    )
-    .await;
+    let used = ours(format!("claude-bottle/gate:used-{label}"), "gate-image").await;
     let child = TestImage::build(
         &docker,
         &format!("claude-bottle-test/child:{label}"),
