@@ -32,7 +32,7 @@ impl Progress {
     pub fn steps(label: &str) -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {wide_msg}").expect("a valid template"),
+            ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         Self::start(bar, label)

@@ -228,6 +228,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
         "{shown}"
     );
     assert!(shown.contains(&format!("building {tag}: Step ")), "{shown}");
+    assert!(!shown.contains(&format!("{tag} building")), "said twice: {shown}");
     assert!(
         shown.contains(&format!("building {tag}: built in")),
         "{shown}"
