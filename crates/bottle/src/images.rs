@@ -10,11 +10,12 @@ use serde::Serialize;
 use crate::claude_code::DefaultImage;
 
 /// What counts as current: the default image the settings make, and the
-/// image `CLAUDE_BOTTLE_IMAGE` names (which may be one claude-bottle built).
+/// images `CLAUDE_BOTTLE_IMAGE` and `CLAUDE_BOTTLE_GATE_IMAGE` name (which
+/// may be ones claude-bottle built).
 #[derive(Debug, Clone)]
 pub struct CurrentImages {
     pub default: DefaultImage,
-    pub named: Option<String>,
+    pub named: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -292,7 +292,7 @@ impl Settings {
     pub fn current_images(&self, home: &std::path::Path) -> CurrentImages {
         CurrentImages {
             default: self.default_image(home),
-            named: self.image.clone(),
+            named: self.image.iter().chain(&self.gate_image).cloned().collect(),
         }
     }
 

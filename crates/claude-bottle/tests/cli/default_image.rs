@@ -228,7 +228,10 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
         "{shown}"
     );
     assert!(shown.contains(&format!("building {tag}: Step ")), "{shown}");
-    assert!(!shown.contains(&format!("{tag} building")), "said twice: {shown}");
+    assert!(
+        !shown.contains(&format!("{tag} building")),
+        "said twice: {shown}"
+    );
     assert!(
         shown.contains(&format!("building {tag}: built in")),
         "{shown}"
@@ -425,14 +428,15 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
     )
     .await;
     let old_gate = ours(format!("claude-bottle/gate:{label}"), "gate-image").await;
-    // Kept: the one CLAUDE_BOTTLE_IMAGE names, one a container uses, and a
-    // user's image built on an old one (it inherits the labels, not the
-    // repository).
+    // Kept: those CLAUDE_BOTTLE_IMAGE and CLAUDE_BOTTLE_GATE_IMAGE name, one
+    // a container uses, and a user's image built on an old one (it inherits
+    // the labels, not the repository).
     let named = ours(
         format!("claude-bottle/claude-code:1.0.0-{label}"),
         "claude-code-image",
     )
     .await;
+    let named_gate = ours(format!("claude-bottle/gate:named-{label}"), "gate-image").await;
     let used = ours(format!("claude-bottle/gate:used-{label}"), "gate-image").await;
     let child = TestImage::build(
         &docker,
@@ -454,7 +458,9 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
         .await
         .unwrap();
     let _holder = TestContainer::adopt(&docker, holder.id);
-    let sandbox = sandbox.env("CLAUDE_BOTTLE_IMAGE", &named.tag);
+    let sandbox = sandbox
+        .env("CLAUDE_BOTTLE_IMAGE", &named.tag)
+        .env("CLAUDE_BOTTLE_GATE_IMAGE", &named_gate.tag);
 
     let dry = sandbox.run(&["cleanup", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
@@ -464,7 +470,13 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
             "{stale}: {dry:?}"
         );
     }
-    for kept in [&current.tag, &named.tag, &used.tag, &child.tag] {
+    for kept in [
+        &current.tag,
+        &named.tag,
+        &named_gate.tag,
+        &used.tag,
+        &child.tag,
+    ] {
         assert!(!dry.stderr.contains(kept.as_str()), "{kept}: {dry:?}");
     }
     assert!(
@@ -478,7 +490,9 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
     assert!(old_gate.id().await.is_none());
     // The old default image's tag is gone; its layers stay for the child.
     assert!(old_default.id().await.is_none() && child.id().await.is_some());
-    assert!(named.id().await.is_some() && used.id().await.is_some());
+    for kept in [&named, &named_gate, &used] {
+        assert!(kept.id().await.is_some(), "{} was removed", kept.tag);
+    }
     assert!(
         current.id().await.is_some(),
         "the current image was removed"

@@ -69,7 +69,7 @@ pub(super) async fn find(
             .collect();
         if tags.is_empty()
             || tags.contains(current_tag)
-            || tags.iter().any(|t| Some(t) == current.named.as_ref())
+            || tags.iter().any(|t| current.named.contains(t))
             || in_use.contains(&image.id)
         {
             continue;
