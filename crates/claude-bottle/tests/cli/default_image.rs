@@ -113,6 +113,21 @@ impl Registry {
         }
     }
 
+    /// The registry serving the real pinned tarball, on a network of its
+    /// own (which must outlive it).
+    async fn publishing_claude_code(docker: &Docker, label: &str) -> (TestNetwork, Self) {
+        let network = TestNetwork::create(docker, label).await;
+        let registry = Self::start(
+            docker,
+            label,
+            &network,
+            &cached_tarball(),
+            &[(PINNED_VERSION, pinned_integrity())],
+        )
+        .await;
+        (network, registry)
+    }
+
     fn url(&self) -> String {
         format!("http://{}/", self.address)
     }
@@ -199,15 +214,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
         return;
     };
     let label = run_label("default-image");
-    let network = TestNetwork::create(&docker, &label).await;
-    let registry = Registry::start(
-        &docker,
-        &label,
-        &network,
-        &cached_tarball(),
-        &[(PINNED_VERSION, pinned_integrity())],
-    )
-    .await;
+    let (_network, registry) = Registry::publishing_claude_code(&docker, &label).await;
     let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url());
     let (tag, plan) = planned_image(&sandbox);
     // The tag is this test's alone (its label is part of the content).
@@ -583,15 +590,7 @@ async fn only_the_packages_the_base_lacks_are_installed() {
         &[(TEST_LABEL, &label)],
     )
     .await;
-    let network = TestNetwork::create(&docker, &label).await;
-    let registry = Registry::start(
-        &docker,
-        &label,
-        &network,
-        &cached_tarball(),
-        &[(PINNED_VERSION, pinned_integrity())],
-    )
-    .await;
+    let (_network, registry) = Registry::publishing_claude_code(&docker, &label).await;
     let sandbox = default_image_sandbox(&label, &base.tag, &registry.url());
     let (tag, _) = planned_image(&sandbox);
     let out = sandbox.run(&["start", "a", "--yes"]);
