@@ -18,6 +18,7 @@ use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, RemoveIma
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use super::engine::Engine;
 use super::image::run_script;
 use super::ledger::Ledger;
 use crate::claude_code::{DefaultImage, IMAGE_REPOSITORY, Platform};
@@ -115,8 +116,9 @@ pub(super) struct Resolved {
 
 /// Where the default image stands, asking the engine only (nothing is
 /// pulled, downloaded or built).
-pub(super) async fn resolve(docker: &Docker, recipe: &DefaultImage) -> Result<Resolved> {
-    let platform = platform(docker).await?;
+pub(super) async fn resolve(engine: &Engine, recipe: &DefaultImage) -> Result<Resolved> {
+    let platform = platform(&engine.architecture)?;
+    let docker = &engine.docker;
     let Ok(base) = docker.inspect_image(&recipe.base).await else {
         return Ok(Resolved {
             tag: None,
@@ -134,11 +136,11 @@ pub(super) async fn resolve(docker: &Docker, recipe: &DefaultImage) -> Result<Re
 /// The default image in a plan: its tag, or the repository and version
 /// while the tag is unknown (no engine, or no base on it yet).
 pub(super) async fn planned(
-    docker: Option<&Docker>,
+    engine: Option<&Engine>,
     recipe: DefaultImage,
 ) -> Result<(String, DefaultImagePlan)> {
-    let resolved = match docker {
-        Some(docker) => Some(resolve(docker, &recipe).await?),
+    let resolved = match engine {
+        Some(engine) => Some(resolve(engine, &recipe).await?),
         None => None,
     };
     let built = resolved.as_ref().is_some_and(|r| r.built);
@@ -156,11 +158,12 @@ pub(super) async fn planned(
 
 /// The default image's tag, built first when the engine lacks it.
 pub(super) async fn ensure(
-    docker: &Docker,
+    engine: &Engine,
     recipe: &DefaultImage,
     probe_labels: HashMap<String, String>,
 ) -> Result<String> {
-    let platform = platform(docker).await?;
+    let platform = platform(&engine.architecture)?;
+    let docker = &engine.docker;
     let base_id = base_image_id(docker, &recipe.base).await?;
     let tag = tag(recipe, platform, &base_id);
     if docker.inspect_image(&tag).await.is_ok() {
@@ -212,14 +215,8 @@ pub(super) async fn ensure(
     Ok(tag)
 }
 
-async fn platform(docker: &Docker) -> Result<Platform> {
-    let architecture = docker
-        .info()
-        .await
-        .map_err(|err| Error::new(format!("cannot ask the engine for its architecture: {err}")))?
-        .architecture
-        .unwrap_or_default();
-    Platform::for_architecture(&architecture).ok_or_else(|| {
+fn platform(architecture: &str) -> Result<Platform> {
+    Platform::for_architecture(architecture).ok_or_else(|| {
         Error::new(format!(
             "Claude Code has no native binary for this engine's architecture ({architecture})"
         ))

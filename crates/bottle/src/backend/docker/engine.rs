@@ -19,16 +19,30 @@ pub(super) async fn connect() -> Result<Docker> {
         .map_err(|err| unreachable(&err))
 }
 
-/// The names of the runtimes the engine has registered.
-pub(super) async fn runtimes() -> Result<Vec<String>> {
+/// The engine, and what it says of itself in one `info`.
+#[derive(Debug)]
+pub(super) struct Engine {
+    pub(super) docker: Docker,
+    /// The runtimes it has registered, sorted.
+    pub(super) runtimes: Vec<String>,
+    /// As the engine names it: `x86_64`, `aarch64`, ...
+    pub(super) architecture: String,
+}
+
+/// Connects and asks the engine about itself.
+pub(super) async fn ask() -> Result<Engine> {
     let docker = connect().await?;
     let info = tokio::time::timeout(ANSWER_WITHIN, docker.info())
         .await
         .map_err(|_| unreachable(&"no answer within 5 s"))?
         .map_err(|err| unreachable(&err))?;
-    let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-    names.sort();
-    Ok(names)
+    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+    runtimes.sort();
+    Ok(Engine {
+        docker,
+        runtimes,
+        architecture: info.architecture.unwrap_or_default(),
+    })
 }
 
 fn unreachable(detail: &dyn std::fmt::Display) -> Error {

@@ -23,7 +23,11 @@ use crate::settings::GATE_IMAGE;
 pub(super) const REPOSITORY: &str = "claude-bottle/gate";
 
 /// The gate image to use: the one named, or this executable's own.
-pub(super) async fn ensure(docker: &Docker, named: Option<&str>) -> Result<String> {
+pub(super) async fn ensure(
+    docker: &Docker,
+    engine_arch: &str,
+    named: Option<&str>,
+) -> Result<String> {
     if let Some(image) = named {
         return match docker.inspect_image(image).await {
             Ok(_) => Ok(image.to_owned()),
@@ -34,13 +38,7 @@ pub(super) async fn ensure(docker: &Docker, named: Option<&str>) -> Result<Strin
             .hint(build_hint())),
         };
     }
-    let engine_arch = docker
-        .info()
-        .await
-        .ok()
-        .and_then(|i| i.architecture)
-        .unwrap_or_default();
-    if !cfg!(target_os = "linux") || !same_arch(&engine_arch) {
+    if !cfg!(target_os = "linux") || !same_arch(engine_arch) {
         return Err(Error::new(format!(
             "this claude-bottle ({} {}) cannot run as the gate on an engine running {engine_arch}",
             std::env::consts::OS,

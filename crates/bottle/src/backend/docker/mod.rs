@@ -36,6 +36,7 @@ use crate::owner::Owner;
 use crate::plan::Plan;
 use crate::spec::BottleSpec;
 use crate::stage::StageDir;
+use engine::Engine;
 use exec::ClaudeExec;
 use image::{ImageFacts, WORKSPACE};
 use ledger::{Ledger, Resource};
@@ -51,8 +52,8 @@ impl Backend for DockerBackend {
 
     async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resources> {
         let mut warnings = Vec::new();
-        let runtimes = match engine::runtimes().await {
-            Ok(runtimes) => Some(runtimes),
+        let engine = match engine::ask().await {
+            Ok(engine) => Some(engine),
             Err(err) if spec.dry_run => {
                 warnings.push(format!(
                     "{}; the runtime is unknown until one does",
@@ -62,17 +63,16 @@ impl Backend for DockerBackend {
             }
             Err(err) => return Err(err),
         };
-        let runtime = runtime::choose(spec.settings.runtime, runtimes.as_deref())?;
+        let runtime = runtime::choose(
+            spec.settings.runtime,
+            engine.as_ref().map(|e| e.runtimes.as_slice()),
+        )?;
         let (image, default_image) = if let Some(image) = &spec.settings.image {
             (image.clone(), None)
         } else {
             // Without an engine (a dry run) the tag is not known yet.
-            let docker = match runtimes {
-                Some(_) => Some(engine::connect().await?),
-                None => None,
-            };
             let recipe = spec.settings.default_image(&spec.home);
-            let (image, plan) = default_image::planned(docker.as_ref(), recipe).await?;
+            let (image, plan) = default_image::planned(engine.as_ref(), recipe).await?;
             (image, Some(plan))
         };
         let instance = stage.instance().as_str();
@@ -90,9 +90,9 @@ impl Backend for DockerBackend {
     }
 
     async fn launch(&self, launch: Launch) -> Result<i32> {
-        let docker = engine::connect().await?;
-        let mut ledger = Ledger::new(&docker);
-        let outcome = run(&docker, &launch, &mut ledger).await;
+        let engine = engine::ask().await?;
+        let mut ledger = Ledger::new(&engine.docker);
+        let outcome = run(&engine, &launch, &mut ledger).await;
         let failures = ledger.teardown().await;
         for failure in &failures {
             eprintln!("warning: teardown left {failure}; `claude-bottle cleanup` removes it");
@@ -117,7 +117,7 @@ impl Backend for DockerBackend {
         current: &CurrentImages,
         scope: &[(String, String)],
     ) -> Result<Vec<StaleImage>> {
-        stale_images::find(&engine::connect().await?, current, scope).await
+        stale_images::find(&engine::ask().await?, current, scope).await
     }
 
     async fn remove_image(&self, image: &StaleImage) -> Result<()> {
@@ -147,7 +147,8 @@ impl Backend for DockerBackend {
     }
 }
 
-async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i64> {
+async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i64> {
+    let docker = &engine.docker;
     let plan = &launch.plan;
     let labels = InstanceLabels::new(
         &plan.instance,
@@ -158,7 +159,7 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     );
     // Before anything of the instance exists: a failed build leaves nothing.
     let image = match &launch.default_image {
-        Some(recipe) => default_image::ensure(docker, recipe, labels.for_role(Role::Probe)).await?,
+        Some(recipe) => default_image::ensure(engine, recipe, labels.for_role(Role::Probe)).await?,
         None => plan.image.clone(),
     };
     // The probe, the two networks and the gate image do not depend on
@@ -183,7 +184,7 @@ async fn run(docker: &Docker, launch: &Launch, ledger: &mut Ledger) -> Result<i6
             false,
             labels.for_role(Role::EgressNetwork)
         ),
-        gate_image::ensure(docker, launch.gate_image.as_deref()),
+        gate_image::ensure(docker, &engine.architecture, launch.gate_image.as_deref()),
     );
     probe_ledger.teardown().await;
     for network in [&internal, &egress].into_iter().flatten() {

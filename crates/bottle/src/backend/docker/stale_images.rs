@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
 
+use super::engine::Engine;
 use super::{default_image, gate_image};
 use crate::claude_code::IMAGE_REPOSITORY;
 use crate::error::{Error, Result};
@@ -13,10 +14,11 @@ use crate::images::{CurrentImages, StaleImage};
 use crate::labels;
 
 pub(super) async fn find(
-    docker: &Docker,
+    engine: &Engine,
     current: &CurrentImages,
     scope: &[(String, String)],
 ) -> Result<Vec<StaleImage>> {
+    let docker = &engine.docker;
     let failed =
         |err: bollard::errors::Error| Error::new(format!("cannot list the engine's images: {err}"));
     let mut wanted = vec![format!("{}=true", labels::MANAGED)];
@@ -40,7 +42,7 @@ pub(super) async fn find(
         .collect();
     // Without the base on the engine (or a binary for its architecture)
     // the current default image cannot be told, so none counts as stale.
-    let current_default = default_image::resolve(docker, &current.default)
+    let current_default = default_image::resolve(engine, &current.default)
         .await
         .ok()
         .and_then(|resolved| resolved.tag);
