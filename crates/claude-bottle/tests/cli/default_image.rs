@@ -18,7 +18,7 @@ use bottle::npm::Integrity;
 use crate::engine::connect;
 use crate::fixture::{
     BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestImage,
-    TestNetwork, http_get, start_service,
+    TestNetwork, fixture_json, start_service,
 };
 use crate::launch::leftovers;
 use crate::support::{Output, Sandbox};
@@ -133,7 +133,7 @@ impl Registry {
     }
 
     fn requests(&self) -> Vec<Value> {
-        serde_json::from_str::<Vec<Value>>(&http_get(&self.address, 80, "/_requests")).unwrap()
+        fixture_json(&self.address, 80, "/_requests")
     }
 }
 
@@ -552,7 +552,7 @@ async fn the_download_goes_through_the_hosts_proxy_unless_no_proxy_says_otherwis
         .env("HTTP_PROXY", &format!("http://{sink}:80"));
     let out = sandbox.run(&["start", "a", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
-    let records: Vec<Value> = serde_json::from_str(&http_get(&sink, 9999, "/_records")).unwrap();
+    let records: Vec<Value> = fixture_json(&sink, 9999, "/_records");
     assert_eq!(proxied(&records), 1, "{records:?}");
 
     let out = sandbox
@@ -563,7 +563,7 @@ async fn the_download_goes_through_the_hosts_proxy_unless_no_proxy_says_otherwis
         out.stderr.contains("cannot read http://127.0.0.1:9/"),
         "{out:?}"
     );
-    let records: Vec<Value> = serde_json::from_str(&http_get(&sink, 9999, "/_records")).unwrap();
+    let records: Vec<Value> = fixture_json(&sink, 9999, "/_records");
     assert_eq!(
         proxied(&records),
         1,

@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    CLAUDE_CODE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork, http_get,
-    start_mock, start_service,
+    CLAUDE_CODE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork,
+    fixture_json, start_mock, start_service,
 };
 use crate::launch::{Session, fake_claude_present, kill_9, leftovers, running_agent};
 use crate::support::Sandbox;
@@ -65,7 +65,7 @@ impl Outside {
     }
 
     fn records(address: &str) -> Vec<Value> {
-        serde_json::from_str(&http_get(address, 9999, "/_records")).unwrap()
+        fixture_json(address, 9999, "/_records")
     }
 }
 
@@ -237,8 +237,7 @@ async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refu
     let out = bottle.run(&["start", "a", "--yes", "--", "-p", "go"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "done");
-    let requests: Vec<Value> =
-        serde_json::from_str(&http_get(outside.mock.as_ref().unwrap(), 80, "/_requests")).unwrap();
+    let requests: Vec<Value> = fixture_json(outside.mock.as_ref().unwrap(), 80, "/_requests");
     assert_eq!(requests.len(), 2, "{requests:#?}");
     let last = requests[1]["body"]["messages"]
         .as_array()

@@ -355,6 +355,13 @@ pub(crate) async fn start_service(
     (container, address)
 }
 
+/// What a fixture recorded (`/_records`, `/_requests`, `/_queries`), as
+/// the JSON list it serves.
+pub(crate) fn fixture_json(address: &str, port: u16, path: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&http_get(address, port, path))
+        .unwrap_or_else(|err| panic!("{path} of {address}: {err}"))
+}
+
 /// A plain HTTP GET from the host to a fixture; the body, once it answers
 /// 200 (retried for up to 10 s while the fixture starts).
 pub(crate) fn http_get(address: &str, port: u16, path: &str) -> String {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::engine::connect;
 use crate::fixture::{
     BASE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork, exec,
-    http_get, start_service,
+    fixture_json, start_service,
 };
 
 /// A gate between a client and the fixtures, all on one internal network.
@@ -136,12 +136,11 @@ impl World {
     }
 
     fn sink_records(&self) -> Vec<Value> {
-        serde_json::from_str(&http_get(&self.sink, 9999, "/_records")).unwrap()
+        fixture_json(&self.sink, 9999, "/_records")
     }
 
     fn dns_queries(&self) -> Vec<String> {
-        let queries: Vec<Value> =
-            serde_json::from_str(&http_get(&self.dns, 9999, "/_queries")).unwrap();
+        let queries: Vec<Value> = fixture_json(&self.dns, 9999, "/_queries");
         queries
             .iter()
             .map(|q| q["name"].as_str().unwrap().to_owned())

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::engine::connect;
 use crate::fixture::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TestNetwork,
-    containers_labelled, exec, http_get, run_in_container, start_mock, start_service,
+    containers_labelled, exec, fixture_json, http_get, run_in_container, start_mock, start_service,
 };
 
 /// The engine and every fixture image, or `None` (a loud skip) outside CI.
@@ -130,8 +130,7 @@ async fn claude_against_mock(
         ],
     )
     .await;
-    let requests: Vec<Value> =
-        serde_json::from_str(&http_get(&mock_address, 80, "/_requests")).unwrap();
+    let requests: Vec<Value> = fixture_json(&mock_address, 80, "/_requests");
     (code, output, requests)
 }
 
@@ -313,9 +312,7 @@ async fn the_sink_records_what_arrives_and_nothing_else() {
         },
     )
     .await;
-    let records = || -> Vec<Value> {
-        serde_json::from_str(&http_get(&sink_address, 9999, "/_records")).unwrap()
-    };
+    let records = || -> Vec<Value> { fixture_json(&sink_address, 9999, "/_records") };
     assert!(
         records().is_empty(),
         "the sink recorded before anything was sent"

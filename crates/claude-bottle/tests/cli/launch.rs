@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::engine::connect;
 use crate::fixture::{
-    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestNetwork, http_get,
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestNetwork, fixture_json,
     start_service,
 };
 use crate::support::{Output, Sandbox};
@@ -576,9 +576,7 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
         binds: &[],
     };
     let (_sink, sink_address) = start_service(&docker, &outside_label, &sink).await;
-    let sink_records = || -> Vec<Value> {
-        serde_json::from_str(&http_get(&sink_address, 9999, "/_records")).unwrap()
-    };
+    let sink_records = || -> Vec<Value> { fixture_json(&sink_address, 9999, "/_records") };
     let (port, hits) = host_listener();
     let hosts = host_addresses();
     let docker0 = std::process::Command::new("ip")

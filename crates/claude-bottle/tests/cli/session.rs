@@ -8,7 +8,7 @@ use fixtures::report::frames;
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, TEST_LABEL, TestNetwork, http_get, start_mock,
+    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, TEST_LABEL, TestNetwork, fixture_json, start_mock,
 };
 use crate::launch::{Session, fake_claude_present, leftovers};
 use crate::support::{BIN, Sandbox};
@@ -392,10 +392,7 @@ async fn real_claude_code_headless_prints_the_reply_with_the_prompt_and_credenti
     );
     // While claude waits on its tool, nothing on the engine holds the key.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while serde_json::from_str::<Vec<Value>>(&http_get(&mock, 80, "/_requests"))
-        .unwrap()
-        .is_empty()
-    {
+    while fixture_json(&mock, 80, "/_requests").is_empty() {
         assert!(
             Instant::now() < deadline,
             "claude never asked the mock: {}",
@@ -418,7 +415,7 @@ async fn real_claude_code_headless_prints_the_reply_with_the_prompt_and_credenti
     let out = session.wait();
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "reply-from-mock");
-    let requests: Vec<Value> = serde_json::from_str(&http_get(&mock, 80, "/_requests")).unwrap();
+    let requests: Vec<Value> = fixture_json(&mock, 80, "/_requests");
     let first = &requests[0];
     assert!(
         first["body"]["system"]
