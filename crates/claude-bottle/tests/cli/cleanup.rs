@@ -10,22 +10,10 @@ use bollard::models::NetworkCreateRequest;
 use fixtures::report::frames;
 use serde_json::Value;
 
-use crate::launch::{Session, bottle_sandbox, fake_claude_present, leftovers, running_agent};
-
-pub(crate) async fn wait_for_instance(session: &Session) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(name) = session.stderr.lock().unwrap().lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("instance")
-                .map(|n| n.trim().to_owned())
-        }) {
-            return name;
-        }
-        assert!(Instant::now() < deadline, "no preflight");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::support::{
+    Session, bottle_sandbox, leftovers, run_label, running_agent, wait_for_instance,
+    with_fake_claude,
+};
 
 /// Kills one session with SIGKILL while a second runs; returns the killed
 /// instance's name and the running session.
@@ -60,7 +48,7 @@ fn named<'a>(instances: &'a [Value], name: &str) -> Option<&'a Value> {
 
 #[tokio::test]
 async fn cleanup_removes_a_killed_instance_and_leaves_a_live_one_working() {
-    let Some(docker) = fake_claude_present("cleanup after kill -9").await else {
+    let Some(docker) = with_fake_claude("cleanup after kill -9").await else {
         return;
     };
     let (sandbox, label, killed, survivor) = one_killed_one_running(&docker, "cleanup-kill").await;
@@ -109,7 +97,7 @@ async fn cleanup_removes_a_killed_instance_and_leaves_a_live_one_working() {
 
 #[tokio::test]
 async fn the_next_start_sweeps_what_a_killed_instance_left() {
-    let Some(docker) = fake_claude_present("sweep after kill -9").await else {
+    let Some(docker) = with_fake_claude("sweep after kill -9").await else {
         return;
     };
     let (sandbox, label, killed, survivor) = one_killed_one_running(&docker, "sweep-kill").await;
@@ -134,7 +122,7 @@ async fn the_next_start_sweeps_what_a_killed_instance_left() {
 
 #[tokio::test]
 async fn list_shows_exactly_the_running_instances_and_a_named_live_one_can_be_removed() {
-    let Some(docker) = fake_claude_present("list and named cleanup").await else {
+    let Some(docker) = with_fake_claude("list and named cleanup").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("list", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
@@ -206,7 +194,7 @@ async fn fake_instance(docker: &Docker, label: &str, name: &str, start_time: u64
             "io.claude-bottle.owner.start-time".to_owned(),
             start_time.to_string(),
         ),
-        (crate::fixture::TEST_LABEL.to_owned(), label.to_owned()),
+        (crate::support::TEST_LABEL.to_owned(), label.to_owned()),
     ]);
     docker
         .create_network(NetworkCreateRequest {
@@ -222,17 +210,17 @@ async fn fake_instance(docker: &Docker, label: &str, name: &str, start_time: u64
 
 #[tokio::test]
 async fn a_reused_pid_does_not_make_a_dead_instance_look_live() {
-    let Some(docker) = crate::engine::connect("pid reuse").await else {
+    let Some(docker) = crate::support::connect("pid reuse").await else {
         return;
     };
-    let label = format!("pid-reuse-{}", std::process::id());
+    let label = run_label("pid-reuse");
     let sandbox = crate::support::Sandbox::new().env(
         "CLAUDE_BOTTLE_EXTRA_LABELS",
-        &format!("{}={label}", crate::fixture::TEST_LABEL),
+        &format!("{}={label}", crate::support::TEST_LABEL),
     );
     let me = bottle::owner::Owner::current();
-    let reused = format!("claude-bottle-reused-{}", std::process::id());
-    let alive = format!("claude-bottle-alive-{}", std::process::id());
+    let reused = run_label("claude-bottle-reused");
+    let alive = run_label("claude-bottle-alive");
     // This process runs, but started at another time than the label says.
     fake_instance(&docker, &label, &reused, me.start_time + 12345).await;
     let alive_id = fake_instance(&docker, &label, &alive, me.start_time).await;

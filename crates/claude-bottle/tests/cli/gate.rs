@@ -16,10 +16,9 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::engine::connect;
-use crate::fixture::{
-    BASE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork, exec,
-    fixture_json, start_service,
+use crate::support::{
+    BASE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork,
+    engine_with, exec, fixture_json, run_label,
 };
 
 /// A gate between a client and the fixtures, all on one internal network.
@@ -38,51 +37,23 @@ struct World {
 
 impl World {
     async fn new(test: &str, gate_args: &[&str]) -> Option<Self> {
-        let docker = connect(test).await?;
-        if docker.inspect_image(GATE_IMAGE).await.is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set and {GATE_IMAGE} is missing"
-            );
-            eprintln!("SKIPPED {test}: {GATE_IMAGE} is not built; run scripts/test");
-            return None;
-        }
-        let label = format!("gate-{test}-{}", std::process::id());
+        let docker = engine_with(test, &[GATE_IMAGE, FIXTURES_IMAGE, BASE_IMAGE]).await?;
+        let label = run_label(&format!("gate-{test}"));
         let network = TestNetwork::create(&docker, &label).await;
-        let service = |image, cmd, env, alias| Service {
-            image,
-            cmd,
-            env,
-            network: &network,
-            alias,
-            runtime: "runc",
-            binds: &[],
-        };
-        let (sink_container, sink) = start_service(
-            &docker,
-            &label,
-            &service(
-                FIXTURES_IMAGE,
-                &["sink"],
-                &[("SINK_PORTS", "80,443,8443,8080")],
-                "sink",
-            ),
-        )
-        .await;
+        let (sink_container, sink) = Service::sink(&network, "sink")
+            .env("SINK_PORTS", "80,443,8443,8080")
+            .start(&docker, &label)
+            .await;
         let records = format!("allowed.test={sink},other.test={sink},notprivate.test={sink}");
-        let dns_env = [("DNS_RECORDS", records.as_str())];
-        let (dns_container, dns) = start_service(
-            &docker,
-            &label,
-            &service(FIXTURES_IMAGE, &["fixture-dns"], &dns_env, "dns"),
-        )
-        .await;
-        let (client, _) = start_service(
-            &docker,
-            &label,
-            &service(BASE_IMAGE, &["sleep", "300"], &[], "client"),
-        )
-        .await;
+        let (dns_container, dns) = Service::new(FIXTURES_IMAGE, &network)
+            .cmd(&["fixture-dns"])
+            .env("DNS_RECORDS", &records)
+            .alias("dns")
+            .start(&docker, &label)
+            .await;
+        let (client, _) = Service::idle(BASE_IMAGE, &network, "client")
+            .start(&docker, &label)
+            .await;
         let dns_arg = format!("{dns}:53");
         let mut args = vec![
             "--allow",

@@ -12,56 +12,29 @@ use fixtures::report::frames;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::engine::connect;
-use crate::fixture::{
+use crate::support::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TestNetwork,
-    containers_labelled, exec, fixture_json, http_get, run_in_container, start_mock, start_service,
+    containers_labelled, engine_with, exec, fixture_json, http_get, run_in_container, run_label,
+    runtimes,
 };
 
-/// The engine and every fixture image, or `None` (a loud skip) outside CI.
-async fn harness(test: &str) -> Option<Docker> {
-    let docker = connect(test).await?;
-    for image in [
-        BASE_IMAGE,
-        FAKE_CLAUDE_IMAGE,
-        FIXTURES_IMAGE,
-        CLAUDE_CODE_IMAGE,
-    ] {
-        if docker.inspect_image(image).await.is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: CI is set and {image} is missing; scripts/test builds it"
-            );
-            eprintln!("SKIPPED {test}: {image} is not built; run scripts/test");
-            return None;
-        }
-    }
-    Some(docker)
-}
-
-/// The runtimes to prove a thing under: runc, and runsc when registered
-/// (which CI requires).
-async fn runtimes(docker: &Docker) -> Vec<&'static str> {
-    let info = docker.info().await.unwrap();
-    let has_runsc = info.runtimes.unwrap_or_default().contains_key("runsc");
-    assert!(
-        has_runsc || std::env::var_os("CI").is_none(),
-        "CI is set and the engine has no runsc; scripts/test registers it"
-    );
-    if has_runsc {
-        vec!["runc", "runsc"]
-    } else {
-        vec!["runc"]
-    }
-}
-
-fn run_label(test: &str) -> String {
-    format!("{test}-{}", std::process::id())
+/// The engine and every fixture image, or a loud skip.
+async fn harness_ready(test: &str) -> Option<Docker> {
+    engine_with(
+        test,
+        &[
+            BASE_IMAGE,
+            FAKE_CLAUDE_IMAGE,
+            FIXTURES_IMAGE,
+            CLAUDE_CODE_IMAGE,
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
 async fn the_base_image_has_its_tools_under_runc_and_under_gvisor() {
-    let Some(docker) = harness("base image").await else {
+    let Some(docker) = harness_ready("base image").await else {
         return;
     };
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -103,22 +76,14 @@ async fn claude_against_mock(
 ) -> (i64, String, Vec<Value>) {
     let run_label = run_label(&format!("claude-{runtime}"));
     let network = TestNetwork::create(docker, &run_label).await;
-    let (_mock, mock_address) = start_mock(docker, &run_label, &network, script).await;
+    let (_mock, mock_address) = Service::mock(&network, script)
+        .start(docker, &run_label)
+        .await;
     assert_eq!(http_get(&mock_address, 80, "/_health"), "ok");
-    let (claude, _) = start_service(
-        docker,
-        &run_label,
-        &Service {
-            image: CLAUDE_CODE_IMAGE,
-            cmd: &["sleep", "300"],
-            env: &[],
-            network: &network,
-            alias: "agent",
-            runtime,
-            binds: &[],
-        },
-    )
-    .await;
+    let (claude, _) = Service::idle(CLAUDE_CODE_IMAGE, &network, "agent")
+        .runtime(runtime)
+        .start(docker, &run_label)
+        .await;
     let (code, output) = exec(
         docker,
         &claude.id,
@@ -136,7 +101,7 @@ async fn claude_against_mock(
 
 #[tokio::test]
 async fn real_claude_code_answers_from_the_mock_under_runc_and_gvisor() {
-    let Some(docker) = harness("real claude smoke").await else {
+    let Some(docker) = harness_ready("real claude smoke").await else {
         return;
     };
     for runtime in runtimes(&docker).await {
@@ -172,7 +137,7 @@ async fn real_claude_code_answers_from_the_mock_under_runc_and_gvisor() {
 
 #[tokio::test]
 async fn a_scripted_bash_tool_use_runs_in_the_container_and_its_output_comes_back() {
-    let Some(docker) = harness("real claude tool use").await else {
+    let Some(docker) = harness_ready("real claude tool use").await else {
         return;
     };
     let script = json!([
@@ -203,25 +168,14 @@ async fn a_scripted_bash_tool_use_runs_in_the_container_and_its_output_comes_bac
 
 #[tokio::test]
 async fn the_fake_claude_reports_its_terminal_and_every_resize() {
-    let Some(docker) = harness("fake claude on a terminal").await else {
+    let Some(docker) = harness_ready("fake claude on a terminal").await else {
         return;
     };
     let run_label = run_label("fake-tty");
     let network = TestNetwork::create(&docker, &run_label).await;
-    let (container, _) = start_service(
-        &docker,
-        &run_label,
-        &Service {
-            image: FAKE_CLAUDE_IMAGE,
-            cmd: &["sleep", "300"],
-            env: &[],
-            network: &network,
-            alias: "agent",
-            runtime: "runc",
-            binds: &[],
-        },
-    )
-    .await;
+    let (container, _) = Service::idle(FAKE_CLAUDE_IMAGE, &network, "agent")
+        .start(&docker, &run_label)
+        .await;
     let exec = docker
         .create_exec(
             &container.id,
@@ -293,44 +247,23 @@ async fn the_fake_claude_reports_its_terminal_and_every_resize() {
 
 #[tokio::test]
 async fn the_sink_records_what_arrives_and_nothing_else() {
-    let Some(docker) = harness("sink").await else {
+    let Some(docker) = harness_ready("sink").await else {
         return;
     };
     let run_label = run_label("sink");
     let network = TestNetwork::create(&docker, &run_label).await;
-    let (_sink, sink_address) = start_service(
-        &docker,
-        &run_label,
-        &Service {
-            image: FIXTURES_IMAGE,
-            cmd: &["sink"],
-            env: &[("SINK_PORTS", "80,443")],
-            network: &network,
-            alias: "sink",
-            runtime: "runc",
-            binds: &[],
-        },
-    )
-    .await;
+    let (_sink, sink_address) = Service::sink(&network, "sink")
+        .env("SINK_PORTS", "80,443")
+        .start(&docker, &run_label)
+        .await;
     let records = || -> Vec<Value> { fixture_json(&sink_address, 9999, "/_records") };
     assert!(
         records().is_empty(),
         "the sink recorded before anything was sent"
     );
-    let (client, _) = start_service(
-        &docker,
-        &run_label,
-        &Service {
-            image: BASE_IMAGE,
-            cmd: &["sleep", "300"],
-            env: &[],
-            network: &network,
-            alias: "client",
-            runtime: "runc",
-            binds: &[],
-        },
-    )
-    .await;
+    let (client, _) = Service::idle(BASE_IMAGE, &network, "client")
+        .start(&docker, &run_label)
+        .await;
     let (code, output) = exec(
         &docker,
         &client.id,
@@ -356,7 +289,7 @@ async fn the_sink_records_what_arrives_and_nothing_else() {
 
 #[tokio::test]
 async fn the_claude_images_meet_the_bottle_image_contract() {
-    let Some(docker) = harness("image contract").await else {
+    let Some(docker) = harness_ready("image contract").await else {
         return;
     };
     let run_label = run_label("contract");

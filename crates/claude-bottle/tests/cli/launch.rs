@@ -1,103 +1,22 @@
 //! Real bottles on the real engine, with the fake claude: what claude sees,
 //! how its container is hardened, and that nothing is left on any way out.
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Child, ChildStdin, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
-use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
-};
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use fixtures::report::frames;
 use serde_json::{Value, json};
 
-use crate::engine::connect;
-use crate::fixture::{
-    BASE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Service, TEST_LABEL, TestNetwork, fixture_json,
-    start_service,
+use crate::support::instance::{HOST_VALUE, LITERAL_VALUE, OAUTH_VALUE, label_filter};
+use crate::support::{
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, Output, Sandbox, Service, Session, TEST_LABEL, TestNetwork,
+    bottle_sandbox, connect, fixture_json, has_runsc, kill_9, leftovers, run_label, running_agent,
+    with_fake_claude,
 };
-use crate::support::{Output, Sandbox};
-
-const HOST_VALUE: &str = "host-token-93ac";
-const OAUTH_VALUE: &str = "oauth-token-b77d";
-const LITERAL_VALUE: &str = "Ada-literal-5e1";
-
-static RUN: AtomicUsize = AtomicUsize::new(0);
-
-/// A sandbox whose bottles run the fake claude, carry this test's label and
-/// give claude `behaviour` (the fake claude's `FAKE_CLAUDE_*` settings).
-pub(crate) fn bottle_sandbox(test: &str, behaviour: &[(&str, &str)]) -> (Sandbox, String) {
-    let label = format!(
-        "{test}-{}-{}",
-        std::process::id(),
-        RUN.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut env = json!({ "NAME": LITERAL_VALUE, "TOKEN": "${HOST_TOKEN}" });
-    for (name, value) in behaviour {
-        env[name] = json!(value);
-    }
-    let manifest = json!({
-        "bottles": { "dev": { "env": env, "egress": { "builtin": false } } },
-        "agents": { "a": { "bottle": "dev", "skills": ["tdd"], "prompt": "You implement." } },
-    });
-    let sandbox = Sandbox::with_manifest(&manifest.to_string())
-        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
-        .env(
-            "CLAUDE_BOTTLE_EXTRA_LABELS",
-            &format!("{TEST_LABEL}={label}"),
-        )
-        .env("HOST_TOKEN", HOST_VALUE)
-        .env("CLAUDE_BOTTLE_OAUTH_TOKEN", OAUTH_VALUE);
-    sandbox.skill("tdd");
-    (sandbox, label)
-}
-
-pub(crate) async fn fake_claude_present(test: &str) -> Option<Docker> {
-    let docker = connect(test).await?;
-    if docker.inspect_image(FAKE_CLAUDE_IMAGE).await.is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set and {FAKE_CLAUDE_IMAGE} is missing"
-        );
-        eprintln!("SKIPPED {test}: {FAKE_CLAUDE_IMAGE} is not built; run scripts/test");
-        return None;
-    }
-    Some(docker)
-}
-
-fn label_filter(label: &str, extra: Option<String>) -> HashMap<String, Vec<String>> {
-    let mut labels = vec![format!("{TEST_LABEL}={label}")];
-    labels.extend(extra);
-    HashMap::from([("label".to_owned(), labels)])
-}
-
-/// Containers and networks that carry `label` (the test's run).
-pub(crate) async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(label, None)),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(label, None)),
-        }))
-        .await
-        .unwrap();
-    (
-        containers.into_iter().filter_map(|c| c.id).collect(),
-        networks.into_iter().filter_map(|n| n.id).collect(),
-    )
-}
 
 #[track_caller]
 fn report(out: &Output) -> Value {
@@ -107,116 +26,9 @@ fn report(out: &Output) -> Value {
         .unwrap_or_else(|| panic!("no report in {out:?}"))
 }
 
-/// A `start` running in the background, its stdin held by the test.
-pub(crate) struct Session {
-    pub(crate) child: Child,
-    stdin: Option<ChildStdin>,
-    pub(crate) stdout: Arc<Mutex<String>>,
-    pub(crate) stderr: Arc<Mutex<String>>,
-}
-
-impl Session {
-    pub(crate) fn spawn(sandbox: &Sandbox, args: &[&str]) -> Self {
-        let mut child = sandbox
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            let text = Arc::new(Mutex::new(String::new()));
-            let sink = text.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                    sink.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-            text
-        };
-        let stdout = drain(Box::new(child.stdout.take().unwrap()));
-        let stderr = drain(Box::new(child.stderr.take().unwrap()));
-        let stdin = child.stdin.take();
-        Self {
-            child,
-            stdin,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Ends the fake claude's `FAKE_CLAUDE_READ_STDIN` wait and the session.
-    pub(crate) fn finish(mut self, input: &str) -> Output {
-        let mut stdin = self.stdin.take().unwrap();
-        stdin.write_all(input.as_bytes()).unwrap();
-        drop(stdin);
-        self.wait()
-    }
-
-    pub(crate) fn wait(mut self) -> Output {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the session did not end: {}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        Output {
-            code: status.code().unwrap_or(-1),
-            stdout: self.stdout.lock().unwrap().clone(),
-            stderr: self.stderr.lock().unwrap().clone(),
-        }
-    }
-}
-
-/// The running agent container of the test's instance, once it is up and
-/// the fake claude has reported.
-pub(crate) async fn running_agent(
-    docker: &Docker,
-    label: &str,
-    session: &Session,
-) -> ContainerInspectResponse {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = docker
-            .list_containers(Some(ListContainersOptions {
-                filters: Some(label_filter(
-                    label,
-                    Some("io.claude-bottle.role=agent".to_owned()),
-                )),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        let reported = !frames(&session.stdout.lock().unwrap(), "report").is_empty();
-        if let (Some(container), true) = (found.first(), reported) {
-            let id = container.id.clone().unwrap();
-            return docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no running agent; stderr: {}",
-            session.stderr.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn claude_runs_as_the_images_user_with_everything_it_should_see() {
-    let Some(docker) = fake_claude_present("session contents").await else {
+    let Some(docker) = with_fake_claude("session contents").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("contents", &[]);
@@ -272,7 +84,7 @@ async fn claude_runs_as_the_images_user_with_everything_it_should_see() {
 
 #[tokio::test]
 async fn start_exits_with_claudes_exit_code_and_leaves_nothing() {
-    let Some(docker) = fake_claude_present("exit code").await else {
+    let Some(docker) = with_fake_claude("exit code").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("exit-code", &[("FAKE_CLAUDE_EXIT", "7")]);
@@ -286,7 +98,7 @@ async fn start_exits_with_claudes_exit_code_and_leaves_nothing() {
 /// Checks a running instance's agent container, then ends the session and
 /// checks that none of the instance's resources is left.
 async fn hardened_lifecycle(runtime: &str) {
-    let Some(docker) = fake_claude_present("hardened lifecycle").await else {
+    let Some(docker) = with_fake_claude("hardened lifecycle").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("hardened", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
@@ -396,25 +208,14 @@ async fn a_session_is_hardened_labelled_and_leaves_nothing_under_gvisor() {
     let Some(docker) = connect("gvisor lifecycle").await else {
         return;
     };
-    let has_runsc = docker
-        .info()
-        .await
-        .unwrap()
-        .runtimes
-        .unwrap_or_default()
-        .contains_key("runsc");
-    assert!(
-        has_runsc || std::env::var_os("CI").is_none(),
-        "CI is set and the engine has no runsc"
-    );
-    if has_runsc {
+    if has_runsc(&docker).await {
         hardened_lifecycle("runsc").await;
     }
 }
 
 #[tokio::test]
 async fn a_launch_failing_half_way_leaves_nothing() {
-    let Some(docker) = fake_claude_present("failure half-way").await else {
+    let Some(docker) = with_fake_claude("failure half-way").await else {
         return;
     };
     // The engine refuses a 1 MiB memory limit when the agent container is
@@ -433,7 +234,7 @@ async fn a_launch_failing_half_way_leaves_nothing() {
 
 #[tokio::test]
 async fn images_that_break_the_contract_are_refused_clearly() {
-    let Some(docker) = fake_claude_present("bad images").await else {
+    let Some(docker) = with_fake_claude("bad images").await else {
         return;
     };
     for (image, expected) in [
@@ -459,21 +260,9 @@ async fn images_that_break_the_contract_are_refused_clearly() {
     }
 }
 
-/// SIGKILLs the session's CLI and waits until the dead-man switch has
-/// taken every container of `label` down (10 s at most).
-pub(crate) async fn kill_9(mut session: Session, docker: &Docker, label: &str, what: &str) {
-    session.child.kill().unwrap();
-    session.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !leftovers(docker, label).await.0.is_empty() {
-        assert!(Instant::now() < deadline, "{what} outlived its CLI by 10 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn kill_9_of_the_cli_takes_its_containers_down() {
-    let Some(docker) = fake_claude_present("kill -9").await else {
+    let Some(docker) = with_fake_claude("kill -9").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("kill9", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
@@ -488,7 +277,7 @@ async fn kill_9_of_the_cli_takes_its_containers_down() {
 
 #[tokio::test]
 async fn two_instances_of_one_agent_run_at_once_and_both_clean_up() {
-    let Some(docker) = fake_claude_present("two instances").await else {
+    let Some(docker) = with_fake_claude("two instances").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("two", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
@@ -559,23 +348,16 @@ fn host_addresses() -> Vec<String> {
 
 #[tokio::test]
 async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() {
-    let Some(docker) = fake_claude_present("isolation").await else {
+    let Some(docker) = with_fake_claude("isolation").await else {
         return;
     };
     // "Elsewhere": a sink on an ordinary network, and a listener on every
     // address of the host.
-    let outside_label = format!("isolation-outside-{}", std::process::id());
+    let outside_label = run_label("isolation-outside");
     let outside = TestNetwork::create_routed(&docker, &outside_label).await;
-    let sink = Service {
-        image: FIXTURES_IMAGE,
-        cmd: &["sink"],
-        env: &[],
-        network: &outside,
-        alias: "sink",
-        runtime: "runc",
-        binds: &[],
-    };
-    let (_sink, sink_address) = start_service(&docker, &outside_label, &sink).await;
+    let (_sink, sink_address) = Service::sink(&outside, "sink")
+        .start(&docker, &outside_label)
+        .await;
     let sink_records = || -> Vec<Value> { fixture_json(&sink_address, 9999, "/_records") };
     let (port, hits) = host_listener();
     let hosts = host_addresses();
@@ -635,21 +417,14 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
 
     // The control: an ordinary container on the ordinary network reaches
     // the host listener at its gateway, and the sink.
-    let control = Service {
-        image: BASE_IMAGE,
-        cmd: &["sleep", "60"],
-        env: &[],
-        network: &outside,
-        alias: "control",
-        runtime: "runc",
-        binds: &[],
-    };
-    let (control, _) = start_service(&docker, &outside_label, &control).await;
+    let (control, _) = Service::idle(BASE_IMAGE, &outside, "control")
+        .start(&docker, &outside_label)
+        .await;
     let check = format!(
         "gw=$(hostname -i | cut -d' ' -f1 | sed 's/[.][0-9]*$/.1/'); curl -s --max-time 5 http://$gw:{port}/ && curl -s --max-time 5 http://sink/"
     );
     let (code, output) =
-        crate::fixture::exec(&docker, &control.id, &["sh", "-c", &check], &[]).await;
+        crate::support::exec(&docker, &control.id, &["sh", "-c", &check], &[]).await;
     assert_eq!(
         (code, output.as_str()),
         (0, "host\nsink\n"),
@@ -661,7 +436,7 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
 
 #[tokio::test]
 async fn an_image_without_a_workspace_gets_one_owned_by_its_user() {
-    let Some(docker) = fake_claude_present("no workspace").await else {
+    let Some(docker) = with_fake_claude("no workspace").await else {
         return;
     };
     let probe = "touch /workspace/made-here && stat -c '%U %a' /workspace";
@@ -683,10 +458,10 @@ async fn an_image_without_a_workspace_gets_one_owned_by_its_user() {
 
 #[tokio::test]
 async fn ssh_hosts_and_cwd_are_refused_at_launch_until_they_can_be_provisioned() {
-    let Some(docker) = fake_claude_present("ssh and cwd refused").await else {
+    let Some(docker) = with_fake_claude("ssh and cwd refused").await else {
         return;
     };
-    let label = format!("refused-{}", std::process::id());
+    let label = run_label("refused");
     let sandbox = Sandbox::with_manifest(
         r#"{"bottles": {"keyed": {"ssh": [{"Host": "gitea", "IdentityFile": "~/.ssh/key"}]}, "plain": {}},
             "agents": {"s": {"bottle": "keyed"}, "p": {"bottle": "plain"}}}"#,
@@ -713,7 +488,7 @@ async fn ssh_hosts_and_cwd_are_refused_at_launch_until_they_can_be_provisioned()
 /// A signal to the CLI during a session without a terminal tears the
 /// bottle down and exits 128 + the signal's number.
 async fn signal_during_session(signal: &str, code: i32) {
-    let Some(docker) = fake_claude_present("signal during a session").await else {
+    let Some(docker) = with_fake_claude("signal during a session").await else {
         return;
     };
     let (sandbox, label) = bottle_sandbox("signal", &[("FAKE_CLAUDE_READ_STDIN", "1")]);

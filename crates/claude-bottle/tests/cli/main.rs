@@ -6,7 +6,6 @@ mod default_image;
 mod dry_run;
 mod egress;
 mod engine;
-mod fixture;
 mod gate;
 mod harness;
 mod launch;

@@ -86,7 +86,7 @@ fn a_host_variable_is_resolved_at_prepare_and_never_shown() {
 
 #[tokio::test]
 async fn without_a_terminal_the_secrets_to_ask_are_named() {
-    if crate::engine::connect("secrets without a terminal")
+    if crate::support::connect("secrets without a terminal")
         .await
         .is_none()
     {

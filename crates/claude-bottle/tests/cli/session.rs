@@ -1,148 +1,15 @@
 //! The interactive session on a real terminal (tmux), headless runs, and
 //! real Claude Code through its first start.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fixtures::report::frames;
 use serde_json::{Value, json};
 
-use crate::fixture::{
-    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, TEST_LABEL, TestNetwork, fixture_json, start_mock,
+use crate::support::{
+    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal,
+    TestNetwork, fixture_json, leftovers, run_label, with_fake_claude, with_real_claude,
 };
-use crate::launch::{Session, fake_claude_present, leftovers};
-use crate::support::{BIN, Sandbox};
-
-/// A tmux server of its own running one command in a 100x30 window.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(sandbox: &Sandbox, args: &[&str]) -> Self {
-        let socket = format!("cb-{}-{}", std::process::id(), rand_suffix());
-        let template = sandbox.command(&[]);
-        let env: Vec<String> = template
-            .get_envs()
-            .filter_map(|(k, v)| Some(format!("{}='{}'", k.to_str()?, v?.to_str()?)))
-            .collect();
-        let args: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-        // The inner shell shows its pid, then becomes claude-bottle; the
-        // outer one shows how it exited and keeps the pane for `stty`.
-        let inner = sandbox.cwd.join("inner.sh");
-        std::fs::write(
-            &inner,
-            format!(
-                "echo pid=$$\nexec env -i {} {BIN} {}\n",
-                env.join(" "),
-                args.join(" ")
-            ),
-        )
-        .unwrap();
-        let outer = sandbox.cwd.join("outer.sh");
-        std::fs::write(
-            &outer,
-            format!(
-                "trap : INT\ncd '{}'\nsh '{}'\necho exit=$?\nsleep 120\n",
-                sandbox.cwd.display(),
-                inner.display()
-            ),
-        )
-        .unwrap();
-        let tmux = Self { socket };
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            &format!("sh '{}'", outer.display()),
-        ]);
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket])
-            .args(args)
-            .output()
-            .expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", "s"])
-    }
-
-    fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let screen = self.screen();
-            if screen.contains(what) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{what}` never showed:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The pane's terminal mode as `stty` sees it from outside.
-    fn stty(&self) -> String {
-        let tty = self.run(&["display", "-p", "-t", "s", "#{pane_tty}"]);
-        let out = Command::new("sh")
-            .args(["-c", &format!("stty -a < {}", tty.trim())])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// claude-bottle's pid, as the inner shell showed it.
-    fn pid(&self) -> String {
-        let screen = self.wait_for("pid=");
-        screen
-            .lines()
-            .find_map(|l| l.strip_prefix("pid="))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    /// claude-bottle's exit status once it has ended.
-    fn exit_status(&self) -> i32 {
-        let screen = self.wait_for("exit=");
-        // `exit=` may follow an echoed `^C` on its line.
-        screen
-            .lines()
-            .find_map(|l| l.split("exit=").nth(1))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
-fn rand_suffix() -> usize {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize
-}
-
-fn raw(stty: &str) -> bool {
-    stty.split_whitespace().any(|f| f == "-icanon") && stty.split_whitespace().any(|f| f == "-echo")
-}
 
 fn fake_sandbox(label: &str, env: &Value) -> Sandbox {
     let manifest = json!({
@@ -159,19 +26,22 @@ fn fake_sandbox(label: &str, env: &Value) -> Sandbox {
 
 #[tokio::test]
 async fn on_a_terminal_claude_gets_a_tty_of_its_size_every_resize_and_raw_mode_only_during() {
-    let Some(docker) = fake_claude_present("tty session").await else {
+    let Some(docker) = with_fake_claude("tty session").await else {
         return;
     };
-    let label = format!("tty-{}", std::process::id());
+    let label = run_label("tty");
     let sandbox = fake_sandbox(
         &label,
         &json!({ "FAKE_CLAUDE_SLEEP": "6", "FAKE_CLAUDE_EXIT": "3" }),
     );
-    let tmux = Tmux::start(&sandbox, &["start", "a", "--yes"]);
-    tmux.wait_for("@@fixture:ready");
-    let during = tmux.stty();
-    assert!(raw(&during), "not raw during the session: {during}");
-    let screen = tmux.screen();
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--yes"]);
+    terminal.wait_for("@@fixture:ready");
+    assert!(
+        terminal.is_raw(),
+        "not raw during the session: {}",
+        terminal.stty()
+    );
+    let screen = terminal.screen();
     let report = &frames(&screen, "report")[0];
     assert_eq!(report["tty"], json!({ "stdin": true, "stdout": true }));
     assert_eq!(report["env"]["TERM"], "xterm-256color");
@@ -184,35 +54,34 @@ async fn on_a_terminal_claude_gets_a_tty_of_its_size_every_resize_and_raw_mode_o
         &json!({ "rows": 30, "cols": 100 }),
         "{sizes:?}"
     );
-    tmux.run(&["resize-window", "-t", "s", "-x", "120", "-y", "40"]);
-    let screen = tmux.wait_for(r#""rows":40"#);
+    terminal.resize(40, 120);
+    let screen = terminal.wait_for(r#""rows":40"#);
     assert_eq!(
         frames(&screen, "resize").last().unwrap(),
         &json!({ "rows": 40, "cols": 120 })
     );
-    assert_eq!(tmux.exit_status(), 3);
-    let after = tmux.stty();
-    assert!(!raw(&after), "still raw after the session: {after}");
+    assert_eq!(terminal.exit_status(), 3);
+    assert!(
+        !terminal.is_raw(),
+        "still raw after the session: {}",
+        terminal.stty()
+    );
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 
 /// SIGTERM or SIGHUP to the CLI during a TTY session.
 async fn signal_on_a_terminal(signal: &str, code: i32) {
-    let Some(docker) = fake_claude_present("signal on a terminal").await else {
+    let Some(docker) = with_fake_claude("signal on a terminal").await else {
         return;
     };
-    let label = format!("tty-{signal}-{}", std::process::id());
+    let label = run_label(&format!("tty-{signal}"));
     let sandbox = fake_sandbox(&label, &json!({ "FAKE_CLAUDE_SLEEP": "60" }));
-    let tmux = Tmux::start(&sandbox, &["start", "a", "--yes"]);
-    tmux.wait_for("@@fixture:ready");
-    assert!(raw(&tmux.stty()));
-    let sent = Command::new("kill")
-        .args([&format!("-{signal}"), &tmux.pid()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    assert_eq!(tmux.exit_status(), code);
-    assert!(!raw(&tmux.stty()), "{signal} left the terminal raw");
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--yes"]);
+    terminal.wait_for("@@fixture:ready");
+    assert!(terminal.is_raw());
+    terminal.signal(signal);
+    assert_eq!(terminal.exit_status(), code);
+    assert!(!terminal.is_raw(), "{signal} left the terminal raw");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 
@@ -228,16 +97,16 @@ async fn sighup_on_a_terminal_restores_it_and_exits_129() {
 
 #[tokio::test]
 async fn bytes_and_megabytes_of_output_arrive_intact_through_the_terminal() {
-    let Some(docker) = fake_claude_present("bytes intact").await else {
+    let Some(docker) = with_fake_claude("bytes intact").await else {
         return;
     };
-    let label = format!("bytes-{}", std::process::id());
+    let label = run_label("bytes");
     // 3 MiB of 0x00 0x01 0x02 (no newline, which a terminal would rewrite).
     let sandbox = fake_sandbox(
         &label,
         &json!({ "FAKE_CLAUDE_ECHO_HEX": "000102", "FAKE_CLAUDE_ECHO_REPEAT": "1048576" }),
     );
-    let (code, bytes) = sandbox.run_on_terminal("start a --yes");
+    let (code, bytes) = sandbox.run_on_terminal(&["start", "a", "--yes"]);
     assert_eq!(code, 0);
     let start = bytes
         .windows(3)
@@ -257,10 +126,10 @@ async fn bytes_and_megabytes_of_output_arrive_intact_through_the_terminal() {
 
 #[tokio::test]
 async fn without_a_terminal_stdout_and_stderr_stay_apart() {
-    let Some(_docker) = fake_claude_present("stdio apart").await else {
+    let Some(_docker) = with_fake_claude("stdio apart").await else {
         return;
     };
-    let label = format!("stdio-{}", std::process::id());
+    let label = run_label("stdio");
     let sandbox = fake_sandbox(
         &label,
         &json!({ "FAKE_CLAUDE_RUN": "echo to-stdout-5a; echo to-stderr-5b >&2" }),
@@ -282,10 +151,10 @@ async fn without_a_terminal_stdout_and_stderr_stay_apart() {
 #[tokio::test]
 async fn remote_control_reaches_claude_without_the_token_and_the_hint_shows_only_without_credentials()
  {
-    let Some(_docker) = fake_claude_present("remote control").await else {
+    let Some(_docker) = with_fake_claude("remote control").await else {
         return;
     };
-    let label = format!("remote-{}", std::process::id());
+    let label = run_label("remote");
     let sandbox = fake_sandbox(&label, &json!({})).env("CLAUDE_BOTTLE_OAUTH_TOKEN", "oauth-rc-31f");
     let out = sandbox.run(&["start", "a", "--yes", "--remote-control"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -328,7 +197,7 @@ async fn remote_control_reaches_claude_without_the_token_and_the_hint_shows_only
 
 /// The mock and its network, dropped in that order.
 struct MockWorld {
-    _mock: crate::fixture::TestContainer,
+    _mock: crate::support::TestContainer,
     _network: TestNetwork,
 }
 
@@ -341,7 +210,9 @@ async fn real_claude(
     env: &Value,
 ) -> (Sandbox, String, MockWorld) {
     let network = TestNetwork::create(docker, &format!("{label}-outside")).await;
-    let (mock, address) = start_mock(docker, &format!("{label}-outside"), &network, script).await;
+    let (mock, address) = Service::mock(&network, script)
+        .start(docker, &format!("{label}-outside"))
+        .await;
     let mut bottle_env = json!({ "ANTHROPIC_BASE_URL": "http://mock", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1" });
     for (k, v) in env.as_object().unwrap() {
         bottle_env[k] = v.clone();
@@ -369,10 +240,10 @@ async fn real_claude(
 
 #[tokio::test]
 async fn real_claude_code_headless_prints_the_reply_with_the_prompt_and_credential_it_was_given() {
-    let Some(docker) = fake_claude_present("real claude headless").await else {
+    let Some(docker) = with_real_claude("real claude headless").await else {
         return;
     };
-    let label = format!("headless-{}", std::process::id());
+    let label = run_label("headless");
     let key = "sk-ant-host-secret-0d9e";
     let script = json!([
         { "tool_use": { "name": "Bash", "input": { "command": "sleep 3", "description": "wait" } } },
@@ -439,10 +310,10 @@ async fn real_claude_code_headless_prints_the_reply_with_the_prompt_and_credenti
 
 #[tokio::test]
 async fn real_claude_code_on_a_terminal_starts_without_first_run_questions_and_exits_on_exit() {
-    let Some(docker) = fake_claude_present("real claude on a terminal").await else {
+    let Some(docker) = with_real_claude("real claude on a terminal").await else {
         return;
     };
-    let label = format!("interactive-{}", std::process::id());
+    let label = run_label("interactive");
     let (sandbox, _mock, _world) = real_claude(
         &docker,
         &label,
@@ -450,8 +321,8 @@ async fn real_claude_code_on_a_terminal_starts_without_first_run_questions_and_e
         &json!({ "ANTHROPIC_API_KEY": "sk-ant-test-key-not-secret-77" }),
     )
     .await;
-    let tmux = Tmux::start(&sandbox, &["start", "a", "--yes"]);
-    let screen = tmux.wait_for("bypass permissions on");
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--yes"]);
+    let screen = terminal.wait_for("bypass permissions on");
     for question in [
         "Do you want to use this API key",
         "Choose the text style",
@@ -464,39 +335,39 @@ async fn real_claude_code_on_a_terminal_starts_without_first_run_questions_and_e
         );
     }
     assert!(screen.contains("Claude Code v2.1.332"), "{screen}");
-    tmux.run(&["send-keys", "-t", "s", "/exit", "Enter"]);
-    assert_eq!(tmux.exit_status(), 0, "{}", tmux.screen());
-    assert!(!raw(&tmux.stty()));
+    terminal.type_text("/exit\n");
+    assert_eq!(terminal.exit_status(), 0, "{}", terminal.screen());
+    assert!(!terminal.is_raw());
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 
 #[tokio::test]
 async fn ctrl_c_before_the_session_aborts_cleanly_with_130() {
-    let Some(docker) = fake_claude_present("ctrl-c before the session").await else {
+    let Some(docker) = with_fake_claude("ctrl-c before the session").await else {
         return;
     };
-    let label = format!("ctrl-c-{}", std::process::id());
+    let label = run_label("ctrl-c");
     let sandbox = fake_sandbox(&label, &json!({ "PASS": "?the password" }));
     // At the question.
-    let tmux = Tmux::start(&sandbox, &["start", "a"]);
-    tmux.wait_for("[y/N]");
-    tmux.run(&["send-keys", "-t", "s", "C-c"]);
-    assert_eq!(tmux.exit_status(), 130);
+    let terminal = Terminal::start(&sandbox, &["start", "a"]);
+    terminal.wait_for("[y/N]");
+    terminal.keys(&["C-c"]);
+    assert_eq!(terminal.exit_status(), 130);
     assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
-    drop(tmux);
+    drop(terminal);
     // At the secret, where echo is off: it comes back.
-    let tmux = Tmux::start(&sandbox, &["start", "a"]);
-    tmux.wait_for("[y/N]");
-    tmux.run(&["send-keys", "-t", "s", "y", "Enter"]);
-    tmux.wait_for("the password (PASS): ");
+    let terminal = Terminal::start(&sandbox, &["start", "a"]);
+    terminal.wait_for("[y/N]");
+    terminal.type_text("y\n");
+    terminal.wait_for("the password (PASS): ");
     assert!(
-        tmux.stty().split_whitespace().any(|f| f == "-echo"),
+        terminal.stty().split_whitespace().any(|f| f == "-echo"),
         "echo is off while the secret is typed"
     );
-    tmux.run(&["send-keys", "-t", "s", "C-c"]);
-    assert_eq!(tmux.exit_status(), 130);
+    terminal.keys(&["C-c"]);
+    assert_eq!(terminal.exit_status(), 130);
     assert!(
-        tmux.stty().split_whitespace().any(|f| f == "echo"),
+        terminal.stty().split_whitespace().any(|f| f == "echo"),
         "echo did not come back"
     );
     assert!(sandbox.stage_dirs().is_empty(), "the stage was left");

@@ -21,7 +21,7 @@ fn an_unknown_flag_is_a_usage_error() {
 
 #[tokio::test]
 async fn without_a_terminal_and_without_yes_start_refuses() {
-    if crate::engine::connect("start without --yes")
+    if crate::support::connect("start without --yes")
         .await
         .is_none()
     {

@@ -107,34 +107,6 @@ impl Sandbox {
         }
     }
 
-    /// Runs `claude-bottle ARGS` (a shell word list) on a terminal of its
-    /// own (`script`, `TERM=xterm-256color`); its exit code and everything
-    /// the terminal showed.
-    pub(crate) fn run_on_terminal(&self, args: &str) -> (i32, Vec<u8>) {
-        let mut child = Command::new("script")
-            .args(["-qfec", &format!("{BIN} {args}"), "/dev/null"])
-            .current_dir(&self.cwd)
-            .env_clear()
-            .envs(
-                self.command(&[])
-                    .get_envs()
-                    .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-            )
-            .env("TERM", "xterm-256color")
-            // A stdin held open: `script` types an end-of-file into the
-            // terminal when its stdin ends, and claude would get it.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut bytes).unwrap();
-        let status = child.wait().unwrap();
-        drop(stdin);
-        (status.code().unwrap_or(-1), bytes)
-    }
-
     /// The stage directories left under the sandbox's home.
     pub(crate) fn stage_dirs(&self) -> Vec<PathBuf> {
         let stage = self.home.join(".cache/claude-bottle/stage");

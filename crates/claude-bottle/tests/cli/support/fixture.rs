@@ -291,68 +291,124 @@ impl Drop for TestNetwork {
     }
 }
 
-/// What a long-running fixture container runs and where.
-pub(crate) struct Service<'a> {
-    pub(crate) image: &'a str,
-    pub(crate) cmd: &'a [&'a str],
-    pub(crate) env: &'a [(&'a str, &'a str)],
-    pub(crate) network: &'a TestNetwork,
-    pub(crate) alias: &'a str,
-    pub(crate) runtime: &'a str,
-    /// Host paths mounted read-only, `host:container`.
-    pub(crate) binds: &'a [&'a str],
+/// A long-running fixture container: what it runs and where. By default
+/// the image's own command under runc, no environment, no alias, no mounts.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    image: String,
+    cmd: Option<Vec<String>>,
+    env: Vec<String>,
+    network: String,
+    alias: Option<String>,
+    runtime: String,
+    binds: Vec<String>,
 }
 
-/// Starts a service container; returns it and its address on the network.
-pub(crate) async fn start_service(
-    docker: &Docker,
-    run_label: &str,
-    service: &Service<'_>,
-) -> (TestContainer, String) {
-    let endpoint = EndpointSettings {
-        aliases: Some(vec![service.alias.to_owned()]),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(
-            None::<CreateContainerOptions>,
-            ContainerCreateBody {
-                image: Some(service.image.into()),
-                cmd: Some(service.cmd.iter().map(|s| (*s).to_owned()).collect()),
-                env: Some(
-                    service
-                        .env
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect(),
-                ),
-                labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
-                host_config: Some(HostConfig {
-                    runtime: Some(service.runtime.into()),
-                    network_mode: Some(service.network.name.clone()),
-                    binds: Some(service.binds.iter().map(|b| format!("{b}:ro")).collect()),
+impl Service {
+    pub(crate) fn new(image: &str, network: &TestNetwork) -> Self {
+        Self {
+            image: image.to_owned(),
+            cmd: None,
+            env: Vec::new(),
+            network: network.name.clone(),
+            alias: None,
+            runtime: "runc".to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// The mock Anthropic API playing `script`, as `mock`.
+    pub(crate) fn mock(network: &TestNetwork, script: &serde_json::Value) -> Self {
+        Self::new(FIXTURES_IMAGE, network)
+            .cmd(&["mock-anthropic"])
+            .env("MOCK_SCRIPT", &script.to_string())
+            .alias("mock")
+    }
+
+    /// The sink, as `alias`: it records every connection on 80 and 443.
+    pub(crate) fn sink(network: &TestNetwork, alias: &str) -> Self {
+        Self::new(FIXTURES_IMAGE, network)
+            .cmd(&["sink"])
+            .alias(alias)
+    }
+
+    /// A container of `image` that only waits, for a test to exec into.
+    pub(crate) fn idle(image: &str, network: &TestNetwork, alias: &str) -> Self {
+        Self::new(image, network)
+            .cmd(&["sleep", "300"])
+            .alias(alias)
+    }
+
+    pub(crate) fn cmd(mut self, cmd: &[&str]) -> Self {
+        self.cmd = Some(cmd.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
+    pub(crate) fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push(format!("{name}={value}"));
+        self
+    }
+
+    /// The name other containers on the network reach it by.
+    pub(crate) fn alias(mut self, alias: &str) -> Self {
+        self.alias = Some(alias.to_owned());
+        self
+    }
+
+    pub(crate) fn runtime(mut self, runtime: &str) -> Self {
+        runtime.clone_into(&mut self.runtime);
+        self
+    }
+
+    /// Mounts a host path read-only.
+    pub(crate) fn bind(mut self, host: &std::path::Path, container: &str) -> Self {
+        self.binds
+            .push(format!("{}:{container}:ro", host.display()));
+        self
+    }
+
+    /// Starts it, labelled with `run_label`; the container and its address
+    /// on the network.
+    pub(crate) async fn start(&self, docker: &Docker, run_label: &str) -> (TestContainer, String) {
+        let endpoint = EndpointSettings {
+            aliases: self.alias.clone().map(|a| vec![a]),
+            ..Default::default()
+        };
+        let created = docker
+            .create_container(
+                None::<CreateContainerOptions>,
+                ContainerCreateBody {
+                    image: Some(self.image.clone()),
+                    cmd: self.cmd.clone(),
+                    env: Some(self.env.clone()),
+                    labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
+                    host_config: Some(HostConfig {
+                        runtime: Some(self.runtime.clone()),
+                        network_mode: Some(self.network.clone()),
+                        binds: Some(self.binds.clone()),
+                        ..Default::default()
+                    }),
+                    networking_config: Some(NetworkingConfig {
+                        endpoints_config: Some([(self.network.clone(), endpoint)].into()),
+                    }),
                     ..Default::default()
-                }),
-                networking_config: Some(NetworkingConfig {
-                    endpoints_config: Some([(service.network.name.clone(), endpoint)].into()),
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let container = TestContainer::started(docker, created.id).await;
-    let inspect = docker
-        .inspect_container(&container.id, None::<InspectContainerOptions>)
-        .await
-        .unwrap();
-    let address = inspect
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|mut n| n.remove(&service.network.name))
-        .and_then(|e| e.ip_address)
-        .expect("an address on the test network");
-    (container, address)
+                },
+            )
+            .await
+            .unwrap();
+        let container = TestContainer::started(docker, created.id).await;
+        let inspect = docker
+            .inspect_container(&container.id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let address = inspect
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&self.network))
+            .and_then(|e| e.ip_address)
+            .expect("an address on the test network");
+        (container, address)
+    }
 }
 
 /// What a fixture recorded (`/_records`, `/_requests`, `/_queries`), as
@@ -435,24 +491,4 @@ pub(crate) async fn exec(
         .exit_code
         .expect("an exit code");
     (code, text)
-}
-
-/// The mock Anthropic API playing `script`, as `mock` on `network`.
-pub(crate) async fn start_mock(
-    docker: &Docker,
-    run_label: &str,
-    network: &TestNetwork,
-    script: &serde_json::Value,
-) -> (TestContainer, String) {
-    let script = script.to_string();
-    let service = Service {
-        image: FIXTURES_IMAGE,
-        cmd: &["mock-anthropic"],
-        env: &[("MOCK_SCRIPT", &script)],
-        network,
-        alias: "mock",
-        runtime: "runc",
-        binds: &[],
-    };
-    start_service(docker, run_label, &service).await
 }

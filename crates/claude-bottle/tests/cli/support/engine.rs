@@ -1,0 +1,75 @@
+//! The engine and the images `scripts/test` builds, or a loud skip. Under
+//! CI a missing prerequisite fails the test: a suite that skips there
+//! proves nothing.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use bollard::Docker;
+
+/// Skips `test` with a loud `SKIPPED` line, or fails it when `CI` is set.
+#[track_caller]
+pub(crate) fn skip<T>(test: &str, why: impl Display) -> Option<T> {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: CI is set and {why}; scripts/test prepares it"
+    );
+    eprintln!("SKIPPED {test}: {why}; run scripts/test");
+    None
+}
+
+/// The engine, when one answers.
+pub(crate) async fn connect(test: &str) -> Option<Docker> {
+    let answer = async {
+        let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
+        docker.ping().await?;
+        Ok::<_, bollard::errors::Error>(docker)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+        Ok(Ok(docker)) => Some(docker),
+        Ok(Err(err)) => skip(test, format!("no Docker engine answers ({err})")),
+        Err(_) => skip(test, "no Docker engine answers within 10 s"),
+    }
+}
+
+/// The engine, when it answers and holds every one of `images`.
+pub(crate) async fn engine_with(test: &str, images: &[&str]) -> Option<Docker> {
+    let docker = connect(test).await?;
+    for image in images {
+        if docker.inspect_image(image).await.is_err() {
+            return skip(test, format!("{image} is not built"));
+        }
+    }
+    Some(docker)
+}
+
+/// The engine with the fake claude's image, which most bottles run.
+pub(crate) async fn with_fake_claude(test: &str) -> Option<Docker> {
+    engine_with(test, &[super::FAKE_CLAUDE_IMAGE]).await
+}
+
+/// The engine with real Claude Code's image and the fixtures (the mock
+/// API) it talks to.
+pub(crate) async fn with_real_claude(test: &str) -> Option<Docker> {
+    engine_with(test, &[super::CLAUDE_CODE_IMAGE, super::FIXTURES_IMAGE]).await
+}
+
+/// Whether the engine has gVisor's `runsc`; CI requires it.
+pub(crate) async fn has_runsc(docker: &Docker) -> bool {
+    let info = docker.info().await.unwrap();
+    let has = info.runtimes.unwrap_or_default().contains_key("runsc");
+    assert!(
+        has || std::env::var_os("CI").is_none(),
+        "CI is set and the engine has no runsc; scripts/test registers it"
+    );
+    has
+}
+
+/// The runtimes to prove a thing under: runc, and runsc when registered.
+pub(crate) async fn runtimes(docker: &Docker) -> Vec<&'static str> {
+    if has_runsc(docker).await {
+        vec!["runc", "runsc"]
+    } else {
+        vec!["runc"]
+    }
+}

@@ -1,0 +1,119 @@
+//! A relay in front of the engine that records the request line of every
+//! API call passing through: what a command asked the engine, whatever
+//! else the tests running alongside do to it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+
+/// Listens on loopback; each connection is relayed to the engine that
+/// `DOCKER_HOST` names (a Unix socket or `tcp://`), or the local socket.
+pub(crate) struct EngineRelay {
+    /// For the command's `DOCKER_HOST`.
+    pub(crate) url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+trait Stream: Read + Write + Send {
+    fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>>;
+}
+
+impl Stream for UnixStream {
+    fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+}
+
+impl Stream for TcpStream {
+    fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+}
+
+fn dial_engine() -> std::io::Result<Box<dyn Stream>> {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    if let Some(address) = host.strip_prefix("tcp://") {
+        Ok(Box::new(TcpStream::connect(address)?))
+    } else {
+        let path = host
+            .strip_prefix("unix://")
+            .unwrap_or("/var/run/docker.sock");
+        Ok(Box::new(UnixStream::connect(path)?))
+    }
+}
+
+impl EngineRelay {
+    pub(crate) fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("tcp://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || relay(client, &seen));
+            }
+        });
+        Self { url, requests }
+    }
+
+    /// `METHOD PATH` of every request so far, in order.
+    pub(crate) fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Copies the engine's answers back as they come, and the client's
+/// requests forward one at a time, recording each request line. After an
+/// upgrade (attach, exec) or a chunked body the rest is copied unread.
+fn relay(client: TcpStream, seen: &Mutex<Vec<String>>) {
+    let Ok(mut engine) = dial_engine() else {
+        return;
+    };
+    let (Ok(mut from_engine), Ok(mut to_client)) = (engine.try_clone_box(), client.try_clone())
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_engine, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    let mut requests = BufReader::new(client);
+    loop {
+        let mut head = Vec::new();
+        let mut length = 0u64;
+        let mut opaque = false;
+        loop {
+            let mut line = String::new();
+            match requests.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if head.is_empty() {
+                let request: Vec<&str> = line.split_whitespace().take(2).collect();
+                seen.lock().unwrap().push(request.join(" "));
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+            opaque |= lower.starts_with("transfer-encoding:") || lower.starts_with("upgrade:");
+            head.extend_from_slice(line.as_bytes());
+            if line == "\r\n" {
+                break;
+            }
+        }
+        if engine.write_all(&head).is_err() {
+            return;
+        }
+        if opaque {
+            let _ = std::io::copy(&mut requests, &mut engine);
+            return;
+        }
+        if std::io::copy(&mut (&mut requests).take(length), &mut engine).is_err() {
+            return;
+        }
+    }
+}

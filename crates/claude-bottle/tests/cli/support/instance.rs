@@ -1,0 +1,219 @@
+//! A bottle instance under test: a sandbox whose bottles run the fake
+//! claude, a `start` running in the background, and what an instance
+//! leaves on the engine, found by the test's run label.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
+};
+use fixtures::report::frames;
+use serde_json::json;
+
+use super::label::run_label;
+use super::sandbox::{Output, Sandbox};
+use super::{FAKE_CLAUDE_IMAGE, TEST_LABEL};
+
+pub(crate) const HOST_VALUE: &str = "host-token-93ac";
+pub(crate) const OAUTH_VALUE: &str = "oauth-token-b77d";
+pub(crate) const LITERAL_VALUE: &str = "Ada-literal-5e1";
+
+/// A sandbox whose bottles run the fake claude, carry this test's label and
+/// give claude `behaviour` (the fake claude's `FAKE_CLAUDE_*` settings).
+pub(crate) fn bottle_sandbox(test: &str, behaviour: &[(&str, &str)]) -> (Sandbox, String) {
+    let label = run_label(test);
+    let mut env = json!({ "NAME": LITERAL_VALUE, "TOKEN": "${HOST_TOKEN}" });
+    for (name, value) in behaviour {
+        env[name] = json!(value);
+    }
+    let manifest = json!({
+        "bottles": { "dev": { "env": env, "egress": { "builtin": false } } },
+        "agents": { "a": { "bottle": "dev", "skills": ["tdd"], "prompt": "You implement." } },
+    });
+    let sandbox = Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+        .env("HOST_TOKEN", HOST_VALUE)
+        .env("CLAUDE_BOTTLE_OAUTH_TOKEN", OAUTH_VALUE);
+    sandbox.skill("tdd");
+    (sandbox, label)
+}
+
+pub(crate) fn label_filter(label: &str, extra: Option<String>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![format!("{TEST_LABEL}={label}")];
+    labels.extend(extra);
+    HashMap::from([("label".to_owned(), labels)])
+}
+
+/// Containers and networks that carry `label` (the test's run).
+pub(crate) async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(label, None)),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(label_filter(label, None)),
+        }))
+        .await
+        .unwrap();
+    (
+        containers.into_iter().filter_map(|c| c.id).collect(),
+        networks.into_iter().filter_map(|n| n.id).collect(),
+    )
+}
+
+/// A `start` running in the background, its stdin held by the test.
+pub(crate) struct Session {
+    pub(crate) child: Child,
+    stdin: Option<ChildStdin>,
+    pub(crate) stdout: Arc<Mutex<String>>,
+    pub(crate) stderr: Arc<Mutex<String>>,
+    /// The threads that read stdout and stderr, joined once the CLI ends.
+    drains: Vec<JoinHandle<()>>,
+}
+
+impl Session {
+    pub(crate) fn spawn(sandbox: &Sandbox, args: &[&str]) -> Self {
+        let mut child = sandbox
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            let text = Arc::new(Mutex::new(String::new()));
+            let sink = text.clone();
+            let thread = std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            (text, thread)
+        };
+        let (stdout, out_thread) = drain(Box::new(child.stdout.take().unwrap()));
+        let (stderr, err_thread) = drain(Box::new(child.stderr.take().unwrap()));
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            drains: vec![out_thread, err_thread],
+        }
+    }
+
+    /// Ends the fake claude's `FAKE_CLAUDE_READ_STDIN` wait and the session.
+    pub(crate) fn finish(mut self, input: &str) -> Output {
+        let mut stdin = self.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        drop(stdin);
+        self.wait()
+    }
+
+    pub(crate) fn wait(mut self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the session did not end: {}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Both pipes to their end: the session's last words included.
+        for drain in self.drains.drain(..) {
+            drain.join().unwrap();
+        }
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr.lock().unwrap().clone(),
+        }
+    }
+}
+
+/// The running agent container of the test's instance, once it is up and
+/// the fake claude has reported.
+pub(crate) async fn running_agent(
+    docker: &Docker,
+    label: &str,
+    session: &Session,
+) -> ContainerInspectResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = docker
+            .list_containers(Some(ListContainersOptions {
+                filters: Some(label_filter(
+                    label,
+                    Some("io.claude-bottle.role=agent".to_owned()),
+                )),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let reported = !frames(&session.stdout.lock().unwrap(), "report").is_empty();
+        if let (Some(container), true) = (found.first(), reported) {
+            let id = container.id.clone().unwrap();
+            return docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no running agent; stderr: {}",
+            session.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGKILLs the session's CLI and waits until the dead-man switch has
+/// taken every container of `label` down (10 s at most).
+pub(crate) async fn kill_9(mut session: Session, docker: &Docker, label: &str, what: &str) {
+    session.child.kill().unwrap();
+    session.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftovers(docker, label).await.0.is_empty() {
+        assert!(Instant::now() < deadline, "{what} outlived its CLI by 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The instance name the preflight of `session` shows.
+pub(crate) async fn wait_for_instance(session: &Session) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(name) = session.stderr.lock().unwrap().lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("instance")
+                .map(|n| n.trim().to_owned())
+        }) {
+            return name;
+        }
+        assert!(Instant::now() < deadline, "no preflight");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

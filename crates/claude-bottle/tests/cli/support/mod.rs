@@ -1,0 +1,26 @@
+//! What the tests share: a sandboxed binary, the engine or a loud skip,
+//! run labels, fixtures that a test owns on the engine, bottle instances
+//! under test, and one terminal driver.
+
+pub(crate) mod engine;
+pub(crate) mod engine_relay;
+pub(crate) mod fixture;
+pub(crate) mod instance;
+pub(crate) mod label;
+pub(crate) mod sandbox;
+pub(crate) mod terminal;
+
+pub(crate) use engine::{
+    connect, engine_with, has_runsc, runtimes, skip, with_fake_claude, with_real_claude,
+};
+pub(crate) use fixture::{
+    BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service,
+    TEST_LABEL, TestContainer, TestImage, TestNetwork, containers_labelled, exec, fixture_json,
+    http_get, run_in_container,
+};
+pub(crate) use instance::{
+    Session, bottle_sandbox, kill_9, leftovers, running_agent, wait_for_instance,
+};
+pub(crate) use label::run_label;
+pub(crate) use sandbox::{BIN, Output, SIMPLE, Sandbox};
+pub(crate) use terminal::Terminal;
