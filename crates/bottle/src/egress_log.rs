@@ -1,7 +1,9 @@
 //! Reading the gate's decision log: the one-line summary a session ends
-//! with, from the JSON lines the gate wrote.
+//! with, from the events the gate wrote.
 
 use std::fmt;
+
+use egress_gate::event::{GateEvent, Verdict};
 
 /// Counts of one session's decisions, and the refused hosts as logged
 /// (redacted by the gate).
@@ -13,26 +15,18 @@ pub struct EgressSummary {
 }
 
 impl EgressSummary {
-    pub fn from_log(log: &str) -> Self {
+    pub fn from_events(events: &[GateEvent]) -> Self {
         let mut summary = Self::default();
-        for line in log.lines() {
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            match entry["verdict"].as_str() {
-                Some("allow") => summary.allowed += 1,
-                Some("refuse") => {
+        for decision in events.iter().filter_map(GateEvent::decision) {
+            match decision.verdict {
+                Verdict::Allow => summary.allowed += 1,
+                Verdict::Refuse => {
                     summary.refused += 1;
-                    let host = format!(
-                        "{}:{}",
-                        entry["host"].as_str().unwrap_or("?"),
-                        entry["port"]
-                    );
+                    let host = format!("{}:{}", decision.host, decision.port);
                     if !summary.refused_hosts.contains(&host) {
                         summary.refused_hosts.push(host);
                     }
                 }
-                _ => {}
             }
         }
         summary
@@ -59,12 +53,13 @@ mod tests {
 
     #[test]
     fn decisions_are_counted_and_refused_hosts_listed_once() {
-        let log = r#"{"event":"ready","listen":"0.0.0.0:3128"}
-{"verdict":"allow","host":"pypi.org","port":443,"method":"CONNECT","rule":"pypi.org"}
-{"verdict":"refuse","host":"example.com#1a2b3c4d","port":443,"method":"CONNECT","rule":"not-on-allowlist"}
-{"verdict":"refuse","host":"example.com#1a2b3c4d","port":443,"method":"CONNECT","rule":"not-on-allowlist"}
+        let log = r#"{"time":1,"event":"ready","listen":"0.0.0.0:3128"}
+{"time":2,"verdict":"allow","host":"pypi.org","port":443,"method":"CONNECT","rule":"pypi.org"}
+{"time":3,"verdict":"refuse","host":"example.com#1a2b3c4d","port":443,"method":"CONNECT","rule":"not-on-allowlist"}
+{"time":4,"verdict":"refuse","host":"example.com#1a2b3c4d","port":443,"method":"CONNECT","rule":"not-on-allowlist"}
 not json"#;
-        let summary = EgressSummary::from_log(log);
+        let events: Vec<GateEvent> = log.lines().filter_map(GateEvent::parse).collect();
+        let summary = EgressSummary::from_events(&events);
         assert_eq!(
             summary.to_string(),
             "egress: 1 allowed, 2 refused (example.com#1a2b3c4d:443)"

@@ -257,6 +257,19 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_whose_owner_cannot_be_checked_is_never_swept() {
+        let none = tempfile::tempdir().unwrap();
+        let without_proc = crate::owner::Procfs::at(none.path());
+        let mut far = instance("far", Liveness::Dead);
+        far.owner = Some(Owner::current_in(&without_proc));
+        far.liveness = Instance::liveness_of(far.owner.as_ref());
+        assert_eq!(far.liveness, Liveness::Unknown);
+        let plan = CleanupPlan::new(vec![far], vec![], &Selection::default());
+        assert!(names(&plan).is_empty());
+        assert_eq!(plan.kept, ["far"]);
+    }
+
+    #[test]
     fn ages_read_like_a_person_would_say_them() {
         assert_eq!(human_age(59), "59s");
         assert_eq!(human_age(600), "10m");

@@ -5,25 +5,82 @@
 //! process (in clock ticks since boot, from `/proc/<pid>/stat`) and the
 //! boot id together pin down one process on one boot of one host.
 
-use std::fs;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
+    /// Empty where the host could not name itself (no `/proc`).
     pub host: String,
     pub boot_id: String,
     pub pid: u32,
+    /// 0 where it could not be read.
     pub start_time: u64,
+}
+
+/// What a host tells about itself and its processes. Linux tells it in
+/// `/proc`; a host without it (macOS, a sandbox) tells nothing, and
+/// nothing it cannot tell may count as dead.
+pub trait ProcessTable {
+    fn host_name(&self) -> Option<String>;
+    fn boot_id(&self) -> Option<String>;
+    /// The process's start time in clock ticks since boot, while it runs.
+    fn start_time(&self, pid: u32) -> Option<u64>;
+}
+
+/// The process table under a `proc` filesystem's root.
+#[derive(Debug, Clone)]
+pub struct Procfs {
+    root: PathBuf,
+}
+
+impl Procfs {
+    /// This host's, at `/proc`.
+    pub fn system() -> Self {
+        Self::at("/proc")
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn read(&self, path: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join(path)).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+}
+
+impl ProcessTable for Procfs {
+    fn host_name(&self) -> Option<String> {
+        self.read("sys/kernel/hostname")
+    }
+
+    fn boot_id(&self) -> Option<String> {
+        self.read("sys/kernel/random/boot_id")
+    }
+
+    /// Field 22 of `<pid>/stat`, read after the command name (which may
+    /// itself hold spaces and parentheses).
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        let stat = self.read(&format!("{pid}/stat"))?;
+        let after_name = stat.get(stat.rfind(')')? + 2..)?;
+        after_name.split(' ').nth(19)?.parse().ok()
+    }
 }
 
 impl Owner {
     /// The current process.
     pub fn current() -> Self {
+        Self::current_in(&Procfs::system())
+    }
+
+    pub fn current_in(table: &dyn ProcessTable) -> Self {
         let pid = std::process::id();
         Self {
-            host: host_name(),
-            boot_id: boot_id(),
+            host: table.host_name().unwrap_or_default(),
+            boot_id: table.boot_id().unwrap_or_default(),
             pid,
-            start_time: start_time(pid).unwrap_or(0),
+            start_time: table.start_time(pid).unwrap_or(0),
         }
     }
 }
@@ -34,7 +91,8 @@ impl Owner {
 pub enum Liveness {
     Live,
     Dead,
-    /// Another host or another boot: it cannot be checked from here.
+    /// Another host or another boot, or a host that cannot tell: it cannot
+    /// be checked from here.
     Unknown,
 }
 
@@ -42,34 +100,24 @@ impl Owner {
     /// Checked against this host and boot: the pid must run and have
     /// started when the owner did, or it is another process reusing it.
     pub fn liveness(&self) -> Liveness {
-        if self.host != host_name() || self.boot_id != boot_id() {
+        self.liveness_in(&Procfs::system())
+    }
+
+    pub fn liveness_in(&self, table: &dyn ProcessTable) -> Liveness {
+        let (Some(host), Some(boot_id)) = (table.host_name(), table.boot_id()) else {
+            return Liveness::Unknown;
+        };
+        if self.host.is_empty() || self.host != host || self.boot_id != boot_id {
             return Liveness::Unknown;
         }
-        match start_time(self.pid) {
+        match table.start_time(self.pid) {
             Some(started) if started == self.start_time => Liveness::Live,
-            _ => Liveness::Dead,
+            // Its start time was not known when it was recorded.
+            Some(_) if self.start_time == 0 => Liveness::Unknown,
+            // Gone, or another process under the same pid.
+            None | Some(_) => Liveness::Dead,
         }
     }
-}
-
-fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
-fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|b| b.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Field 22 of `/proc/<pid>/stat`, read after the command name (which may
-/// itself hold spaces and parentheses).
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    after_name.split(' ').nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -99,10 +147,43 @@ mod tests {
     }
 
     #[test]
+    fn a_host_without_proc_cannot_tell_so_every_owner_is_unknown() {
+        let none = tempfile::tempdir().unwrap();
+        let without = Procfs::at(none.path());
+        // Recorded here, checked where nothing can be told.
+        assert_eq!(Owner::current().liveness_in(&without), Liveness::Unknown);
+        // Recorded where nothing could be told, checked here or there.
+        let blind = Owner::current_in(&without);
+        assert_eq!(
+            (
+                blind.host.as_str(),
+                blind.boot_id.as_str(),
+                blind.start_time
+            ),
+            ("", "", 0)
+        );
+        assert_eq!(blind.liveness(), Liveness::Unknown);
+        assert_eq!(blind.liveness_in(&without), Liveness::Unknown);
+    }
+
+    #[test]
+    fn an_owner_whose_pid_is_gone_is_dead_where_the_host_can_tell() {
+        let me = Owner::current();
+        let gone = Owner {
+            pid: u32::MAX - 1,
+            ..me
+        };
+        assert_eq!(gone.liveness(), Liveness::Dead);
+    }
+
+    #[test]
     fn this_process_has_a_start_time_and_a_boot() {
         let owner = Owner::current();
         assert!(owner.start_time > 0);
         assert_eq!(owner.boot_id.len(), 36, "{owner:?}");
-        assert_eq!(start_time(owner.pid), Some(owner.start_time));
+        assert_eq!(
+            Procfs::system().start_time(owner.pid),
+            Some(owner.start_time)
+        );
     }
 }

@@ -54,7 +54,11 @@ impl Backend for FixedBackend {
         unreachable!("prepare tests remove nothing")
     }
 
-    async fn gate_log(&self, _: &str, _: &[(String, String)]) -> bottle::Result<String> {
+    async fn gate_log(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+    ) -> bottle::Result<Vec<egress_gate::event::GateEvent>> {
         unreachable!("prepare tests run no gate")
     }
 }

@@ -9,6 +9,7 @@
 //! code lives here: the gate runs in a bare image.
 
 mod address;
+pub mod event;
 pub mod host;
 mod log;
 mod policy;

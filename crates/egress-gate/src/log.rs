@@ -10,44 +10,80 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-
+use crate::event::{Decision, GateEvent, GateNotice, Notice, Verdict};
 use crate::host::Host;
 
-#[derive(Debug, Default)]
+/// Lines the log holds for a reader that lags; beyond them decisions are
+/// counted, not written, until it catches up.
+const BACKLOG: usize = 10_000;
+
+#[derive(Debug)]
 pub(crate) struct DecisionLog {
     /// Keyed per gate, so hashes cannot be matched against a dictionary
     /// computed elsewhere.
     key: RandomState,
+    lines: SyncSender<GateEvent>,
+    dropped: Arc<AtomicU64>,
 }
 
-/// How a host appears in the log.
 impl DecisionLog {
-    #[allow(
-        clippy::unused_self,
-        reason = "one log object; only refusals need its key"
-    )]
+    /// A log written to `out` by a thread of its own: a reader that stops
+    /// reading (a full pipe) blocks that thread, never a decision.
+    pub(crate) fn to_writer(out: impl Write + Send + 'static) -> Self {
+        let (lines, pending) = std::sync::mpsc::sync_channel(BACKLOG);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = dropped.clone();
+        std::thread::spawn(move || write_all(out, &pending, &counted));
+        Self {
+            key: RandomState::new(),
+            lines,
+            dropped,
+        }
+    }
+
+    pub(crate) fn stdout() -> Self {
+        Self::to_writer(std::io::stdout())
+    }
+
+    fn emit(&self, event: GateEvent) {
+        if let Err(TrySendError::Full(_)) = self.lines.try_send(event) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn allow(&self, method: &str, host: &Host, port: u16, rule: &str) {
-        write(&json!({
-            "time": now_ms(), "method": method, "host": whole(host), "port": port,
-            "verdict": "allow", "rule": rule,
-        }));
+        self.decide(method, whole(host), port, Verdict::Allow, rule);
     }
 
     pub(crate) fn refuse(&self, method: &str, host: Option<&Host>, port: u16, rule: &str) {
-        write(&json!({
-            "time": now_ms(), "method": method,
-            "host": host.map_or_else(|| "(invalid)".to_owned(), |h| self.redacted(h)), "port": port,
-            "verdict": "refuse", "rule": rule,
+        let host = host.map_or_else(|| "(invalid)".to_owned(), |h| self.redacted(h));
+        self.decide(method, host, port, Verdict::Refuse, rule);
+    }
+
+    fn decide(&self, method: &str, host: String, port: u16, verdict: Verdict, rule: &str) {
+        self.emit(GateEvent::Decision(Decision {
+            time: now_ms(),
+            method: method.to_owned(),
+            host,
+            port,
+            verdict,
+            rule: rule.to_owned(),
         }));
     }
 
     /// The line that says the gate listens: what its starter waits for.
-    #[allow(clippy::unused_self, reason = "one log object")]
     pub(crate) fn ready(&self, listen: std::net::SocketAddr) {
-        write(&json!({ "time": now_ms(), "event": "ready", "listen": listen.to_string() }));
+        self.emit(GateEvent::Gate(GateNotice {
+            time: now_ms(),
+            notice: Notice::Ready {
+                listen: listen.to_string(),
+            },
+        }));
     }
 
     /// `example.com#1a2b3c4d` for a refused `anything.example.com`.
@@ -75,16 +111,29 @@ fn whole(host: &Host) -> String {
     }
 }
 
-fn now_ms() -> u128 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn write(line: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+/// Writes each event as it comes, and after it how many could not be held
+/// while the reader lagged. Ends when the log is dropped or `out` fails.
+fn write_all(mut out: impl Write, pending: &Receiver<GateEvent>, dropped: &AtomicU64) {
+    while let Ok(event) = pending.recv() {
+        let mut line = event.to_line();
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let notice = GateEvent::Gate(GateNotice {
+                time: now_ms(),
+                notice: Notice::Dropped { count: lost },
+            });
+            line = format!("{}\n{line}", notice.to_line());
+        }
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +143,7 @@ mod tests {
 
     #[test]
     fn refused_names_show_only_their_registrable_domain_and_a_hash() {
-        let log = DecisionLog::default();
+        let log = DecisionLog::to_writer(std::io::sink());
         let secret = host::parse("c2VjcmV0LXRva2Vu.evil.example.com").unwrap();
         let shown = log.redacted(&secret);
         assert!(shown.starts_with("example.com#"), "{shown}");

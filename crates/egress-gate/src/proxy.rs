@@ -56,7 +56,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> std::io::Result<
     let gate = Arc::new(Gate {
         policy: config.policy,
         resolver: Resolver::new(config.dns)?,
-        log: DecisionLog::default(),
+        log: DecisionLog::stdout(),
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
     });

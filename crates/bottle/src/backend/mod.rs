@@ -8,6 +8,7 @@ pub mod docker;
 use std::fmt;
 
 use async_trait::async_trait;
+use egress_gate::event::GateEvent;
 
 use crate::claude_code::DefaultImage;
 use crate::env::ResolvedEnv;
@@ -82,8 +83,9 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// Removes an instance's resources: containers first, then networks.
     async fn remove(&self, instance: &Instance) -> Result<()>;
 
-    /// The decision log of a running instance's gate, one JSON line each.
-    async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<String>;
+    /// What a running instance's gate has written: its decisions, and
+    /// notices about itself.
+    async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<Vec<GateEvent>>;
 
     /// Images this backend built, within `scope`, that are neither
     /// `current` nor used by any container. Backends that build none have

@@ -10,9 +10,10 @@ use crate::error::CommandError;
 pub(crate) async fn run(instance: &str) -> Result<ExitCode, CommandError> {
     let settings = Settings::from_env()?;
     let backend = backend::select(&settings.backend)?;
-    let log = backend.gate_log(instance, &settings.extra_labels).await?;
-    for line in log.lines().filter(|l| l.contains(r#""verdict""#)) {
-        println!("{line}");
+    let events = backend.gate_log(instance, &settings.extra_labels).await?;
+    // The decisions, and any notice that some went unwritten.
+    for event in events.iter().filter(|e| !e.is_ready()) {
+        println!("{}", event.to_line());
     }
     Ok(ExitCode::SUCCESS)
 }

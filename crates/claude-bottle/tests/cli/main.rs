@@ -7,6 +7,7 @@ mod dry_run;
 mod egress;
 mod engine;
 mod gate;
+mod gate_load;
 mod harness;
 mod launch;
 mod manifest_errors;

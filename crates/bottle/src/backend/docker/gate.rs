@@ -2,6 +2,7 @@
 //! the internal one. The agent container is created only once the gate
 //! says it listens, so a bottle never exists without its gate.
 
+use egress_gate::event::GateEvent;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -161,7 +162,10 @@ async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
     let ready = async {
         while let Some(Ok(chunk)) = logs.next().await {
             said.push_str(&chunk.to_string());
-            if said.lines().any(|l| l.contains(r#""event":"ready""#)) {
+            if said
+                .lines()
+                .any(|l| GateEvent::parse(l).is_some_and(|e| e.is_ready()))
+            {
                 return true;
             }
         }
@@ -189,7 +193,7 @@ async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
 }
 
 /// The gate's decision log so far.
-pub(super) async fn log(docker: &Docker, id: &str) -> Result<String> {
+pub(super) async fn log(docker: &Docker, id: &str) -> Result<Vec<GateEvent>> {
     let mut logs = docker.logs(
         id,
         Some(LogsOptions {
@@ -205,7 +209,7 @@ pub(super) async fn log(docker: &Docker, id: &str) -> Result<String> {
             Err(err) => return Err(Error::new(format!("cannot read the gate's log: {err}"))),
         }
     }
-    Ok(text)
+    Ok(text.lines().filter_map(GateEvent::parse).collect())
 }
 
 /// The gate container of a running instance.

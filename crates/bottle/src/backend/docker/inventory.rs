@@ -9,7 +9,7 @@ use bollard::query_parameters::{
 
 use crate::error::{Error, Result};
 use crate::instances::{Instance, Resource};
-use crate::labels;
+use crate::labels::{self, Role};
 
 /// Every instance with resources on the engine, sorted by name.
 pub(super) async fn instances(
@@ -47,7 +47,7 @@ pub(super) async fn instances(
         let role = labels.get(labels::ROLE).cloned().unwrap_or_default();
         let state = container.state.map(|s| s.to_string());
         let id = container.id.unwrap_or_default();
-        if role == "agent" {
+        if role == Role::Agent.as_str() {
             if state.as_deref() == Some("running") {
                 "running".clone_into(&mut instance.state);
             }

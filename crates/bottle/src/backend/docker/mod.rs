@@ -25,6 +25,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, StartContainerOptions,
 };
+use egress_gate::event::GateEvent;
 
 use super::{Backend, Launch, Resources};
 use crate::egress_log::EgressSummary;
@@ -106,7 +107,7 @@ impl Backend for DockerBackend {
         inventory::instances(&engine::connect().await?, scope).await
     }
 
-    async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<String> {
+    async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<Vec<GateEvent>> {
         let docker = engine::connect().await?;
         let id = gate::find(&docker, instance, scope).await?;
         gate::log(&docker, &id).await
@@ -245,8 +246,8 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     )
     .await;
     drop(deadman);
-    if let Ok(log) = gate::log(docker, &gate.id).await {
-        eprintln!("{}", EgressSummary::from_log(&log));
+    if let Ok(events) = gate::log(docker, &gate.id).await {
+        eprintln!("{}", EgressSummary::from_events(&events));
     }
     drop(gate);
     code
