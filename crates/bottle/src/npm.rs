@@ -9,12 +9,13 @@
 
 use std::fmt;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha512};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -252,9 +253,13 @@ impl Fetch<'_> {
         std::fs::create_dir_all(self.cache)
             .map_err(|err| Error::new(format!("cannot create {}: {err}", self.cache.display())))?;
         // Removed when dropped: on errors, a failed check and signals alike.
-        let mut partial = tempfile::NamedTempFile::new_in(self.cache).map_err(|err| {
+        let cannot_write = |err: std::io::Error| {
             Error::new(format!("cannot write to {}: {err}", self.cache.display()))
-        })?;
+        };
+        let partial = tempfile::NamedTempFile::new_in(self.cache).map_err(cannot_write)?;
+        // Written through tokio: a slow disk must not stall the runtime.
+        let mut writer =
+            tokio::fs::File::from_std(partial.as_file().try_clone().map_err(cannot_write)?);
         let mut response = client
             .get(url)
             .send()
@@ -286,9 +291,11 @@ impl Fetch<'_> {
                 return Err(too_large());
             }
             hasher.update(&chunk);
-            partial.write_all(&chunk).map_err(|err| failed(&err))?;
+            writer.write_all(&chunk).await.map_err(|err| failed(&err))?;
             progress.advance(chunk.len() as u64);
         }
+        writer.flush().await.map_err(|err| failed(&err))?;
+        drop(writer);
         let actual = Integrity::of(hasher);
         if actual != *expected {
             drop(partial);

@@ -2,8 +2,8 @@
 //!
 //! It lives under the user's cache (`~/.cache/claude-bottle/stage/<instance>`,
 //! mode 0700) rather than a shared `/tmp`, so no other user can read or
-//! pre-create it. It is removed when dropped unless the launch keeps it for
-//! the cleanup sweep to find.
+//! pre-create it. It is removed when dropped; one whose process was killed
+//! before it could drop it names its owner, so the cleanup sweep finds it.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

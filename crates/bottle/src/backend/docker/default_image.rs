@@ -98,12 +98,16 @@ fn tag(recipe: &DefaultImage, platform: Platform, base_id: &str) -> String {
     for (key, value) in &labels {
         hasher.update(format!("{key}={value}\0").as_bytes());
     }
-    let digest = hasher.finalize();
-    let short = digest[..6].iter().fold(String::new(), |mut hex, b| {
+    let short = hex(&hasher.finalize()[..6]);
+    format!("{IMAGE_REPOSITORY}:{}-{short}", recipe.claude_version)
+}
+
+/// Bytes in lowercase hex, for tags.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut hex, b| {
         let _ = write!(hex, "{b:02x}");
         hex
-    });
-    format!("{IMAGE_REPOSITORY}:{}-{short}", recipe.claude_version)
+    })
 }
 
 /// The default image as a start would find it now.

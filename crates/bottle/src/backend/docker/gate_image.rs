@@ -8,13 +8,12 @@
 //! or a host that is not Linux), `CLAUDE_BOTTLE_GATE_IMAGE` names a gate
 //! image built elsewhere.
 
-use std::hash::Hasher;
-
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
-use super::default_image::add_file;
+use super::default_image::{add_file, hex};
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::settings::GATE_IMAGE;
@@ -46,33 +45,43 @@ pub(super) async fn ensure(
         ))
         .hint(build_hint()));
     }
-    let exe = std::env::current_exe()
-        .and_then(std::fs::read)
-        .map_err(|err| {
-            Error::new(format!(
-                "cannot read this executable to build the gate image: {err}"
-            ))
-        })?;
-    let tag = tag_of(&exe);
+    let unreadable = |err: std::io::Error| {
+        Error::new(format!(
+            "cannot read this executable to build the gate image: {err}"
+        ))
+    };
+    let tag = current_tag().await.map_err(unreadable)?;
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
     }
+    let exe = tokio::fs::read(std::env::current_exe().map_err(unreadable)?)
+        .await
+        .map_err(unreadable)?;
     build(docker, &tag, &exe).await?;
     Ok(tag)
 }
 
-/// The tag of the gate image built from this executable.
-pub(super) fn current_tag() -> Option<String> {
-    std::env::current_exe()
-        .and_then(std::fs::read)
-        .ok()
-        .map(|exe| tag_of(&exe))
+/// The tag of the gate image built from this executable: its SHA-256,
+/// which every Rust version computes alike. Read and hashed once per
+/// process, on a blocking thread (the executable is tens of MB).
+pub(super) async fn current_tag() -> std::io::Result<String> {
+    static TAG: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TAG.get_or_try_init(|| async {
+        tokio::task::spawn_blocking(|| {
+            let mut exe = std::fs::File::open(std::env::current_exe()?)?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut exe, &mut hasher)?;
+            Ok(tag_of(&hasher.finalize()))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    })
+    .await
+    .cloned()
 }
 
-fn tag_of(exe: &[u8]) -> String {
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write(exe);
-    format!("{REPOSITORY}:{:016x}", hasher.finish())
+fn tag_of(digest: &[u8]) -> String {
+    format!("{REPOSITORY}:{}", hex(&digest[..8]))
 }
 
 fn same_arch(engine: &str) -> bool {

@@ -46,7 +46,7 @@ pub(super) async fn find(
         .await
         .ok()
         .and_then(|resolved| resolved.tag);
-    let current_gate = gate_image::current_tag();
+    let current_gate = gate_image::current_tag().await.ok();
     let mut stale = Vec::new();
     for image in images {
         let (kind, repository, current_tag) =
