@@ -10,6 +10,10 @@ use std::fmt;
 
 use crate::error::{Error, Result, Span};
 
+/// What claude reads its OAuth token from; the tool sets it from
+/// `CLAUDE_BOTTLE_OAUTH_TOKEN`.
+pub const CLAUDE_OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
+
 /// Names the tool sets in the bottle itself; a manifest may not set them.
 pub const RESERVED_NAMES: &[&str] = &[
     "HTTP_PROXY",
@@ -18,7 +22,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     "http_proxy",
     "https_proxy",
     "no_proxy",
-    "CLAUDE_CODE_OAUTH_TOKEN",
+    CLAUDE_OAUTH_TOKEN,
 ];
 
 /// How a manifest gives one variable's value.

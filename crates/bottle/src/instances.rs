@@ -18,7 +18,7 @@ use crate::stage::FoundStage;
 
 /// One engine resource of an instance.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Resource {
+pub struct InstanceResource {
     pub id: String,
     pub name: String,
     pub role: String,
@@ -40,8 +40,8 @@ pub struct Instance {
     pub state: String,
     pub owner: Option<Owner>,
     pub liveness: Liveness,
-    pub containers: Vec<Resource>,
-    pub networks: Vec<Resource>,
+    pub containers: Vec<InstanceResource>,
+    pub networks: Vec<InstanceResource>,
 }
 
 impl Instance {

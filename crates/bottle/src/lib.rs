@@ -19,11 +19,10 @@ pub mod npm;
 pub mod owner;
 pub mod plan;
 pub mod prepare;
-pub mod progress;
 pub mod provision;
-pub mod session;
 pub mod settings;
 pub mod spec;
 pub mod stage;
+pub mod ui;
 
 pub use error::{Error, Result};

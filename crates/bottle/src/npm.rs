@@ -18,8 +18,8 @@ use sha2::{Digest, Sha512};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::error::{Error, Result};
-use crate::progress::Progress;
 use crate::settings::NPM_REGISTRY;
+use crate::ui::{Ui, Work};
 
 /// A Subresource Integrity value as npm writes it: `sha512-<base64>`.
 #[derive(Clone, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct Fetch<'a> {
     /// registry's metadata says.
     pub pinned: Option<Integrity>,
     pub cache: &'a Path,
+    /// Where the download shows its progress.
+    pub ui: &'a dyn Ui,
 }
 
 /// The most a registry's metadata may take; the abbreviated document of a
@@ -266,9 +268,11 @@ impl Fetch<'_> {
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|err| failed(&err))?;
-        let progress = Progress::bytes(
+        let progress = self.ui.progress(
             &format!("downloading {}@{}", self.package, self.version),
-            response.content_length(),
+            Work::Bytes {
+                total: response.content_length(),
+            },
         );
         let too_large = || {
             Error::new(format!(

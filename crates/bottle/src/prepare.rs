@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, LaunchTarget, Runtime};
 use crate::env::PendingEnv;
 use crate::error::{Error, Result};
 use crate::instance::InstanceName;
@@ -26,6 +26,8 @@ pub struct Prepared {
     pub env: PendingEnv,
     pub stage: StageDir,
     pub provision: Provision,
+    /// What the launch runs, as the backend resolved it.
+    pub target: LaunchTarget,
 }
 
 pub async fn prepare(
@@ -46,20 +48,21 @@ pub async fn prepare(
     if let Some(prompt) = &agent.prompt {
         stage.write("prompt.md", prompt.as_bytes())?;
     }
-    let resources = backend.prepare(spec, &stage).await?;
+    let resolution = backend.prepare(spec, &stage).await?;
+    let target = resolution.target;
     let plan = Plan {
         schema_version: SCHEMA_VERSION,
         backend: backend.name().to_owned(),
         instance: stage.instance().to_string(),
         agent: agent.name.clone(),
         bottle: bottle.name.clone(),
-        image: resources.image,
-        default_image: resources.default_image,
-        runtime: resources.runtime,
+        image: resolution.image,
+        default_image: resolution.default_image,
+        runtime: Runtime::plan_name(target.runtime),
         limits: spec.settings.limits,
-        container: resources.container,
-        networks: resources.networks,
-        gate: resources.gate,
+        container: target.container.clone(),
+        networks: target.networks.names(),
+        gate: spec.settings.gate_setup().image.describe(),
         egress: EgressPlan {
             allowlist: bottle.egress.effective_allowlist(),
             private: bottle
@@ -97,7 +100,7 @@ pub async fn prepare(
         cwd_repository: cwd_repository.map(|p| p.display().to_string()),
         remote_control: spec.remote_control,
         oauth_token_forwarded: spec.settings.oauth_token.is_some() && !spec.remote_control,
-        warnings: resources.warnings,
+        warnings: resolution.warnings,
     };
     stage.write("plan.json", plan.to_json().as_bytes())?;
     let provision = Provision {
@@ -118,6 +121,7 @@ pub async fn prepare(
         env,
         stage,
         provision,
+        target,
     })
 }
 

@@ -5,6 +5,7 @@
 //! one place, [`Settings::from_lookup`], so the rest of the program never
 //! touches the process environment for its own configuration.
 
+use crate::backend::{GateImage, GateSetup, ImageSource};
 use std::fmt;
 
 use crate::claude_code::{self, DefaultImage};
@@ -293,6 +294,25 @@ impl Settings {
         CurrentImages {
             default: self.default_image(home),
             named: self.image.iter().chain(&self.gate_image).cloned().collect(),
+        }
+    }
+
+    /// The agent's image: the one named, or the default image.
+    pub fn image_source(&self, home: &std::path::Path) -> ImageSource {
+        match &self.image {
+            Some(image) => ImageSource::Named(image.clone()),
+            None => ImageSource::Default(self.default_image(home)),
+        }
+    }
+
+    pub fn gate_setup(&self) -> GateSetup {
+        GateSetup {
+            image: self
+                .gate_image
+                .clone()
+                .map_or(GateImage::ThisExecutable, GateImage::Named),
+            extra_networks: self.gate_networks.clone(),
+            dns: self.gate_dns.clone(),
         }
     }
 

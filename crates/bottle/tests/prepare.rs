@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use async_trait::async_trait;
-use bottle::backend::{Backend, Launch, Resources};
+use bottle::backend::{Backend, ImageSource, Launch, LaunchTarget, Networks, Resolution, Runtime};
 use bottle::instances::Instance;
 use bottle::manifest::Manifest;
 use bottle::plan::DefaultImagePlan;
@@ -25,8 +25,17 @@ impl Backend for FixedBackend {
         "fixed"
     }
 
-    async fn prepare(&self, _: &BottleSpec<'_>, _: &StageDir) -> bottle::Result<Resources> {
-        Ok(Resources {
+    async fn prepare(&self, spec: &BottleSpec<'_>, _: &StageDir) -> bottle::Result<Resolution> {
+        Ok(Resolution {
+            target: LaunchTarget {
+                image: ImageSource::Default(spec.settings.default_image(&spec.home)),
+                runtime: Some(Runtime::Runc),
+                container: "the-agent".into(),
+                networks: Networks {
+                    internal: "internal".into(),
+                    egress: "egress".into(),
+                },
+            },
             image: "claude-bottle/claude-code:2.1.332-0123456789ab".into(),
             default_image: Some(DefaultImagePlan {
                 base: "debian:bookworm-slim".into(),
@@ -34,10 +43,6 @@ impl Backend for FixedBackend {
                 registry: "https://registry.npmjs.org/".into(),
                 built: false,
             }),
-            runtime: "runc".into(),
-            container: "the-agent".into(),
-            networks: vec!["internal".into(), "egress".into()],
-            gate: "example/gate:1".into(),
             warnings: vec![],
         })
     }
@@ -115,8 +120,10 @@ async fn prepare_agent(
         home: home.to_path_buf(),
         remote_control: false,
         dry_run: true,
-        settings: Settings::from_lookup(|name| {
-            (name == "CLAUDE_BOTTLE_OAUTH_TOKEN").then(|| "oauth-value".into())
+        settings: Settings::from_lookup(|name| match name {
+            "CLAUDE_BOTTLE_OAUTH_TOKEN" => Some("oauth-value".into()),
+            "CLAUDE_BOTTLE_GATE_IMAGE" => Some("example/gate:1".into()),
+            _ => None,
         })?,
     };
     prepare(&FixedBackend, &spec, lookup).await

@@ -7,8 +7,11 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use bottle::env::{Secret, SecretPrompt};
-use bottle::session::{Console, RawModeGuard};
+use bottle::ui::{ClaudeStreams, Progress, RawModeGuard, Ui, Work};
 use rustix::termios::{self, LocalModes, OptionalActions};
+use tokio::sync::mpsc;
+
+use crate::progress::Shown;
 
 /// Whether questions can be asked.
 pub(crate) fn can_ask() -> bool {
@@ -108,11 +111,11 @@ impl Drop for EchoOff<'_> {
     }
 }
 
-/// The user's real terminal, as the session sees it.
+/// The user's real terminal and this process's streams.
 #[derive(Debug)]
-pub(crate) struct UserConsole;
+pub(crate) struct TerminalUi;
 
-impl Console for UserConsole {
+impl Ui for TerminalUi {
     fn is_tty(&self) -> bool {
         io::stdin().is_terminal() && io::stdout().is_terminal()
     }
@@ -129,6 +132,67 @@ impl Console for UserConsole {
         termios::tcsetattr(io::stdin(), OptionalActions::Now, &raw)?;
         Ok(Box::new(RawMode { saved }))
     }
+
+    fn claude_streams(&self) -> ClaudeStreams {
+        ClaudeStreams {
+            stdin: stdin_chunks(),
+            stdout: Box::pin(tokio::io::stdout()),
+            stderr: Box::pin(tokio::io::stderr()),
+            resized: resizes(),
+        }
+    }
+
+    fn progress(&self, label: &str, work: Work) -> Box<dyn Progress> {
+        Box::new(Shown::new(label, work))
+    }
+
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+
+    fn tell(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}
+
+/// The user's stdin, read on its own thread (reads of stdin cannot be
+/// cancelled); the channel closes once it ends.
+fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sender.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// A tick on each SIGWINCH: the terminal was resized.
+fn resizes() -> mpsc::Receiver<()> {
+    let (sender, receiver) = mpsc::channel(1);
+    if let Ok(mut signal) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    {
+        tokio::spawn(async move {
+            while signal.recv().await.is_some() {
+                // One pending tick is enough: the size is read afresh.
+                let _ = sender.try_send(());
+                if sender.is_closed() {
+                    break;
+                }
+            }
+        });
+    }
+    receiver
 }
 
 /// Restores the terminal's mode when dropped.

@@ -4,34 +4,36 @@
 //! without edits.
 
 pub mod docker;
+mod target;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use egress_gate::event::GateEvent;
 
-use crate::claude_code::DefaultImage;
-use crate::env::ResolvedEnv;
+use crate::env::{CLAUDE_OAUTH_TOKEN, ResolvedEnv};
 use crate::error::{Error, Result};
 use crate::images::{CurrentImages, StaleImage};
 use crate::instances::Instance;
 use crate::plan::{DefaultImagePlan, Plan};
+use crate::prepare::Prepared;
 use crate::provision::Provision;
-use crate::session::Console;
-use crate::settings::BACKEND;
+use crate::settings::{BACKEND, Settings};
 use crate::spec::BottleSpec;
 use crate::stage::StageDir;
+use crate::ui::Ui;
+pub use target::{GateImage, GateSetup, ImageSource, LaunchTarget, Networks, Runtime};
 
 /// What a backend resolves at prepare; the core adds the rest of the plan.
 #[derive(Debug, Clone)]
-pub struct Resources {
+pub struct Resolution {
+    pub target: LaunchTarget,
+    /// The image as the plan shows it: a default image's tag once the
+    /// engine told its base.
     pub image: String,
     /// How the default image is made, when it is the one used.
     pub default_image: Option<DefaultImagePlan>,
-    pub runtime: String,
-    pub container: String,
-    pub networks: Vec<String>,
-    pub gate: String,
     pub warnings: Vec<String>,
 }
 
@@ -42,17 +44,49 @@ pub struct Launch {
     /// Values for the exec environment only.
     pub env: ResolvedEnv,
     pub provision: Provision,
-    /// The recipe of the default image, when no image was named: built
-    /// on the engine first if it lacks it.
-    pub default_image: Option<DefaultImage>,
+    pub image: ImageSource,
+    pub runtime: Runtime,
+    pub container: String,
+    pub networks: Networks,
+    pub gate: GateSetup,
     /// Passed to claude after the tool's own flags.
     pub claude_args: Vec<String>,
     pub extra_labels: Vec<(String, String)>,
-    /// The gate: a prebuilt image, extra networks, a DNS server.
-    pub gate_image: Option<String>,
-    pub gate_networks: Vec<String>,
-    pub gate_dns: Option<String>,
-    pub console: Box<dyn Console>,
+    pub ui: Arc<dyn Ui>,
+}
+
+impl Launch {
+    /// A prepared start, with the environment completed after the y/N.
+    /// The OAuth token goes in here, under the name claude reads, unless
+    /// the plan says it is not forwarded (remote control).
+    pub fn new(
+        prepared: Prepared,
+        settings: &Settings,
+        mut env: ResolvedEnv,
+        claude_args: Vec<String>,
+        ui: Arc<dyn Ui>,
+    ) -> Result<Self> {
+        if prepared.plan.oauth_token_forwarded {
+            if let Some(token) = &settings.oauth_token {
+                env.set(CLAUDE_OAUTH_TOKEN, token.clone());
+            }
+        }
+        let target = prepared.target;
+        Ok(Self {
+            runtime: target.runtime()?,
+            plan: prepared.plan,
+            stage: prepared.stage,
+            env,
+            provision: prepared.provision,
+            image: target.image,
+            container: target.container,
+            networks: target.networks,
+            gate: settings.gate_setup(),
+            claude_args,
+            extra_labels: settings.extra_labels.clone(),
+            ui,
+        })
+    }
 }
 
 impl fmt::Debug for Launch {
@@ -70,7 +104,7 @@ pub trait Backend: fmt::Debug + Send + Sync {
 
     /// Resolves names, image and runtime, and writes scratch files to the
     /// stage. Creates nothing on the engine.
-    async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resources>;
+    async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resolution>;
 
     /// Creates the bottle, provisions it, runs claude in it and tears it
     /// all down again, on every path; returns claude's exit code.

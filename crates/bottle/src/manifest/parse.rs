@@ -139,7 +139,7 @@ fn env_entry(
     if RESERVED_NAMES.contains(&var.value.as_str()) {
         return Err(Error::new(format!("`{}` is set by claude-bottle itself", var.value))
             .at(&var.at)
-            .hint(if var.value == "CLAUDE_CODE_OAUTH_TOKEN" {
+            .hint(if var.value == crate::env::CLAUDE_OAUTH_TOKEN {
                 "set CLAUDE_BOTTLE_OAUTH_TOKEN on the host instead; it is forwarded under this name"
             } else {
                 "the bottle's proxy variables point at its egress gate; list hosts under egress.allowlist"

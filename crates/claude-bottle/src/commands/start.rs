@@ -5,6 +5,7 @@
 //! plan on stdout would otherwise race the y/N question on the terminal.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use bottle::backend::{self, Launch};
 use bottle::cleanup::sweep;
@@ -16,7 +17,7 @@ use bottle::spec::BottleSpec;
 use crate::cli::{Format, StartArgs};
 use crate::error::CommandError;
 use crate::signals;
-use crate::terminal::{self, TerminalPrompt, UserConsole};
+use crate::terminal::{self, TerminalPrompt, TerminalUi};
 
 pub(crate) async fn run(args: StartArgs) -> Result<ExitCode, CommandError> {
     let terminal = terminal::TerminalState::save();
@@ -53,7 +54,7 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         dry_run: args.dry_run,
         settings,
     };
-    let prepared = prepare(backend.as_ref(), &spec, |var| std::env::var(var).ok()).await?;
+    let mut prepared = prepare(backend.as_ref(), &spec, |var| std::env::var(var).ok()).await?;
     if args.format == Format::Json {
         println!("{}", prepared.plan.to_json());
         return Ok(ExitCode::SUCCESS);
@@ -89,34 +90,20 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         Ok(swept) => eprintln!("swept {swept} leftover(s) of dead instances"),
         Err(err) => eprintln!("warning: could not sweep dead instances: {}", err.message()),
     }
-    let pending = prepared.env;
-    let mut env = terminal::off_thread(move || {
+    // Completed here, where the terminal is; the launch gets the result.
+    let pending = std::mem::take(&mut prepared.env);
+    let env = terminal::off_thread(move || {
         let mut prompt = TerminalPrompt;
         pending.complete(can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt))
     })
     .await?;
-    if prepared.plan.oauth_token_forwarded {
-        if let Some(token) = &spec.settings.oauth_token {
-            env.set("CLAUDE_CODE_OAUTH_TOKEN", token.clone());
-        }
-    }
-    let launch = Launch {
-        plan: prepared.plan,
-        stage: prepared.stage,
+    let launch = Launch::new(
+        prepared,
+        &spec.settings,
         env,
-        provision: prepared.provision,
-        default_image: spec
-            .settings
-            .image
-            .is_none()
-            .then(|| spec.settings.default_image(&spec.home)),
-        claude_args: args.claude_args,
-        extra_labels: spec.settings.extra_labels.clone(),
-        gate_image: spec.settings.gate_image.clone(),
-        gate_networks: spec.settings.gate_networks.clone(),
-        gate_dns: spec.settings.gate_dns.clone(),
-        console: Box::new(UserConsole),
-    };
+        args.claude_args,
+        Arc::new(TerminalUi),
+    )?;
     let code = backend.launch(launch).await?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

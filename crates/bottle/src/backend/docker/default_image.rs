@@ -26,8 +26,8 @@ use crate::error::{Error, Result};
 use crate::labels;
 use crate::npm::{self, Fetch, Integrity};
 use crate::plan::DefaultImagePlan;
-use crate::progress::Progress;
 use crate::settings::{BASE_IMAGE, IMAGE};
+use crate::ui::{Ui, Work};
 
 /// What a coding agent needs besides Claude Code; installed only when the
 /// base lacks them.
@@ -165,10 +165,11 @@ pub(super) async fn ensure(
     engine: &Engine,
     recipe: &DefaultImage,
     probe_labels: HashMap<String, String>,
+    ui: &dyn Ui,
 ) -> Result<String> {
     let platform = platform(&engine.architecture)?;
     let docker = &engine.docker;
-    let base_id = base_image_id(docker, &recipe.base).await?;
+    let base_id = base_image_id(docker, &recipe.base, ui).await?;
     let tag = tag(recipe, platform, &base_id);
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
@@ -204,10 +205,11 @@ pub(super) async fn ensure(
             .pinned_integrity(platform)
             .map(|sri| Integrity::parse(sri).expect("a pinned integrity parses")),
         cache: &recipe.cache,
+        ui,
     }
     .tarball()
     .await?;
-    let unpacking = Progress::steps("unpacking claude for the build");
+    let unpacking = ui.progress("unpacking claude for the build", Work::Steps);
     let cache = recipe.cache.clone();
     let dockerfile = dockerfile(&recipe.base);
     // Unpacking takes seconds; signals are still heard meanwhile.
@@ -215,7 +217,7 @@ pub(super) async fn ensure(
         .await
         .map_err(|err| Error::new(format!("unpacking claude failed: {err}")))??;
     unpacking.finish("done");
-    build(docker, recipe, &tag, &context, &missing).await?;
+    build(docker, recipe, &tag, &context, &missing, ui).await?;
     Ok(tag)
 }
 
@@ -241,7 +243,7 @@ fn base_hint() -> String {
 }
 
 /// The base's image ID, pulling it first when the engine lacks it.
-async fn base_image_id(docker: &Docker, base: &str) -> Result<String> {
+async fn base_image_id(docker: &Docker, base: &str, ui: &dyn Ui) -> Result<String> {
     if let Ok(found) = docker.inspect_image(base).await {
         return Ok(found.id.unwrap_or_default());
     }
@@ -258,7 +260,7 @@ async fn base_image_id(docker: &Docker, base: &str) -> Result<String> {
     } else {
         format!("{base}:latest")
     };
-    let progress = Progress::steps(&format!("pulling {reference}"));
+    let progress = ui.progress(&format!("pulling {reference}"), Work::Steps);
     let mut pull = docker.create_image(
         Some(CreateImageOptions {
             from_image: Some(reference.clone()),
@@ -333,6 +335,7 @@ async fn build(
     tag: &str,
     context: &tempfile::NamedTempFile,
     missing: &[&str],
+    ui: &dyn Ui,
 ) -> Result<()> {
     let failed = |detail: &dyn std::fmt::Display| {
         Error::new(format!("cannot build the default image {tag}: {detail}"))
@@ -346,24 +349,20 @@ async fn build(
         networkmode: missing.is_empty().then(|| "none".to_owned()),
         ..Default::default()
     };
-    let mut file = context.reopen().map_err(|err| failed(&err))?;
-    let body = futures_util::stream::iter(std::iter::from_fn(move || {
+    // Read through tokio: the context is as large as claude itself.
+    let file = tokio::fs::File::from_std(context.reopen().map_err(|err| failed(&err))?);
+    let body = futures_util::stream::try_unfold(file, |mut file| async move {
         let mut chunk = vec![0u8; 1 << 20];
-        match file.read(&mut chunk) {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some(Ok(chunk.into()))
-            }
-            Err(err) => Some(Err(err)),
-        }
-    }));
+        let n = tokio::io::AsyncReadExt::read(&mut file, &mut chunk).await?;
+        chunk.truncate(n);
+        Ok::<_, std::io::Error>((n > 0).then(|| (chunk.into(), file)))
+    });
     let label = if missing.is_empty() {
         format!("building {tag}")
     } else {
         format!("building {tag} (installing {})", missing.join(", "))
     };
-    let progress = Progress::steps(&label);
+    let progress = ui.progress(&label, Work::Steps);
     // The last lines the build printed: what a failure is explained by.
     let mut output = BuildOutput::default();
     let mut steps = docker.build_image(options, None, Some(bollard::body_try_stream(body)));

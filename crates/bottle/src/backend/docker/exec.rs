@@ -6,18 +6,15 @@
 //! does not. Every exec's exit code is checked: a missing command comes
 //! back as output text, not as an error.
 
-use std::io::Write as _;
-
 use bollard::Docker;
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
 use bollard::query_parameters::ResizeExecOptions;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::session::Console;
+use crate::ui::{ClaudeStreams, Ui};
 
 /// Unpacks `archive` into `dir` as `user`.
 pub(super) async fn untar(
@@ -71,16 +68,12 @@ pub(super) struct ClaudeExec<'a> {
     pub(super) env: Vec<String>,
 }
 
-/// Runs claude with the user's stdio, a TTY when the console has one, and
+/// Runs claude with the user's streams, a TTY when the user has one, and
 /// returns its exit code.
-pub(super) async fn run_claude(
-    docker: &Docker,
-    spec: ClaudeExec<'_>,
-    console: &dyn Console,
-) -> Result<i64> {
+pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn Ui) -> Result<i64> {
     let failed =
         |err: &dyn std::fmt::Display| Error::new(format!("cannot run claude in the bottle: {err}"));
-    let tty = console.is_tty();
+    let tty = ui.is_tty();
     let mut env = spec.env;
     if tty {
         env.extend([
@@ -103,29 +96,29 @@ pub(super) async fn run_claude(
     .await
     .map_err(|e| failed(&e))?;
     let _raw = if tty {
-        resize(docker, &exec, console).await;
-        Some(console.raw_mode().map_err(|e| failed(&e))?)
+        resize(docker, &exec, ui).await;
+        Some(ui.raw_mode().map_err(|e| failed(&e))?)
     } else {
         None
     };
-    let mut stdin = stdin_chunks();
-    let mut resized = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-        .map_err(|e| failed(&e))?;
+    let ClaudeStreams {
+        mut stdin,
+        mut stdout,
+        mut stderr,
+        mut resized,
+    } = ui.claude_streams();
     let mut stdin_open = true;
     loop {
         tokio::select! {
             chunk = output.next() => match chunk {
                 Some(Ok(log)) => {
-                    let stderr = matches!(log, bollard::container::LogOutput::StdErr { .. });
-                    let bytes = log.into_bytes();
-                    let written = if stderr {
-                        let mut err = std::io::stderr().lock();
-                        err.write_all(&bytes).and_then(|()| err.flush())
+                    let to = if matches!(log, bollard::container::LogOutput::StdErr { .. }) {
+                        &mut stderr
                     } else {
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(&bytes).and_then(|()| out.flush())
+                        &mut stdout
                     };
-                    if written.is_err() {
+                    let bytes = log.into_bytes();
+                    if to.write_all(&bytes).await.is_err() || to.flush().await.is_err() {
                         break;
                     }
                 }
@@ -140,7 +133,7 @@ pub(super) async fn run_claude(
                     let _ = input.shutdown().await;
                 }
             }
-            _ = resized.recv(), if tty => resize(docker, &exec, console).await,
+            Some(()) = resized.recv(), if tty => resize(docker, &exec, ui).await,
         }
     }
     let inspect = docker.inspect_exec(&exec).await.map_err(|e| failed(&e))?;
@@ -196,8 +189,8 @@ async fn attached(
 /// Sizes the exec's terminal like the user's. Engines below API 1.42
 /// ignore the size given at creation, and a resize right after start can
 /// race the exec's own set-up, so it is retried as the docker CLI does.
-async fn resize(docker: &Docker, exec: &str, console: &dyn Console) {
-    let Some((rows, cols)) = console.size() else {
+async fn resize(docker: &Docker, exec: &str, ui: &dyn Ui) {
+    let Some((rows, cols)) = ui.size() else {
         return;
     };
     for _ in 0..5 {
@@ -210,25 +203,4 @@ async fn resize(docker: &Docker, exec: &str, console: &dyn Console) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-}
-
-/// The user's stdin, read on its own thread (reads of stdin cannot be
-/// cancelled); `None` once it ends.
-fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
-    let (sender, receiver) = mpsc::channel(16);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match std::io::Read::read(&mut stdin, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if sender.blocking_send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    receiver
 }

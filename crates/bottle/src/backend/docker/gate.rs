@@ -15,7 +15,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::ledger::{Ledger, Resource};
+use super::ledger::{Created, Ledger};
 use crate::error::{Error, Result};
 use crate::labels::{self, InstanceLabels, Role};
 use crate::plan::Plan;
@@ -95,7 +95,7 @@ pub(super) async fn start(
             failed("could not be created", &err)
                 .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
         })?;
-    ledger.record(Resource::Container(created.id.clone()));
+    ledger.record(Created::Container(created.id.clone()));
     let join = |aliases: Option<Vec<String>>| NetworkConnectRequest {
         container: created.id.clone(),
         endpoint_config: Some(EndpointSettings {

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::default_image::{add_file, hex};
+use crate::backend::GateImage;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::settings::GATE_IMAGE;
@@ -25,9 +26,9 @@ pub(super) const REPOSITORY: &str = "claude-bottle/gate";
 pub(super) async fn ensure(
     docker: &Docker,
     engine_arch: &str,
-    named: Option<&str>,
+    image: &GateImage,
 ) -> Result<String> {
-    if let Some(image) = named {
+    if let GateImage::Named(image) = image {
         return match docker.inspect_image(image).await {
             Ok(_) => Ok(image.to_owned()),
             Err(_) => Err(Error::new(format!(

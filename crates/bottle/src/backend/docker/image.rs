@@ -12,7 +12,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::ledger::{Ledger, Resource};
+use super::ledger::{Created, Ledger};
 use crate::error::{Error, Result};
 use crate::settings::IMAGE;
 
@@ -99,7 +99,7 @@ pub(super) async fn run_script(
         )
         .await
         .map_err(|err| Error::new(format!("cannot create a container from `{image}`: {err}")))?;
-    ledger.record(Resource::Container(created.id.clone()));
+    ledger.record(Created::Container(created.id.clone()));
     if let Err(err) = docker
         .start_container(&created.id, None::<StartContainerOptions>)
         .await

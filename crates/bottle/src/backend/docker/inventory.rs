@@ -8,7 +8,7 @@ use bollard::query_parameters::{
 };
 
 use crate::error::{Error, Result};
-use crate::instances::{Instance, Resource};
+use crate::instances::{Instance, InstanceResource};
 use crate::labels::{self, Role};
 
 /// Every instance with resources on the engine, sorted by name.
@@ -53,7 +53,7 @@ pub(super) async fn instances(
             }
             agents.push((instance.instance.clone(), id.clone()));
         }
-        instance.containers.push(Resource {
+        instance.containers.push(InstanceResource {
             name: container
                 .names
                 .and_then(|n| n.first().cloned())
@@ -70,7 +70,7 @@ pub(super) async fn instances(
         let Some(instance) = entry(&mut found, &labels) else {
             continue;
         };
-        instance.networks.push(Resource {
+        instance.networks.push(InstanceResource {
             id: network.id.unwrap_or_default(),
             name: network.name.unwrap_or_default(),
             role: labels.get(labels::ROLE).cloned().unwrap_or_default(),

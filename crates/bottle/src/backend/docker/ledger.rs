@@ -6,15 +6,19 @@
 //! its own with a small runtime. Each removal is bounded in time, and a
 //! resource that is already gone counts as removed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::RemoveContainerOptions;
 
+use crate::ui::Ui;
+
 const REMOVE_WITHIN: Duration = Duration::from_secs(15);
 
+/// Something a launch created on the engine.
 #[derive(Debug, Clone)]
-pub(super) enum Resource {
+pub(super) enum Created {
     Container(String),
     Network(String),
 }
@@ -22,7 +26,9 @@ pub(super) enum Resource {
 #[derive(Debug)]
 pub(super) struct Ledger {
     docker: Docker,
-    created: Vec<Resource>,
+    created: Vec<Created>,
+    /// Told what a teardown could not remove; without it the caller is.
+    ui: Option<Arc<dyn Ui>>,
 }
 
 impl Ledger {
@@ -30,11 +36,24 @@ impl Ledger {
         Self {
             docker: docker.clone(),
             created: Vec::new(),
+            ui: None,
         }
     }
 
-    pub(super) fn record(&mut self, resource: Resource) {
-        self.created.push(resource);
+    /// Teardowns warn `ui` of what they leave, from `Drop` too.
+    pub(super) fn warning_to(mut self, ui: Arc<dyn Ui>) -> Self {
+        self.ui = Some(ui);
+        self
+    }
+
+    pub(super) fn record(&mut self, created: Created) {
+        self.created.push(created);
+    }
+
+    /// Tears down, and warns of what is left.
+    pub(super) async fn teardown_and_warn(&mut self) {
+        let failures = self.teardown().await;
+        warn_left(self.ui.as_deref(), &failures);
     }
 
     /// Removes everything recorded, newest first; returns what could not be
@@ -50,10 +69,20 @@ impl Ledger {
     }
 }
 
-async fn remove(docker: &Docker, resource: &Resource) -> Result<(), String> {
+fn warn_left(ui: Option<&dyn Ui>, failures: &[String]) {
+    if let Some(ui) = ui {
+        for failure in failures {
+            ui.warn(&format!(
+                "teardown left {failure}; `claude-bottle cleanup` removes it"
+            ));
+        }
+    }
+}
+
+async fn remove(docker: &Docker, resource: &Created) -> Result<(), String> {
     let removal = async {
         match resource {
-            Resource::Container(id) => {
+            Created::Container(id) => {
                 docker
                     .remove_container(
                         id,
@@ -64,10 +93,10 @@ async fn remove(docker: &Docker, resource: &Resource) -> Result<(), String> {
                     )
                     .await
             }
-            Resource::Network(id) => docker.remove_network(id).await,
+            Created::Network(id) => docker.remove_network(id).await,
         }
     };
-    let container = matches!(resource, Resource::Container(_));
+    let container = matches!(resource, Created::Container(_));
     match tokio::time::timeout(REMOVE_WITHIN, removal).await {
         Ok(Ok(())) => Ok(()),
         // 404: already gone. 409 on a container: its removal is already
@@ -90,7 +119,9 @@ impl Drop for Ledger {
         let mut ledger = Ledger {
             docker: self.docker.clone(),
             created: std::mem::take(&mut self.created),
+            ui: None,
         };
+        let ui = self.ui.clone();
         let outcome = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -100,9 +131,7 @@ impl Drop for Ledger {
         })
         .join();
         if let Ok(Some(failures)) = outcome {
-            for failure in failures {
-                eprintln!("warning: teardown left {failure}; `claude-bottle cleanup` removes it");
-            }
+            warn_left(ui.as_deref(), &failures);
         }
     }
 }

@@ -27,20 +27,19 @@ use bollard::query_parameters::{
 };
 use egress_gate::event::GateEvent;
 
-use super::{Backend, Launch, Resources};
+use super::{Backend, ImageSource, Launch, LaunchTarget, Networks, Resolution};
 use crate::egress_log::EgressSummary;
 use crate::error::{Error, Result};
 use crate::images::{CurrentImages, StaleImage};
 use crate::instances::Instance;
 use crate::labels::{InstanceLabels, Role};
 use crate::owner::Owner;
-use crate::plan::Plan;
 use crate::spec::BottleSpec;
 use crate::stage::StageDir;
 use engine::Engine;
 use exec::ClaudeExec;
 use image::{ImageFacts, WORKSPACE};
-use ledger::{Ledger, Resource};
+use ledger::{Created, Ledger};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DockerBackend;
@@ -51,7 +50,7 @@ impl Backend for DockerBackend {
         "docker"
     }
 
-    async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resources> {
+    async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resolution> {
         let mut warnings = Vec::new();
         let engine = match engine::ask().await {
             Ok(engine) => Some(engine),
@@ -68,36 +67,34 @@ impl Backend for DockerBackend {
             spec.settings.runtime,
             engine.as_ref().map(|e| e.runtimes.as_slice()),
         )?;
-        let (image, default_image) = if let Some(image) = &spec.settings.image {
-            (image.clone(), None)
-        } else {
+        let source = spec.settings.image_source(&spec.home);
+        let (image, default_image) = match &source {
+            ImageSource::Named(image) => (image.clone(), None),
             // Without an engine (a dry run) the tag is not known yet.
-            let recipe = spec.settings.default_image(&spec.home);
-            let (image, plan) = default_image::planned(engine.as_ref(), recipe).await?;
-            (image, Some(plan))
+            ImageSource::Default(recipe) => {
+                let (image, plan) = default_image::planned(engine.as_ref(), recipe.clone()).await?;
+                (image, Some(plan))
+            }
         };
         let instance = stage.instance().as_str();
-        Ok(Resources {
+        Ok(Resolution {
+            target: LaunchTarget {
+                image: source,
+                runtime,
+                container: format!("{instance}-agent"),
+                networks: Networks::of_instance(instance),
+            },
             image,
             default_image,
-            runtime,
-            container: format!("{instance}-agent"),
-            networks: vec![format!("{instance}-internal"), format!("{instance}-egress")],
-            gate: spec.settings.gate_image.clone().unwrap_or_else(|| {
-                "claude-bottle/gate (this executable, built on first use)".to_owned()
-            }),
             warnings,
         })
     }
 
     async fn launch(&self, launch: Launch) -> Result<i32> {
         let engine = engine::ask().await?;
-        let mut ledger = Ledger::new(&engine.docker);
+        let mut ledger = Ledger::new(&engine.docker).warning_to(launch.ui.clone());
         let outcome = run(&engine, &launch, &mut ledger).await;
-        let failures = ledger.teardown().await;
-        for failure in &failures {
-            eprintln!("warning: teardown left {failure}; `claude-bottle cleanup` removes it");
-        }
+        ledger.teardown_and_warn().await;
         drop(launch.stage);
         let code = outcome?;
         Ok(i32::try_from(code).unwrap_or(1))
@@ -130,10 +127,10 @@ impl Backend for DockerBackend {
         let mut ledger = Ledger::new(&docker);
         // The ledger removes newest first: containers, then their networks.
         for network in &instance.networks {
-            ledger.record(Resource::Network(network.id.clone()));
+            ledger.record(Created::Network(network.id.clone()));
         }
         for container in &instance.containers {
-            ledger.record(Resource::Container(container.id.clone()));
+            ledger.record(Created::Container(container.id.clone()));
         }
         let failures = ledger.teardown().await;
         if failures.is_empty() {
@@ -159,9 +156,17 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &launch.extra_labels,
     );
     // Before anything of the instance exists: a failed build leaves nothing.
-    let image = match &launch.default_image {
-        Some(recipe) => default_image::ensure(engine, recipe, labels.for_role(Role::Probe)).await?,
-        None => plan.image.clone(),
+    let image = match &launch.image {
+        ImageSource::Default(recipe) => {
+            default_image::ensure(
+                engine,
+                recipe,
+                labels.for_role(Role::Probe),
+                launch.ui.as_ref(),
+            )
+            .await?
+        }
+        ImageSource::Named(image) => image.clone(),
     };
     // The probe, the two networks and the gate image do not depend on
     // each other.
@@ -175,21 +180,21 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         ),
         create_network(
             docker,
-            &plan.networks[0],
+            &launch.networks.internal,
             true,
             labels.for_role(Role::InternalNetwork)
         ),
         create_network(
             docker,
-            &plan.networks[1],
+            &launch.networks.egress,
             false,
             labels.for_role(Role::EgressNetwork)
         ),
-        gate_image::ensure(docker, &engine.architecture, launch.gate_image.as_deref()),
+        gate_image::ensure(docker, &engine.architecture, &launch.gate.image),
     );
     probe_ledger.teardown().await;
     for network in [&internal, &egress].into_iter().flatten() {
-        ledger.record(Resource::Network(network.clone()));
+        ledger.record(Created::Network(network.clone()));
     }
     let (facts, internal, egress, gate_image) = (facts?, internal?, egress?, gate_image?);
 
@@ -200,31 +205,17 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
             image: &gate_image,
             internal: &internal,
             egress: &egress,
-            extra_networks: &launch.gate_networks,
-            dns: launch.gate_dns.as_deref(),
+            extra_networks: &launch.gate.extra_networks,
+            dns: launch.gate.dns.as_deref(),
         },
         &labels,
         ledger,
     )
     .await?;
 
-    let container = create_agent(docker, plan, &image, &facts, &labels, &internal).await?;
-    ledger.record(Resource::Container(container.clone()));
-    let deadman = docker
-        .attach_container(
-            &container,
-            Some(AttachContainerOptions {
-                stdin: true,
-                stream: true,
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|err| Error::new(format!("cannot attach to the agent container: {err}")))?;
-    docker
-        .start_container(&container, None::<StartContainerOptions>)
-        .await
-        .map_err(|err| Error::new(format!("cannot start the agent container: {err}")))?;
+    let container = create_agent(docker, launch, &image, &facts, &labels, &internal).await?;
+    ledger.record(Created::Container(container.clone()));
+    let deadman = start_with_deadman(docker, &container).await?;
 
     provision_home(docker, launch, &container, &facts).await?;
 
@@ -242,15 +233,41 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
             cmd: claude_command(launch, &facts.home),
             env,
         },
-        launch.console.as_ref(),
+        launch.ui.as_ref(),
     )
     .await;
     drop(deadman);
     if let Ok(events) = gate::log(docker, &gate.id).await {
-        eprintln!("{}", EgressSummary::from_events(&events));
+        launch
+            .ui
+            .tell(&EgressSummary::from_events(&events).to_string());
     }
     drop(gate);
     code
+}
+
+/// Starts the agent container with its first process's stdin held: the
+/// dead-man switch, released when the returned stream is dropped.
+async fn start_with_deadman(
+    docker: &Docker,
+    container: &str,
+) -> Result<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> {
+    let attached = docker
+        .attach_container(
+            container,
+            Some(AttachContainerOptions {
+                stdin: true,
+                stream: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|err| Error::new(format!("cannot attach to the agent container: {err}")))?;
+    docker
+        .start_container(container, None::<StartContainerOptions>)
+        .await
+        .map_err(|err| Error::new(format!("cannot start the agent container: {err}")))?;
+    Ok(attached.input)
 }
 
 /// The prompt, skills and first-run state, into the user's home.
@@ -273,7 +290,7 @@ async fn provision_home(
 /// process the dead-man switch.
 async fn create_agent(
     docker: &Docker,
-    plan: &Plan,
+    launch: &Launch,
     image: &str,
     facts: &ImageFacts,
     labels: &InstanceLabels,
@@ -289,7 +306,7 @@ async fn create_agent(
     docker
         .create_container(
             Some(CreateContainerOptions {
-                name: Some(plan.container.clone()),
+                name: Some(launch.container.clone()),
                 ..Default::default()
             }),
             ContainerCreateBody {
@@ -311,9 +328,9 @@ async fn create_agent(
                     cap_drop: Some(vec!["ALL".into()]),
                     security_opt: Some(vec!["no-new-privileges".into()]),
                     init: Some(true),
-                    memory: Some(plan.limits.memory_bytes),
-                    pids_limit: Some(plan.limits.pids),
-                    runtime: Some(plan.runtime.clone()),
+                    memory: Some(launch.plan.limits.memory_bytes),
+                    pids_limit: Some(launch.plan.limits.pids),
+                    runtime: Some(launch.runtime.as_str().to_owned()),
                     auto_remove: Some(true),
                     tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
                     ..Default::default()

@@ -2,26 +2,26 @@
 //! engine has. gVisor (`runsc`) is preferred when present because it puts a
 //! second kernel between the agent and the host.
 
+use crate::backend::Runtime;
 use crate::error::{Error, Result};
 use crate::settings::{RUNTIME, RuntimeChoice};
 
-const UNKNOWN: &str = "unknown";
-
-/// `engine` is `None` when no engine answered (only allowed in a dry run).
-pub(super) fn choose(choice: RuntimeChoice, engine: Option<&[String]>) -> Result<String> {
+/// `engine` is `None` when no engine answered (only allowed in a dry run),
+/// and then so is the runtime.
+pub(super) fn choose(choice: RuntimeChoice, engine: Option<&[String]>) -> Result<Option<Runtime>> {
     let Some(engine) = engine else {
-        return Ok(UNKNOWN.to_owned());
+        return Ok(None);
     };
-    let has = |name: &str| engine.iter().any(|r| r == name);
+    let has = |runtime: Runtime| engine.iter().any(|r| r == runtime.as_str());
     let wanted = match choice {
-        RuntimeChoice::Auto if has("runsc") => "runsc",
-        RuntimeChoice::Auto | RuntimeChoice::Runc => "runc",
-        RuntimeChoice::Runsc => "runsc",
+        RuntimeChoice::Auto if has(Runtime::Runsc) => Runtime::Runsc,
+        RuntimeChoice::Auto | RuntimeChoice::Runc => Runtime::Runc,
+        RuntimeChoice::Runsc => Runtime::Runsc,
     };
     if has(wanted) {
-        return Ok(wanted.to_owned());
+        return Ok(Some(wanted));
     }
-    let hint = if wanted == "runsc" {
+    let hint = if wanted == Runtime::Runsc {
         format!(
             "install gVisor and register `runsc` with the engine, or set {}=auto",
             RUNTIME.name
@@ -48,9 +48,10 @@ mod tests {
     fn auto_prefers_gvisor_when_the_engine_has_it() {
         let with = names(&["io.containerd.runc.v2", "runc", "runsc"]);
         let without = names(&["io.containerd.runc.v2", "runc"]);
-        assert_eq!(choose(RuntimeChoice::Auto, Some(&with)).unwrap(), "runsc");
-        assert_eq!(choose(RuntimeChoice::Auto, Some(&without)).unwrap(), "runc");
-        assert_eq!(choose(RuntimeChoice::Runc, Some(&with)).unwrap(), "runc");
+        let chosen = |choice, engine| choose(choice, Some(engine)).unwrap();
+        assert_eq!(chosen(RuntimeChoice::Auto, &with), Some(Runtime::Runsc));
+        assert_eq!(chosen(RuntimeChoice::Auto, &without), Some(Runtime::Runc));
+        assert_eq!(chosen(RuntimeChoice::Runc, &with), Some(Runtime::Runc));
     }
 
     #[test]
@@ -64,6 +65,6 @@ mod tests {
 
     #[test]
     fn without_an_engine_the_runtime_is_unknown() {
-        assert_eq!(choose(RuntimeChoice::Runsc, None).unwrap(), "unknown");
+        assert_eq!(choose(RuntimeChoice::Runsc, None).unwrap(), None);
     }
 }

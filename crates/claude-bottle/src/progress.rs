@@ -6,18 +6,26 @@
 
 use std::time::{Duration, Instant};
 
+use bottle::ui::{Progress, Work};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Shown {
     bar: ProgressBar,
     label: String,
     started: Instant,
 }
 
-impl Progress {
+impl Shown {
+    pub(crate) fn new(label: &str, work: Work) -> Self {
+        match work {
+            Work::Bytes { total } => Self::bytes(label, total),
+            Work::Steps => Self::steps(label),
+        }
+    }
+
     /// Work measured in bytes, of `total` when it is known.
-    pub fn bytes(label: &str, total: Option<u64>) -> Self {
+    fn bytes(label: &str, total: Option<u64>) -> Self {
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
@@ -29,7 +37,7 @@ impl Progress {
     }
 
     /// Work in steps whose number is not known in advance.
-    pub fn steps(label: &str) -> Self {
+    fn steps(label: &str) -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"),
@@ -49,19 +57,20 @@ impl Progress {
             started: Instant::now(),
         }
     }
+}
 
-    pub fn advance(&self, bytes: u64) {
+impl Progress for Shown {
+    fn advance(&self, bytes: u64) {
         self.bar.inc(bytes);
     }
 
-    /// What the work is doing now (a build step, a layer).
-    pub fn status(&self, status: &str) {
+    fn status(&self, status: &str) {
         self.bar
             .set_message(format!("{}: {}", self.label, status.trim()));
     }
 
-    /// Ends the work with a one-word outcome, shown with its duration.
-    pub fn finish(&self, outcome: &str) {
+    /// Shown with its duration.
+    fn finish(&self, outcome: &str) {
         self.bar.finish_and_clear();
         eprintln!(
             "{}: {outcome} in {:.1} s",

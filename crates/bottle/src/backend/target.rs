@@ -1,0 +1,120 @@
+//! What a launch runs, in types: decided once (the image at settings, the
+//! rest at prepare) and read by the backend as it is, never re-derived from
+//! the plan's text. The plan is its serialised view for people and scripts.
+
+use std::fmt;
+
+use crate::claude_code::DefaultImage;
+use crate::error::{Error, Result};
+
+/// The container runtime the agent runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Runc,
+    /// gVisor.
+    Runsc,
+}
+
+impl Runtime {
+    /// The engine's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Runc => "runc",
+            Self::Runsc => "runsc",
+        }
+    }
+
+    /// As the plan shows it: `unknown` until an engine answered.
+    pub fn plan_name(runtime: Option<Self>) -> String {
+        runtime.map_or("unknown", Self::as_str).to_owned()
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An instance's two networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Networks {
+    /// No route out: the agent and the gate.
+    pub internal: String,
+    /// The gate's way out.
+    pub egress: String,
+}
+
+impl Networks {
+    pub fn of_instance(instance: &str) -> Self {
+        Self {
+            internal: format!("{instance}-internal"),
+            egress: format!("{instance}-egress"),
+        }
+    }
+
+    /// In the plan's order.
+    pub fn names(&self) -> Vec<String> {
+        vec![self.internal.clone(), self.egress.clone()]
+    }
+}
+
+/// Where the agent's image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    /// `CLAUDE_BOTTLE_IMAGE`: used as it is.
+    Named(String),
+    /// Claude Code at the pinned version on a Debian base, built on first
+    /// use.
+    Default(DefaultImage),
+}
+
+/// Where the gate's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateImage {
+    /// `CLAUDE_BOTTLE_GATE_IMAGE`: used as it is.
+    Named(String),
+    /// This executable, alone in an image built on first use.
+    ThisExecutable,
+}
+
+impl GateImage {
+    /// As the plan shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Named(image) => image.clone(),
+            Self::ThisExecutable => {
+                "claude-bottle/gate (this executable, built on first use)".to_owned()
+            }
+        }
+    }
+}
+
+/// The gate's image and what it reaches beyond its egress network.
+#[derive(Debug, Clone)]
+pub struct GateSetup {
+    pub image: GateImage,
+    /// Networks the gate joins besides its own (tests, a LAN bridge).
+    pub extra_networks: Vec<String>,
+    /// The DNS server it asks, when not the engine's.
+    pub dns: Option<String>,
+}
+
+/// What prepare resolved for the launch.
+#[derive(Debug, Clone)]
+pub struct LaunchTarget {
+    pub image: ImageSource,
+    /// `None` only in a dry run without an engine.
+    pub runtime: Option<Runtime>,
+    pub container: String,
+    pub networks: Networks,
+}
+
+impl LaunchTarget {
+    pub fn runtime(&self) -> Result<Runtime> {
+        self.runtime.ok_or_else(|| {
+            Error::new("no engine answered at prepare, so the runtime is unknown")
+                .hint("start the engine, then start the bottle again")
+        })
+    }
+}
