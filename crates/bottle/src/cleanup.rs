@@ -33,14 +33,23 @@ pub async fn prepare_cleanup(
 /// networks. Carries on past a failure and reports them all at the end.
 pub async fn cleanup(backend: &dyn Backend, plan: &CleanupPlan) -> Result<()> {
     let mut failures = Vec::new();
+    let mut hints: Vec<String> = Vec::new();
+    let mut failed = |err: &Error| {
+        failures.push(err.to_line());
+        for hint in err.all_hints() {
+            if !hints.iter().any(|h| h == hint) {
+                hints.push(hint.to_owned());
+            }
+        }
+    };
     for instance in &plan.instances {
         if let Err(err) = backend.remove(instance).await {
-            failures.push(err.message().to_owned());
+            failed(&err);
         }
     }
     for image in &plan.images {
         if let Err(err) = backend.remove_image(image).await {
-            failures.push(err.message().to_owned());
+            failed(&err);
         }
     }
     for path in plan.stage_paths() {
@@ -51,11 +60,12 @@ pub async fn cleanup(backend: &dyn Backend, plan: &CleanupPlan) -> Result<()> {
         }
     }
     if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::new(failures.join("\n"))
-            .hint("run `claude-bottle cleanup` again; what is already gone counts as removed"))
+        return Ok(());
     }
+    let error = hints
+        .into_iter()
+        .fold(Error::new(failures.join("\n")), Error::hint);
+    Err(error.hint("run `claude-bottle cleanup` again; what is already gone counts as removed"))
 }
 
 /// Removes what dead instances left; never touches a live one's.
@@ -69,4 +79,81 @@ pub async fn sweep(
     let plan = prepare_cleanup(backend, home, scope, &Selection::default(), None).await?;
     cleanup(backend, &plan).await?;
     Ok(plan.instances.len() + plan.stages.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::backend::{Launch, Resolution};
+    use crate::instances::Instance;
+    use crate::owner::Liveness;
+    use crate::spec::BottleSpec;
+    use crate::stage::StageDir;
+    use egress_gate::event::GateEvent;
+
+    /// Refuses every removal, the way an engine would, with a cause and a
+    /// hint.
+    #[derive(Debug)]
+    struct RefusingBackend;
+
+    #[async_trait]
+    impl Backend for RefusingBackend {
+        fn name(&self) -> &'static str {
+            "refusing"
+        }
+        async fn prepare(&self, _: &BottleSpec<'_>, _: &StageDir) -> Result<Resolution> {
+            unreachable!("cleanup prepares nothing")
+        }
+        async fn launch(&self, _: Launch) -> Result<i32> {
+            unreachable!("cleanup launches nothing")
+        }
+        async fn instances(&self, _: &[(String, String)]) -> Result<Vec<Instance>> {
+            Ok(Vec::new())
+        }
+        async fn remove(&self, instance: &Instance) -> Result<()> {
+            let engine = std::io::Error::other("the engine is busy");
+            Err(
+                Error::caused_by(format!("could not remove {}", instance.instance), engine)
+                    .hint("wait for the engine, then try again"),
+            )
+        }
+        async fn gate_log(&self, _: &str, _: &[(String, String)]) -> Result<Vec<GateEvent>> {
+            unreachable!("cleanup reads no log")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_removal_keeps_its_cause_and_its_hint() {
+        let instance = Instance {
+            instance: "claude-bottle-a-1".into(),
+            agent: "a".into(),
+            bottle: "b".into(),
+            created: 0,
+            age_seconds: 0,
+            runtime: None,
+            state: "stopped".into(),
+            owner: None,
+            liveness: Liveness::Dead,
+            containers: vec![],
+            networks: vec![],
+        };
+        let plan = CleanupPlan {
+            instances: vec![instance],
+            ..CleanupPlan::default()
+        };
+        let err = cleanup(&RefusingBackend, &plan).await.unwrap_err();
+        assert_eq!(
+            err.message(),
+            "could not remove claude-bottle-a-1: the engine is busy"
+        );
+        assert_eq!(
+            err.all_hints(),
+            [
+                "wait for the engine, then try again",
+                "run `claude-bottle cleanup` again; what is already gone counts as removed"
+            ]
+        );
+    }
 }

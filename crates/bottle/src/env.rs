@@ -168,7 +168,7 @@ impl PendingEnv {
         };
         for (name, question) in self.to_ask {
             let secret = prompt.ask(&name, question.as_deref()).map_err(|err| {
-                Error::new(format!("could not read `{name}` from the terminal: {err}"))
+                Error::caused_by(format!("could not read `{name}` from the terminal"), err)
             })?;
             values.push((name, secret));
         }

@@ -45,9 +45,14 @@ impl Span {
     }
 }
 
+/// What an error was caused by, kept whole so callers can ask it (an
+/// engine's status code) and reports can show its own causes in turn.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug)]
 pub struct Error {
     message: String,
+    cause: Option<Cause>,
     at: Option<Span>,
     /// Off for errors about env values: the line would show the value.
     quote_source: bool,
@@ -58,9 +63,18 @@ impl Error {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            cause: None,
             at: None,
             quote_source: true,
             hints: Vec::new(),
+        }
+    }
+
+    /// `message`, because of `cause`; shown as `message: cause: ...`.
+    pub fn caused_by(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self {
+            cause: Some(cause.into()),
+            ..Self::new(message)
         }
     }
 
@@ -85,8 +99,53 @@ impl Error {
         self
     }
 
+    /// The error's own words, without its causes.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The message and, after it, each cause in turn (a cause that only
+    /// repeats what is already said is left out).
+    pub fn to_line(&self) -> String {
+        let mut line = self.message.clone();
+        for cause in self.causes() {
+            let said = cause
+                .downcast_ref::<Self>()
+                .map_or_else(|| cause.to_string(), |err| err.message.clone());
+            if !line.contains(&said) {
+                line.push_str(": ");
+                line.push_str(&said);
+            }
+        }
+        line
+    }
+
+    fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        std::iter::successors(std::error::Error::source(self), |err| err.source())
+    }
+
+    /// The hints of this error and of every error beneath it, nearest first.
+    pub fn all_hints(&self) -> Vec<&str> {
+        let beneath = self
+            .causes()
+            .filter_map(|cause| cause.downcast_ref::<Self>())
+            .flat_map(|err| err.hints.iter());
+        self.hints
+            .iter()
+            .chain(beneath)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The HTTP status the engine answered with, when the error comes from
+    /// one that says.
+    pub fn engine_status(&self) -> Option<u16> {
+        self.causes().find_map(|cause| match cause.downcast_ref() {
+            Some(bollard::errors::Error::DockerResponseServerError { status_code, .. }) => {
+                Some(*status_code)
+            }
+            _ => None,
+        })
     }
 
     pub fn hints(&self) -> &[String] {
@@ -106,25 +165,26 @@ impl fmt::Display for Error {
     /// The full diagnostic: `error:` line, location and quoted source when
     /// known, then one `help:` line per hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = self.to_line();
         match &self.at {
             Some(span) if self.quote_source => {
                 let path = span.path().display().to_string();
-                let mut group = Level::ERROR.primary_title(&self.message).element(
+                let mut group = Level::ERROR.primary_title(&line).element(
                     Snippet::source(span.source.text.as_str())
                         .path(&path)
                         .annotation(AnnotationKind::Primary.span(span.range.clone())),
                 );
-                for hint in &self.hints {
+                for hint in self.all_hints() {
                     group = group.element(Level::HELP.message(hint));
                 }
                 f.write_str(&Renderer::plain().render(&[group]))
             }
             _ => {
-                write!(f, "error: {}", self.message)?;
+                write!(f, "error: {line}")?;
                 if let Some(location) = self.location() {
                     write!(f, "\n  --> {location}")?;
                 }
-                for hint in &self.hints {
+                for hint in self.all_hints() {
                     write!(f, "\n  = help: {hint}")?;
                 }
                 Ok(())
@@ -133,4 +193,44 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_follow_the_message_and_hints_stay() {
+        let io = std::io::Error::other("disk full");
+        let err = Error::caused_by("cannot write the stage", io).hint("free some space");
+        assert_eq!(err.message(), "cannot write the stage");
+        assert_eq!(err.to_line(), "cannot write the stage: disk full");
+        assert_eq!(
+            err.to_string(),
+            "error: cannot write the stage: disk full\n  = help: free some space"
+        );
+        let outer = Error::caused_by("cannot start", err).hint("or start elsewhere");
+        assert_eq!(
+            outer.to_string(),
+            "error: cannot start: cannot write the stage: disk full\n  \
+             = help: or start elsewhere\n  = help: free some space"
+        );
+        assert_eq!(outer.engine_status(), None);
+    }
+
+    #[test]
+    fn the_engines_status_is_found_beneath_other_causes() {
+        let engine = bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message: "conflict".into(),
+        };
+        let err = Error::caused_by("cannot remove", Error::caused_by("the container", engine));
+        assert_eq!(err.engine_status(), Some(409));
+    }
+}

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha512};
 use tokio::io::AsyncWriteExt as _;
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::settings::NPM_REGISTRY;
 use crate::ui::{Ui, Work};
 
@@ -121,7 +121,7 @@ impl Fetch<'_> {
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|err| Error::new(format!("cannot make an HTTP client: {err}")))?;
+            .map_err(|err| Error::caused_by("cannot make an HTTP client", err))?;
         let (url, published) = self.locate(&client).await?;
         let expected = match &self.pinned {
             Some(pinned) => pinned.clone(),
@@ -160,8 +160,8 @@ impl Fetch<'_> {
     async fn locate(&self, client: &reqwest::Client) -> Result<(String, Option<Integrity>)> {
         let url = format!("{}{}", self.registry, self.package.replace('/', "%2f"));
         let shown = redact_userinfo(&url);
-        let unreachable = |err: &dyn std::error::Error| {
-            Error::new(format!("cannot read {shown}: {}", with_causes(err))).hint(format!(
+        let unreachable = |err: Cause| {
+            Error::caused_by(format!("cannot read {shown}"), err).hint(format!(
                 "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
                 NPM_REGISTRY.name
             ))
@@ -175,7 +175,7 @@ impl Fetch<'_> {
             )
             .send()
             .await
-            .map_err(|err| unreachable(&err))?;
+            .map_err(|err| unreachable(err.into()))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(Error::new(format!(
                 "the registry {} has no package {}",
@@ -189,9 +189,13 @@ impl Fetch<'_> {
         }
         let mut response = response
             .error_for_status()
-            .map_err(|err| unreachable(&err))?;
+            .map_err(|err| unreachable(err.into()))?;
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|err| unreachable(&err))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| unreachable(err.into()))?
+        {
             body.extend_from_slice(&chunk);
             if body.len() as u64 > METADATA_LIMIT {
                 return Err(Error::new(format!(
@@ -205,7 +209,7 @@ impl Fetch<'_> {
             }
         }
         let metadata: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|err| unreachable(&err))?;
+            serde_json::from_slice(&body).map_err(|err| unreachable(err.into()))?;
         let Some(dist) = metadata.pointer(&format!(
             "/versions/{}/dist",
             self.version.replace('/', "~1")
@@ -246,17 +250,18 @@ impl Fetch<'_> {
         path: &Path,
     ) -> Result<()> {
         let shown = redact_userinfo(url);
-        let failed = |err: &dyn std::error::Error| {
-            Error::new(format!("cannot download {shown}: {}", with_causes(err))).hint(format!(
+        let failed = |err: Cause| {
+            Error::caused_by(format!("cannot download {shown}"), err).hint(format!(
                 "check the network, HTTPS_PROXY and the CA settings, or point {} at a registry you can reach",
                 NPM_REGISTRY.name
             ))
         };
-        std::fs::create_dir_all(self.cache)
-            .map_err(|err| Error::new(format!("cannot create {}: {err}", self.cache.display())))?;
+        std::fs::create_dir_all(self.cache).map_err(|err| {
+            Error::caused_by(format!("cannot create {}", self.cache.display()), err)
+        })?;
         // Removed when dropped: on errors, a failed check and signals alike.
         let cannot_write = |err: std::io::Error| {
-            Error::new(format!("cannot write to {}: {err}", self.cache.display()))
+            Error::caused_by(format!("cannot write to {}", self.cache.display()), err)
         };
         let partial = tempfile::NamedTempFile::new_in(self.cache).map_err(cannot_write)?;
         // Written through tokio: a slow disk must not stall the runtime.
@@ -267,7 +272,7 @@ impl Fetch<'_> {
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|err| failed(&err))?;
+            .map_err(|err| failed(err.into()))?;
         let progress = self.ui.progress(
             &format!("downloading {}@{}", self.package, self.version),
             Work::Bytes {
@@ -289,16 +294,19 @@ impl Fetch<'_> {
         }
         let mut hasher = Sha512::new();
         let mut received = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(|err| failed(&err))? {
+        while let Some(chunk) = response.chunk().await.map_err(|err| failed(err.into()))? {
             received += chunk.len() as u64;
             if received > TARBALL_LIMIT {
                 return Err(too_large());
             }
             hasher.update(&chunk);
-            writer.write_all(&chunk).await.map_err(|err| failed(&err))?;
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|err| failed(err.into()))?;
             progress.advance(chunk.len() as u64);
         }
-        writer.flush().await.map_err(|err| failed(&err))?;
+        writer.flush().await.map_err(|err| failed(err.into()))?;
         drop(writer);
         let actual = Integrity::of(hasher);
         if actual != *expected {
@@ -315,7 +323,9 @@ impl Fetch<'_> {
                 NPM_REGISTRY.name
             )));
         }
-        partial.persist(path).map_err(|err| failed(&err.error))?;
+        partial
+            .persist(path)
+            .map_err(|err| failed(err.error.into()))?;
         progress.finish("verified");
         Ok(())
     }
@@ -352,31 +362,18 @@ pub fn redact_userinfo(url: &str) -> String {
     }
 }
 
-/// An error and the errors beneath it: an HTTP client's own message says
-/// little ("error sending request") without its cause (a refused
-/// certificate, a refused connection).
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(err) = cause {
-        let more = err.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = err.source();
-    }
-    text
-}
-
 /// Hands `package/<name>` of a package tarball, with its size, to `read`.
 pub fn read_from_tarball(
     tarball: &Path,
     name: &str,
     read: impl FnOnce(u64, &mut dyn Read) -> std::io::Result<()>,
 ) -> Result<()> {
-    let failed =
-        |err: &dyn fmt::Display| Error::new(format!("cannot read {}: {err}", tarball.display()));
+    let failed = |err: &dyn fmt::Display| {
+        Error::caused_by(
+            format!("cannot read {}", tarball.display()),
+            err.to_string(),
+        )
+    };
     let file = std::fs::File::open(tarball).map_err(|err| failed(&err))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let wanted = format!("package/{name}");

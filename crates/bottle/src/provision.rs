@@ -34,10 +34,10 @@ impl Provision {
             archive
                 .append_dir_all(format!(".claude/skills/{name}"), folder)
                 .map_err(|err| {
-                    Error::new(format!(
-                        "cannot copy skill `{name}` from {}: {err}",
-                        folder.display()
-                    ))
+                    Error::caused_by(
+                        format!("cannot copy skill `{name}` from {}", folder.display()),
+                        err,
+                    )
                 })?;
         }
         // Onboarding and the trust dialog would otherwise stop an unattended
@@ -67,7 +67,7 @@ impl Provision {
         )?;
         archive
             .into_inner()
-            .map_err(|err| Error::new(format!("cannot build the provisioning archive: {err}")))
+            .map_err(|err| Error::caused_by("cannot build the provisioning archive", err))
     }
 
     /// The prompt's path in a home, when there is a prompt.
@@ -89,7 +89,7 @@ fn append(
     header.set_entry_type(tar::EntryType::Regular);
     archive
         .append_data(&mut header, path, contents)
-        .map_err(|err| Error::new(format!("cannot build the provisioning archive: {err}")))
+        .map_err(|err| Error::caused_by("cannot build the provisioning archive", err))
 }
 
 #[cfg(test)]

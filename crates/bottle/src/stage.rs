@@ -59,10 +59,10 @@ impl StageDir {
         let root = stage_root(home);
         let path = root.join(instance.as_str());
         let failed = |err: std::io::Error| {
-            Error::new(format!(
-                "cannot create the stage directory {}: {err}",
-                path.display()
-            ))
+            Error::caused_by(
+                format!("cannot create the stage directory {}", path.display()),
+                err,
+            )
         };
         fs::DirBuilder::new()
             .recursive(true)
@@ -93,7 +93,7 @@ impl StageDir {
         let path = self.path.join(name);
         fs::write(&path, contents)
             .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o600)))
-            .map_err(|err| Error::new(format!("cannot write {}: {err}", path.display())))?;
+            .map_err(|err| Error::caused_by(format!("cannot write {}", path.display()), err))?;
         Ok(path)
     }
 }

@@ -180,7 +180,10 @@ fn read_if_present(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(Error::new(format!("cannot read {}: {err}", path.display()))),
+        Err(err) => Err(Error::caused_by(
+            format!("cannot read {}", path.display()),
+            err,
+        )),
     }
 }
 

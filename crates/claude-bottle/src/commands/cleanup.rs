@@ -64,7 +64,7 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
             ));
         }
         let yes = terminal::confirm("Remove them?")
-            .map_err(|err| bottle::Error::new(format!("cannot read the answer: {err}")))?;
+            .map_err(|err| bottle::Error::caused_by("cannot read the answer", err))?;
         if !yes {
             eprintln!("aborted by user");
             return Ok(ExitCode::SUCCESS);

@@ -54,7 +54,7 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
     });
     tokio::select! {
         served = egress_gate::serve(config) => {
-            served.map_err(|err| bottle::Error::new(format!("the gate could not serve: {err}")))?;
+            served.map_err(|err| bottle::Error::caused_by("the gate could not serve", err))?;
             Ok(ExitCode::SUCCESS)
         }
         _ = stdin_closed => Ok(ExitCode::SUCCESS),

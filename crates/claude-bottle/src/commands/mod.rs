@@ -37,6 +37,6 @@ fn home() -> Result<PathBuf, CommandError> {
 /// The two places a manifest is looked for.
 fn manifest_dirs() -> Result<(PathBuf, PathBuf), CommandError> {
     let cwd = std::env::current_dir()
-        .map_err(|err| Error::new(format!("cannot read the working directory: {err}")))?;
+        .map_err(|err| Error::caused_by("cannot read the working directory", err))?;
     Ok((cwd, home()?))
 }

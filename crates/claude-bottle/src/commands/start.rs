@@ -78,7 +78,7 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         }
         let yes = terminal::off_thread(|| terminal::confirm("Start it?"))
             .await
-            .map_err(|err| bottle::Error::new(format!("cannot read the answer: {err}")))?;
+            .map_err(|err| bottle::Error::caused_by("cannot read the answer", err))?;
         if !yes {
             eprintln!("aborted by user");
             return Ok(ExitCode::SUCCESS);
@@ -88,7 +88,7 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     match sweep(backend.as_ref(), &spec.home, &spec.settings.extra_labels).await {
         Ok(0) => {}
         Ok(swept) => eprintln!("swept {swept} leftover(s) of dead instances"),
-        Err(err) => eprintln!("warning: could not sweep dead instances: {}", err.message()),
+        Err(err) => eprintln!("warning: could not sweep dead instances: {}", err.to_line()),
     }
     // Completed here, where the terminal is; the launch gets the result.
     let pending = std::mem::take(&mut prepared.env);

@@ -215,7 +215,7 @@ pub(super) async fn ensure(
     // Unpacking takes seconds; signals are still heard meanwhile.
     let context = tokio::task::spawn_blocking(move || build_context(&cache, &dockerfile, &tarball))
         .await
-        .map_err(|err| Error::new(format!("unpacking claude failed: {err}")))??;
+        .map_err(|err| Error::caused_by("unpacking claude failed", err))??;
     unpacking.finish("done");
     build(docker, recipe, &tag, &context, &missing, ui).await?;
     Ok(tag)
@@ -294,9 +294,10 @@ fn build_context(
     tarball: &std::path::Path,
 ) -> Result<tempfile::NamedTempFile> {
     let failed = |err: &dyn std::fmt::Display| {
-        Error::new(format!(
-            "cannot write the default image's build context: {err}"
-        ))
+        Error::caused_by(
+            "cannot write the default image's build context",
+            err.to_string(),
+        )
     };
     let file = tempfile::NamedTempFile::new_in(cache).map_err(|err| failed(&err))?;
     let mut context = tar::Builder::new(file);

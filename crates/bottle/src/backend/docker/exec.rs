@@ -25,7 +25,7 @@ pub(super) async fn untar(
     archive: Vec<u8>,
 ) -> Result<()> {
     let failed = |err: &dyn std::fmt::Display| {
-        Error::new(format!("cannot copy files into the bottle: {err}"))
+        Error::caused_by("cannot copy files into the bottle", err.to_string())
     };
     let (exec, mut output, mut input) = attached(
         docker,
@@ -71,8 +71,9 @@ pub(super) struct ClaudeExec<'a> {
 /// Runs claude with the user's streams, a TTY when the user has one, and
 /// returns its exit code.
 pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn Ui) -> Result<i64> {
-    let failed =
-        |err: &dyn std::fmt::Display| Error::new(format!("cannot run claude in the bottle: {err}"));
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::caused_by("cannot run claude in the bottle", err.to_string())
+    };
     let tty = ui.is_tty();
     let mut env = spec.env;
     if tty {

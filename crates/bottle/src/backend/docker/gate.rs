@@ -48,7 +48,7 @@ pub(super) async fn start(
     ledger: &mut Ledger,
 ) -> Result<Gate> {
     let failed = |what: &str, err: &dyn std::fmt::Display| {
-        Error::new(format!("the egress gate {what}: {err}"))
+        Error::caused_by(format!("the egress gate {what}"), err.to_string())
     };
     let mut args = vec!["--listen".to_owned(), format!("0.0.0.0:{PORT}")];
     for entry in &plan.egress.allowlist {
@@ -112,13 +112,12 @@ pub(super) async fn start(
             .connect_network(network, join(None))
             .await
             .map_err(|err| {
-                Error::new(format!(
-                    "the gate cannot join the network `{network}`: {err}"
-                ))
-                .hint(format!(
-                    "{} names existing Docker networks, separated by commas",
-                    GATE_NETWORKS.name
-                ))
+                Error::caused_by(format!("the gate cannot join the network `{network}`"), err).hint(
+                    format!(
+                        "{} names existing Docker networks, separated by commas",
+                        GATE_NETWORKS.name
+                    ),
+                )
             })?;
     }
     let attached = docker
@@ -206,7 +205,7 @@ pub(super) async fn log(docker: &Docker, id: &str) -> Result<Vec<GateEvent>> {
         match chunk {
             Ok(LogOutput::StdOut { message }) => text.push_str(&String::from_utf8_lossy(&message)),
             Ok(_) => {}
-            Err(err) => return Err(Error::new(format!("cannot read the gate's log: {err}"))),
+            Err(err) => return Err(Error::caused_by("cannot read the gate's log", err)),
         }
     }
     Ok(text.lines().filter_map(GateEvent::parse).collect())
@@ -229,7 +228,7 @@ pub(super) async fn find(
             ..Default::default()
         }))
         .await
-        .map_err(|err| Error::new(format!("cannot list the engine's containers: {err}")))?;
+        .map_err(|err| Error::caused_by("cannot list the engine's containers", err))?;
     found.into_iter().find_map(|c| c.id).ok_or_else(|| {
         Error::new(format!("no running instance named {instance}"))
             .hint("`claude-bottle list` shows the instances there are")

@@ -47,9 +47,7 @@ pub(super) async fn ensure(
         .hint(build_hint()));
     }
     let unreadable = |err: std::io::Error| {
-        Error::new(format!(
-            "cannot read this executable to build the gate image: {err}"
-        ))
+        Error::caused_by("cannot read this executable to build the gate image", err)
     };
     let tag = current_tag().await.map_err(unreadable)?;
     if docker.inspect_image(&tag).await.is_ok() {
@@ -105,8 +103,9 @@ fn build_hint() -> String {
 }
 
 async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
-    let failed =
-        |err: &dyn std::fmt::Display| Error::new(format!("cannot build the gate image: {err}"));
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::caused_by("cannot build the gate image", err.to_string())
+    };
     let dockerfile = "FROM scratch\nCOPY claude-bottle /claude-bottle\nENTRYPOINT [\"/claude-bottle\", \"gate\"]\n";
     let mut context = tar::Builder::new(Vec::new());
     for (name, bytes, mode) in [

@@ -47,7 +47,7 @@ pub(super) async fn probe(
             "build or load it first, or set {} to an image the engine has",
             IMAGE.name
         )),
-        err => Error::new(format!("cannot inspect the image `{image}`: {err}")),
+        err => Error::caused_by(format!("cannot inspect the image `{image}`"), err),
     })?;
     let user = inspect.config.and_then(|c| c.user).unwrap_or_default();
     let root =
@@ -98,7 +98,9 @@ pub(super) async fn run_script(
             },
         )
         .await
-        .map_err(|err| Error::new(format!("cannot create a container from `{image}`: {err}")))?;
+        .map_err(|err| {
+            Error::caused_by(format!("cannot create a container from `{image}`"), err)
+        })?;
     ledger.record(Created::Container(created.id.clone()));
     if let Err(err) = docker
         .start_container(&created.id, None::<StartContainerOptions>)
@@ -127,7 +129,7 @@ pub(super) async fn run_script(
         report.push_str(
             &chunk
                 .map_err(|err| {
-                    Error::new(format!("cannot read from a container of `{image}`: {err}"))
+                    Error::caused_by(format!("cannot read from a container of `{image}`"), err)
                 })?
                 .to_string(),
         );

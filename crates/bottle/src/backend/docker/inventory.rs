@@ -19,9 +19,8 @@ pub(super) async fn instances(
     let mut wanted = vec![format!("{}=true", labels::MANAGED)];
     wanted.extend(scope.iter().map(|(k, v)| format!("{k}={v}")));
     let filters = HashMap::from([("label".to_owned(), wanted)]);
-    let failed = |err: bollard::errors::Error| {
-        Error::new(format!("cannot list the engine's resources: {err}"))
-    };
+    let failed =
+        |err: bollard::errors::Error| Error::caused_by("cannot list the engine's resources", err);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,

@@ -262,11 +262,11 @@ async fn start_with_deadman(
             }),
         )
         .await
-        .map_err(|err| Error::new(format!("cannot attach to the agent container: {err}")))?;
+        .map_err(|err| Error::caused_by("cannot attach to the agent container", err))?;
     docker
         .start_container(container, None::<StartContainerOptions>)
         .await
-        .map_err(|err| Error::new(format!("cannot start the agent container: {err}")))?;
+        .map_err(|err| Error::caused_by("cannot start the agent container", err))?;
     Ok(attached.input)
 }
 
@@ -340,7 +340,7 @@ async fn create_agent(
         )
         .await
         .map(|created| created.id)
-        .map_err(|err| Error::new(format!("cannot create the agent container: {err}")))
+        .map_err(|err| Error::caused_by("cannot create the agent container", err))
 }
 
 /// The proxy settings every process in the bottle sees, in both cases.
@@ -398,5 +398,5 @@ async fn create_network(
         })
         .await
         .map(|created| created.id)
-        .map_err(|err| Error::new(format!("cannot create the network {name}: {err}")))
+        .map_err(|err| Error::caused_by(format!("cannot create the network {name}"), err))
 }

@@ -20,7 +20,7 @@ pub(super) async fn find(
 ) -> Result<Vec<StaleImage>> {
     let docker = &engine.docker;
     let failed =
-        |err: bollard::errors::Error| Error::new(format!("cannot list the engine's images: {err}"));
+        |err: bollard::errors::Error| Error::caused_by("cannot list the engine's images", err);
     let mut wanted = vec![format!("{}=true", labels::MANAGED)];
     wanted.extend(scope.iter().map(|(k, v)| format!("{k}={v}")));
     let images = docker
@@ -100,7 +100,10 @@ pub(super) async fn remove(docker: &Docker, image: &StaleImage) -> Result<()> {
                 status_code: 404, ..
             }) => {}
             Err(err) => {
-                return Err(Error::new(format!("cannot remove the image {name}: {err}")));
+                return Err(Error::caused_by(
+                    format!("cannot remove the image {name}"),
+                    err,
+                ));
             }
         }
     }
