@@ -4,25 +4,19 @@
 //! The pure parts (manifest, env, plan, names) know nothing of engines;
 //! engine calls sit behind [`backend::Backend`].
 
+mod archive;
 pub mod backend;
-pub mod claude_code;
-pub mod cleanup;
 pub mod egress_log;
 pub mod env;
 pub mod error;
 pub mod images;
-pub mod instance;
-pub mod instances;
-pub mod labels;
+pub mod lifecycle;
 pub mod manifest;
-pub mod npm;
-pub mod owner;
 pub mod plan;
 pub mod prepare;
 pub mod provision;
 pub mod settings;
 pub mod spec;
-pub mod stage;
 pub mod ui;
 
 pub use error::{Error, Result};

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use crate::backend::{Backend, LaunchTarget, Runtime};
 use crate::env::PendingEnv;
 use crate::error::{Error, Result};
-use crate::instance::InstanceName;
+use crate::lifecycle::name::InstanceName;
+use crate::lifecycle::stage::StageDir;
 use crate::manifest::{Agent, Bottle};
 use crate::plan::{EgressPlan, EnvPlan, Plan, PromptPlan, SCHEMA_VERSION, SshPlan};
 use crate::provision::Provision;
 use crate::spec::BottleSpec;
-use crate::stage::StageDir;
 
 /// A prepared start: the plan, the environment still to complete after the
 /// y/N, and the stage directory holding the scratch files.

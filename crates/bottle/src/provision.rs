@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::archive::append_file;
 use crate::env::Secret;
 use crate::error::{Error, Result};
 
@@ -83,12 +84,7 @@ fn append(
     path: impl AsRef<Path>,
     contents: &[u8],
 ) -> Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(contents.len() as u64);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    archive
-        .append_data(&mut header, path, contents)
+    append_file(archive, path, 0o644, contents.len() as u64, contents)
         .map_err(|err| Error::caused_by("cannot build the provisioning archive", err))
 }
 

@@ -8,10 +8,10 @@
 use crate::backend::{GateImage, GateSetup, ImageSource};
 use std::fmt;
 
-use crate::claude_code::{self, DefaultImage};
 use crate::env::Secret;
 use crate::error::{Error, Result};
 use crate::images::CurrentImages;
+use crate::images::claude_code::{self, DefaultImage};
 
 /// One variable the program reads.
 #[derive(Debug)]

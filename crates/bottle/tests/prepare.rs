@@ -7,13 +7,13 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use bottle::backend::{Backend, ImageSource, Launch, LaunchTarget, Networks, Resolution, Runtime};
-use bottle::instances::Instance;
+use bottle::lifecycle::instance::Instance;
+use bottle::lifecycle::stage::StageDir;
 use bottle::manifest::Manifest;
 use bottle::plan::DefaultImagePlan;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
 use bottle::spec::BottleSpec;
-use bottle::stage::StageDir;
 
 /// Resolves fixed names; launching is not what these tests are about.
 #[derive(Debug)]

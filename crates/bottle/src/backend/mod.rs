@@ -15,13 +15,13 @@ use egress_gate::event::GateEvent;
 use crate::env::{CLAUDE_OAUTH_TOKEN, ResolvedEnv};
 use crate::error::{Error, Result};
 use crate::images::{CurrentImages, StaleImage};
-use crate::instances::Instance;
+use crate::lifecycle::instance::Instance;
+use crate::lifecycle::stage::StageDir;
 use crate::plan::{DefaultImagePlan, Plan};
 use crate::prepare::Prepared;
 use crate::provision::Provision;
 use crate::settings::{BACKEND, Settings};
 use crate::spec::BottleSpec;
-use crate::stage::StageDir;
 use crate::ui::Ui;
 pub use target::{GateImage, GateSetup, ImageSource, LaunchTarget, Networks, Runtime};
 

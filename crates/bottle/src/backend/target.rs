@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use crate::claude_code::DefaultImage;
 use crate::error::{Error, Result};
+use crate::images::claude_code::DefaultImage;
 
 /// The container runtime the agent runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

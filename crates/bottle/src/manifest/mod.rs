@@ -134,7 +134,11 @@ impl Manifest {
                 cwd_path.display(),
                 home_path.display()
             ))
-            .hint("run `claude-bottle init` to create one, or change to the folder that has one"));
+            .hint(format!(
+                "create {} with, for example, {}; or change to the folder that has one",
+                cwd_path.display(),
+                r#"{"bottles": {"dev": {}}, "agents": {"a": {"bottle": "dev"}}}"#
+            )));
         }
         manifest.check_agent_bottles()?;
         Ok(manifest)

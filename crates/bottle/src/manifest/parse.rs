@@ -51,7 +51,7 @@ pub(super) fn file(source: &Arc<Source>) -> Result<File> {
         })?;
     let Some(root) = parsed.value else {
         return Err(Error::new(format!("{} is empty", source.path.display()))
-            .hint("write {\"bottles\": {}, \"agents\": {}} or run `claude-bottle init`"));
+            .hint("write {\"bottles\": {}, \"agents\": {}} and add your bottles and agents"));
     };
     let top = reader.record(&root, "(top level)", &["bottles", "agents"])?;
     let mut file = File {

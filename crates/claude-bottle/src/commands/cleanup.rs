@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use bottle::backend;
-use bottle::cleanup::{cleanup, prepare_cleanup};
-use bottle::instances::Selection;
+use bottle::lifecycle::cleanup::{Selection, cleanup, prepare_cleanup};
 use bottle::settings::Settings;
 
 use crate::cli::CleanupArgs;

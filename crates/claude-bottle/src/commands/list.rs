@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bottle::backend;
-use bottle::instances::list_text;
+use bottle::lifecycle::instance::list_text;
 use bottle::settings::Settings;
 
 use crate::cli::Format;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bottle::backend::{self, Launch};
-use bottle::cleanup::sweep;
+use bottle::lifecycle::cleanup::sweep;
 use bottle::manifest::Manifest;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;

@@ -178,7 +178,7 @@ async fn list_shows_exactly_the_running_instances_and_a_named_live_one_can_be_re
 /// A network labelled as an instance owned by this test process, with the
 /// given start time.
 async fn fake_instance(docker: &Docker, label: &str, name: &str, start_time: u64) -> String {
-    let me = bottle::owner::Owner::current();
+    let me = bottle::lifecycle::owner::Owner::current();
     let labels = HashMap::from([
         ("io.claude-bottle.managed".to_owned(), "true".to_owned()),
         ("io.claude-bottle.instance".to_owned(), name.to_owned()),
@@ -218,7 +218,7 @@ async fn a_reused_pid_does_not_make_a_dead_instance_look_live() {
         "CLAUDE_BOTTLE_EXTRA_LABELS",
         &format!("{}={label}", crate::support::TEST_LABEL),
     );
-    let me = bottle::owner::Owner::current();
+    let me = bottle::lifecycle::owner::Owner::current();
     let reused = run_label("claude-bottle-reused");
     let alive = run_label("claude-bottle-alive");
     // This process runs, but started at another time than the label says.

@@ -11,8 +11,8 @@ use bollard::query_parameters::{CreateContainerOptions, EventsOptions, ListImage
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use bottle::claude_code::{PINNED_VERSION, Platform};
-use bottle::npm::Integrity;
+use bottle::images::claude_code::{PINNED_VERSION, Platform};
+use bottle::images::npm::Integrity;
 
 use crate::support::{
     BASE_IMAGE, BIN, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Output, Sandbox, Service, TEST_LABEL,

@@ -96,5 +96,10 @@ fn no_manifest_names_both_paths_and_the_way_out() {
                 .to_string()
         )
     );
-    assert!(out.stderr.contains("claude-bottle init"), "{out:?}");
+    // The way out: a manifest to write, not a command that is not there.
+    assert!(
+        out.stderr
+            .contains(r#"{"bottles": {"dev": {}}, "agents": {"a": {"bottle": "dev"}}}"#),
+        "{out:?}"
+    );
 }

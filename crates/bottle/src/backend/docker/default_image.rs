@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Read;
 
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions, RemoveImageOptions};
@@ -21,10 +20,11 @@ use sha2::{Digest, Sha256};
 use super::engine::Engine;
 use super::image::run_script;
 use super::ledger::Ledger;
-use crate::claude_code::{DefaultImage, IMAGE_REPOSITORY, Platform};
+use crate::archive::append_file;
 use crate::error::{Error, Result};
-use crate::labels;
-use crate::npm::{self, Fetch, Integrity};
+use crate::images::claude_code::{DefaultImage, IMAGE_REPOSITORY, Platform};
+use crate::images::npm::{self, Fetch, Integrity};
+use crate::lifecycle::labels;
 use crate::plan::DefaultImagePlan;
 use crate::settings::{BASE_IMAGE, IMAGE};
 use crate::ui::{Ui, Work};
@@ -301,7 +301,7 @@ fn build_context(
     };
     let file = tempfile::NamedTempFile::new_in(cache).map_err(|err| failed(&err))?;
     let mut context = tar::Builder::new(file);
-    add_file(
+    append_file(
         &mut context,
         "Dockerfile",
         0o644,
@@ -310,24 +310,9 @@ fn build_context(
     )
     .map_err(|err| failed(&err))?;
     npm::read_from_tarball(tarball, "claude", |size, binary| {
-        add_file(&mut context, "claude", 0o755, size, binary)
+        append_file(&mut context, "claude", 0o755, size, binary)
     })?;
     context.into_inner().map_err(|err| failed(&err))
-}
-
-/// Adds a file of `size` bytes read from `data` to a build context.
-pub(super) fn add_file<W: std::io::Write>(
-    context: &mut tar::Builder<W>,
-    name: &str,
-    mode: u32,
-    size: u64,
-    data: impl Read,
-) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(size);
-    header.set_mode(mode);
-    header.set_cksum();
-    context.append_data(&mut header, name, data)
 }
 
 async fn build(
@@ -425,7 +410,8 @@ impl BuildOutput {
     const LINES: usize = 12;
 
     fn push(&mut self, text: &str) {
-        for line in text.lines().map(without_escapes) {
+        let plain = strip_ansi_escapes::strip_str(text);
+        for line in plain.lines() {
             let line = line.trim_end();
             if line.is_empty() {
                 continue;
@@ -469,25 +455,6 @@ impl BuildOutput {
             BASE_IMAGE.name
         ))
     }
-}
-
-/// `line` without terminal escape sequences (`ESC [ ... letter`), which
-/// the engine passes on from the build's commands.
-fn without_escapes(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

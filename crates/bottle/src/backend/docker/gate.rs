@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 
 use super::ledger::{Created, Ledger};
 use crate::error::{Error, Result};
-use crate::labels::{self, InstanceLabels, Role};
+use crate::lifecycle::labels::{self, InstanceLabels, Role};
 use crate::plan::Plan;
 use crate::settings::{GATE_IMAGE, GATE_NETWORKS};
 

@@ -13,10 +13,11 @@ use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::default_image::{add_file, hex};
+use super::default_image::hex;
+use crate::archive::append_file;
 use crate::backend::GateImage;
 use crate::error::{Error, Result};
-use crate::labels;
+use crate::lifecycle::labels;
 use crate::settings::GATE_IMAGE;
 
 /// Where the gate images built from this executable are tagged.
@@ -112,7 +113,7 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
         ("Dockerfile", dockerfile.as_bytes(), 0o644),
         ("claude-bottle", exe, 0o755),
     ] {
-        add_file(&mut context, name, mode, bytes.len() as u64, bytes).map_err(|e| failed(&e))?;
+        append_file(&mut context, name, mode, bytes.len() as u64, bytes).map_err(|e| failed(&e))?;
     }
     let context = context.into_inner().map_err(|e| failed(&e))?;
     let options = BuildImageOptions {

@@ -8,8 +8,8 @@ use bollard::query_parameters::{
 };
 
 use crate::error::{Error, Result};
-use crate::instances::{Instance, InstanceResource};
-use crate::labels::{self, Role};
+use crate::lifecycle::instance::{Instance, InstanceResource};
+use crate::lifecycle::labels::{self, Role};
 
 /// Every instance with resources on the engine, sorted by name.
 pub(super) async fn instances(

@@ -8,10 +8,10 @@ use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, Remove
 
 use super::engine::Engine;
 use super::{default_image, gate_image};
-use crate::claude_code::IMAGE_REPOSITORY;
 use crate::error::{Error, Result};
+use crate::images::claude_code::IMAGE_REPOSITORY;
 use crate::images::{CurrentImages, StaleImage};
-use crate::labels;
+use crate::lifecycle::labels;
 
 pub(super) async fn find(
     engine: &Engine,

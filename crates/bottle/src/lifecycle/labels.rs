@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::owner::Owner;
+use crate::lifecycle::owner::Owner;
 
 pub const MANAGED: &str = "io.claude-bottle.managed";
 pub const INSTANCE: &str = "io.claude-bottle.instance";

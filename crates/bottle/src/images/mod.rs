@@ -7,7 +7,10 @@
 
 use serde::Serialize;
 
-use crate::claude_code::DefaultImage;
+pub mod claude_code;
+pub mod npm;
+
+use claude_code::DefaultImage;
 
 /// What counts as current: the default image the settings make, and the
 /// images `CLAUDE_BOTTLE_IMAGE` and `CLAUDE_BOTTLE_GATE_IMAGE` name (which

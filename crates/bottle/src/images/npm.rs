@@ -113,7 +113,7 @@ impl Fetch<'_> {
             .hint(format!(
                 "use an https registry in {}, or the pinned version {} (checked against a hash built into claude-bottle)",
                 NPM_REGISTRY.name,
-                crate::claude_code::PINNED_VERSION
+                crate::images::claude_code::PINNED_VERSION
             )));
         }
         let client = reqwest::Client::builder()

@@ -10,8 +10,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::instance::InstanceName;
-use crate::owner::Owner;
+use crate::lifecycle::name::InstanceName;
+use crate::lifecycle::owner::Owner;
 
 const OWNER_FILE: &str = "owner.json";
 
@@ -107,7 +107,7 @@ impl Drop for StageDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::owner::Liveness;
+    use crate::lifecycle::owner::Liveness;
 
     #[test]
     fn a_stage_names_its_live_owner_and_goes_when_dropped() {

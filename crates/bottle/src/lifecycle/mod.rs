@@ -1,0 +1,10 @@
+//! The life of a bottle instance: its name, the labels and owner every one
+//! of its resources carries, its stage directory on the host, what the
+//! engine holds of it, and the cleanup of what dead instances left.
+
+pub mod cleanup;
+pub mod instance;
+pub mod labels;
+pub mod name;
+pub mod owner;
+pub mod stage;
