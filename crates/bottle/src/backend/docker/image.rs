@@ -106,13 +106,19 @@ pub(super) async fn run_script(
         .start_container(&created.id, None::<StartContainerOptions>)
         .await
     {
-        let text = err.to_string();
-        if text.contains("executable file not found") || text.contains("no such file") {
-            return Err(Error::new(format!("the image `{image}` has no `sh`")).hint(no_shell_hint));
+        // The engine answers a missing entrypoint with a status that other
+        // failures share; only the runtime's own words tell them apart.
+        if let bollard::errors::Error::DockerResponseServerError { message, .. } = &err {
+            if message.contains("executable file not found") || message.contains("no such file") {
+                return Err(
+                    Error::new(format!("the image `{image}` has no `sh`")).hint(no_shell_hint)
+                );
+            }
         }
-        return Err(Error::new(format!(
-            "cannot start a container from `{image}`: {text}"
-        )));
+        return Err(Error::caused_by(
+            format!("cannot start a container from `{image}`"),
+            err,
+        ));
     }
     let mut wait = docker.wait_container(&created.id, None::<WaitContainerOptions>);
     while let Some(_status) = wait.next().await {}
