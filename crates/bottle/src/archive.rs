@@ -18,3 +18,17 @@ pub(crate) fn append_file<W: Write>(
     header.set_mode(mode);
     archive.append_data(&mut header, path, data)
 }
+
+/// Appends a directory with `mode` (tar would otherwise make it with the
+/// unpacking user's default).
+pub(crate) fn append_dir<W: Write>(
+    archive: &mut tar::Builder<W>,
+    path: impl AsRef<Path>,
+    mode: u32,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_size(0);
+    header.set_mode(mode);
+    archive.append_data(&mut header, path, io::empty())
+}

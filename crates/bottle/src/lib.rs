@@ -17,6 +17,7 @@ pub mod prepare;
 pub mod provision;
 pub mod settings;
 pub mod spec;
+pub mod ssh;
 pub mod ui;
 
 pub use error::{Error, Result};

@@ -68,6 +68,8 @@ pub struct SshPlan {
     pub hostname: String,
     pub user: Option<String>,
     pub port: u16,
+    /// Whether `KnownHostKey` pins the host's key.
+    pub host_key_pinned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -145,7 +147,12 @@ impl Plan {
                     .as_deref()
                     .map(|u| format!("{u}@"))
                     .unwrap_or_default();
-                format!("{} ({user}{}:{})", s.host, s.hostname, s.port)
+                let pinned = if s.host_key_pinned {
+                    "host key pinned"
+                } else {
+                    "host key not pinned"
+                };
+                format!("{} ({user}{}:{}, {pinned})", s.host, s.hostname, s.port)
             })
             .collect();
         line("ssh", &none(&ssh));

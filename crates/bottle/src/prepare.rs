@@ -17,6 +17,7 @@ use crate::manifest::{Agent, Bottle};
 use crate::plan::{EgressPlan, EnvPlan, Plan, PromptPlan, SCHEMA_VERSION, SshPlan};
 use crate::provision::Provision;
 use crate::spec::BottleSpec;
+use crate::ssh::SshSetup;
 
 /// A prepared start: the plan, the environment still to complete after the
 /// y/N, and the stage directory holding the scratch files.
@@ -28,6 +29,7 @@ pub struct Prepared {
     pub provision: Provision,
     /// What the launch runs, as the backend resolved it.
     pub target: LaunchTarget,
+    pub ssh: SshSetup,
 }
 
 pub async fn prepare(
@@ -38,6 +40,7 @@ pub async fn prepare(
     let (agent, bottle) = spec.manifest.agent(&spec.agent)?;
     check_skills(&spec.home, agent)?;
     check_identity_files(&spec.home, bottle)?;
+    let ssh = SshSetup::resolve(&bottle.ssh, &spec.home)?;
     let env = PendingEnv::prepare(&bottle.env, lookup)?;
     let cwd_repository = if spec.copy_cwd {
         Some(find_repository(&spec.cwd)?)
@@ -73,16 +76,7 @@ pub async fn prepare(
                 .collect(),
             builtin: bottle.egress.builtin,
         },
-        ssh: bottle
-            .ssh
-            .iter()
-            .map(|s| SshPlan {
-                host: s.host.clone(),
-                hostname: s.target().to_owned(),
-                user: s.user.clone(),
-                port: s.port_or_default(),
-            })
-            .collect(),
+        ssh: ssh_plan(bottle),
         skills: agent.skills.iter().map(|s| s.value.clone()).collect(),
         env: env_plan(bottle),
         prompt: PromptPlan {
@@ -100,7 +94,11 @@ pub async fn prepare(
         cwd_repository: cwd_repository.map(|p| p.display().to_string()),
         remote_control: spec.remote_control,
         oauth_token_forwarded: spec.settings.oauth_token.is_some() && !spec.remote_control,
-        warnings: resolution.warnings,
+        warnings: resolution
+            .warnings
+            .into_iter()
+            .chain(unpinned_warnings(bottle))
+            .collect(),
     };
     stage.write("plan.json", plan.to_json().as_bytes())?;
     let provision = Provision {
@@ -122,7 +120,37 @@ pub async fn prepare(
         stage,
         provision,
         target,
+        ssh,
     })
+}
+
+fn ssh_plan(bottle: &Bottle) -> Vec<SshPlan> {
+    bottle
+        .ssh
+        .iter()
+        .map(|s| SshPlan {
+            host: s.host.clone(),
+            hostname: s.target().to_owned(),
+            user: s.user.clone(),
+            port: s.port_or_default(),
+            host_key_pinned: s.known_host_key.is_some(),
+        })
+        .collect()
+}
+
+/// What a host without `KnownHostKey` gives up.
+fn unpinned_warnings(bottle: &Bottle) -> impl Iterator<Item = String> + '_ {
+    bottle
+        .ssh
+        .iter()
+        .filter(|s| s.known_host_key.is_none())
+        .map(|s| {
+            format!(
+                "ssh host `{}` has no KnownHostKey: the first connection trusts whatever \
+                 answers, and its key is not bound to that host",
+                s.host
+            )
+        })
 }
 
 /// Names only, each group sorted.

@@ -80,7 +80,7 @@ const MANIFEST: &str = r#"{
       "ssh": [
         { "Host": "gitea", "Hostname": "gitea.example.com", "User": "git",
           "Port": "30009", "IdentityFile": "~/.ssh/id_gitea",
-          "KnownHostKey": "ssh-ed25519 AAAA" }
+          "KnownHostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN5JHWXfXnB6Rx8LMAS/LL70xAFG6dMKBhk2qtPakweA" }
       ],
       "egress": { "allowlist": ["gitea.example.com", "pypi.org", "*.example.org:8443"],
                   "private": ["gitea.example.com"] }
@@ -102,7 +102,10 @@ fn home_with_skill_and_key(home: &Path) {
     )
     .unwrap();
     fs::create_dir_all(home.join(".ssh")).unwrap();
-    fs::write(home.join(".ssh/id_gitea"), "not a real key").unwrap();
+    // A fixed key, so the plan is the same on every run.
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[7; 32]));
+    let pem = key.to_openssh(ssh_key::LineEnding::LF).unwrap();
+    fs::write(home.join(".ssh/id_gitea"), pem.as_bytes()).unwrap();
 }
 
 async fn prepare_agent(

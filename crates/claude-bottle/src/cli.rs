@@ -87,6 +87,26 @@ pub(crate) enum Command {
     #[command(hide = true)]
     Gate(GateArgs),
 
+    /// Relay the bottle's ssh-agent socket to the key holder outside it
+    /// (inside a bottle, started by claude-bottle).
+    #[command(hide = true)]
+    SshRelay {
+        /// The socket to listen on.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+    },
+
+    /// Tunnel stdin and stdout through the gate to HOST:PORT (the
+    /// ProxyCommand of a bottle's SSH hosts).
+    #[command(hide = true)]
+    Connect {
+        /// The gate, as host:port.
+        #[arg(long)]
+        proxy: String,
+        host: String,
+        port: u16,
+    },
+
     /// Show what an agent gets: its bottle, prompt, skills, environment
     /// names, SSH hosts and egress allowlist. Never asks for or shows a
     /// secret value.

@@ -30,6 +30,9 @@ pub enum Notice {
     /// Decisions made while the log's reader lagged that could not be
     /// written: the gate goes on deciding rather than wait for its log.
     Dropped { count: u64 },
+    /// Every decision before this line is written: the answer to a
+    /// `flush` line on the gate's stdin.
+    Flushed,
 }
 
 /// A decision: method, host, port, verdict and rule, never a path, query,
@@ -71,6 +74,16 @@ impl GateEvent {
         }
     }
 
+    pub fn is_flushed(&self) -> bool {
+        matches!(
+            self,
+            Self::Gate(GateNotice {
+                notice: Notice::Flushed,
+                ..
+            })
+        )
+    }
+
     pub fn is_ready(&self) -> bool {
         matches!(
             self,
@@ -106,6 +119,10 @@ mod tests {
             GateEvent::Gate(GateNotice {
                 time: 3,
                 notice: Notice::Dropped { count: 7 },
+            }),
+            GateEvent::Gate(GateNotice {
+                time: 4,
+                notice: Notice::Flushed,
             }),
         ];
         for event in events {

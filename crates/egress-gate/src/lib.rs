@@ -19,6 +19,7 @@ mod rule;
 mod sni;
 
 pub use address::{AddressClass, classify};
+pub use log::DecisionLog;
 pub use policy::{Grant, Method, Policy, Refusal};
 pub use proxy::{Config, MAX_HEAD, serve, serve_on};
 pub use rule::{EgressRule, HostPattern, RuleError};

@@ -22,8 +22,9 @@ use crate::host::Host;
 /// counted, not written, until it catches up.
 const BACKLOG: usize = 10_000;
 
-#[derive(Debug)]
-pub(crate) struct DecisionLog {
+/// Where the gate writes its decisions; clones write to the same log.
+#[derive(Debug, Clone)]
+pub struct DecisionLog {
     /// Keyed per gate, so hashes cannot be matched against a dictionary
     /// computed elsewhere.
     key: RandomState,
@@ -34,7 +35,7 @@ pub(crate) struct DecisionLog {
 impl DecisionLog {
     /// A log written to `out` by a thread of its own: a reader that stops
     /// reading (a full pipe) blocks that thread, never a decision.
-    pub(crate) fn to_writer(out: impl Write + Send + 'static) -> Self {
+    pub fn to_writer(out: impl Write + Send + 'static) -> Self {
         let (lines, pending) = std::sync::mpsc::sync_channel(BACKLOG);
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = dropped.clone();
@@ -46,8 +47,17 @@ impl DecisionLog {
         }
     }
 
-    pub(crate) fn stdout() -> Self {
+    pub fn stdout() -> Self {
         Self::to_writer(std::io::stdout())
+    }
+
+    /// Writes a `flushed` notice once every decision before it is written.
+    /// It waits for room in the backlog, so call it off the async runtime.
+    pub fn flush(&self) {
+        let _ = self.lines.send(GateEvent::Gate(GateNotice {
+            time: now_ms(),
+            notice: Notice::Flushed,
+        }));
     }
 
     fn emit(&self, event: GateEvent) {

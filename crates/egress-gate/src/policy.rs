@@ -67,6 +67,9 @@ impl fmt::Display for Refusal {
 pub struct Grant {
     pub rule: String,
     pub private: bool,
+    /// A declared SSH host at its port: the tunnel carries SSH, not TLS,
+    /// whatever the port.
+    pub ssh: bool,
 }
 
 /// The bottle's egress policy.
@@ -104,6 +107,7 @@ impl Policy {
                 return Ok(Grant {
                     rule: format!("ssh {name}:{port}"),
                     private: true,
+                    ssh: true,
                 });
             }
         }
@@ -126,6 +130,7 @@ impl Policy {
             rule: rule.to_string(),
             // A listed address is explicit enough; a name needs `private`.
             private: matches!(rule.host, HostPattern::Address(_)) || self.private.contains(rule),
+            ssh: false,
         })
     }
 

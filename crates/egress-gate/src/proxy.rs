@@ -45,18 +45,22 @@ struct Gate {
     idle_timeout: Duration,
 }
 
-/// Serves until the listener fails.
-pub async fn serve(config: Config) -> std::io::Result<()> {
+/// Serves until the listener fails, deciding into `log`.
+pub async fn serve(config: Config, log: DecisionLog) -> std::io::Result<()> {
     let listener = TcpListener::bind(config.listen).await?;
-    serve_on(listener, config).await
+    serve_on(listener, config, log).await
 }
 
 /// Serves on a listener already bound (tests bind port 0).
-pub async fn serve_on(listener: TcpListener, config: Config) -> std::io::Result<()> {
+pub async fn serve_on(
+    listener: TcpListener,
+    config: Config,
+    log: DecisionLog,
+) -> std::io::Result<()> {
     let gate = Arc::new(Gate {
         policy: config.policy,
         resolver: Resolver::new(config.dns)?,
-        log: DecisionLog::stdout(),
+        log,
         header_timeout: config.header_timeout,
         idle_timeout: config.idle_timeout,
     });
@@ -192,7 +196,7 @@ impl Gate {
                 )
                 .await;
         };
-        let (_, address) = match self.decide("CONNECT", &host, port, Method::Connect).await {
+        let (grant, address) = match self.decide("CONNECT", &host, port, Method::Connect).await {
             Ok(decision) => decision,
             Err(refusal) => {
                 return self
@@ -207,9 +211,10 @@ impl Gate {
                     .await;
             }
         };
-        if port == 443 {
+        if port == 443 && !grant.ssh {
             // TLS: the ClientHello must name the host that was allowed. It
             // comes only after the 200, so the upstream is dialled after it.
+            // A declared SSH host at 443 (ssh.github.com) carries SSH.
             if client
                 .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 .await

@@ -22,6 +22,8 @@ use crate::prepare::Prepared;
 use crate::provision::Provision;
 use crate::settings::{BACKEND, Settings};
 use crate::spec::BottleSpec;
+use crate::ssh::SshSetup;
+use crate::ssh::holder::HeldKey;
 use crate::ui::Ui;
 pub use target::{GateImage, GateSetup, ImageSource, LaunchTarget, Networks, Runtime};
 
@@ -49,6 +51,9 @@ pub struct Launch {
     pub container: String,
     pub networks: Networks,
     pub gate: GateSetup,
+    pub ssh: SshSetup,
+    /// The keys for the holder: decrypted, in memory only.
+    pub ssh_keys: Vec<HeldKey>,
     /// Passed to claude after the tool's own flags.
     pub claude_args: Vec<String>,
     pub extra_labels: Vec<(String, String)>,
@@ -63,6 +68,7 @@ impl Launch {
         prepared: Prepared,
         settings: &Settings,
         mut env: ResolvedEnv,
+        ssh_keys: Vec<HeldKey>,
         claude_args: Vec<String>,
         ui: Arc<dyn Ui>,
     ) -> Result<Self> {
@@ -82,6 +88,8 @@ impl Launch {
             container: target.container,
             networks: target.networks,
             gate: settings.gate_setup(),
+            ssh: prepared.ssh,
+            ssh_keys,
             claude_args,
             extra_labels: settings.extra_labels.clone(),
             ui,

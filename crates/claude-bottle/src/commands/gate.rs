@@ -2,13 +2,16 @@
 //!
 //! Its policy comes in its arguments (the gate image has no shell and no
 //! files to read it from). It exits when its stdin closes: the CLI that
-//! started it holds that pipe, so the gate cannot outlive its bottle.
+//! started it holds that pipe, so the gate cannot outlive its bottle. A
+//! `flush` line on that stdin asks for a `flushed` notice in the log once
+//! every decision before it is written (the log is written off the
+//! request path).
 
-use std::io::Read;
+use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use egress_gate::{Config, EgressRule, Policy, host};
+use egress_gate::{Config, DecisionLog, EgressRule, Policy, host};
 
 use crate::cli::GateArgs;
 use crate::error::CommandError;
@@ -46,14 +49,23 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
     };
-    // The dead-man switch: stdin reaching its end ends the gate.
+    let log = DecisionLog::stdout();
+    // The dead-man switch: stdin reaching its end ends the gate. Before
+    // that, a `flush` line asks for a notice once the log is written.
     let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    let control = log.clone();
     std::thread::spawn(move || {
-        let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(line) if line.trim() == "flush" => control.flush(),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
         let _ = closed.send(());
     });
     tokio::select! {
-        served = egress_gate::serve(config) => {
+        served = egress_gate::serve(config, log) => {
             served.map_err(|err| bottle::Error::caused_by("the gate could not serve", err))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -1,10 +1,12 @@
 //! One module per command; each returns the process's exit code.
 
 mod cleanup;
+mod connect;
 mod gate;
 mod info;
 mod list;
 mod logs;
+mod ssh_relay;
 mod start;
 
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Logs { instance } => logs::run(&instance).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Gate(args) => gate::run(args).await,
+        Command::SshRelay { socket } => ssh_relay::run(socket).await,
+        Command::Connect { proxy, host, port } => connect::run(&proxy, &host, port),
     }
 }
 

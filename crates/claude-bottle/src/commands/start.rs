@@ -90,17 +90,26 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         Ok(swept) => eprintln!("swept {swept} leftover(s) of dead instances"),
         Err(err) => eprintln!("warning: could not sweep dead instances: {}", err.to_line()),
     }
-    // Completed here, where the terminal is; the launch gets the result.
+    // Secrets and key passphrases are asked here, where the terminal is;
+    // the launch gets the values and the decrypted keys.
     let pending = std::mem::take(&mut prepared.env);
-    let env = terminal::off_thread(move || {
+    let targets = prepared.ssh.targets.clone();
+    let (env, ssh_keys) = terminal::off_thread(move || {
         let mut prompt = TerminalPrompt;
-        pending.complete(can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt))
+        let env = pending
+            .complete(can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt))?;
+        let keys = bottle::ssh::load_keys(
+            &targets,
+            can_ask.then_some(&mut prompt as &mut dyn bottle::env::SecretPrompt),
+        )?;
+        Ok::<_, bottle::Error>((env, keys))
     })
     .await?;
     let launch = Launch::new(
         prepared,
         &spec.settings,
         env,
+        ssh_keys,
         args.claude_args,
         Arc::new(TerminalUi),
     )?;

@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 use crate::support::{
     BASE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork,
@@ -28,8 +29,10 @@ struct World {
     dns: String,
     gate: TestContainer,
     /// Holding it keeps the gate's stdin open; dropping it ends the gate.
-    gate_stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    gate_stdin: tokio::sync::Mutex<Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>>,
     client: TestContainer,
+    /// How many flushes the test asked of the gate.
+    flushes: std::sync::atomic::AtomicUsize,
     // Dropped last: the containers above must go first.
     _services: Vec<TestContainer>,
     _network: TestNetwork,
@@ -76,7 +79,8 @@ impl World {
             sink,
             dns,
             gate,
-            gate_stdin: Some(gate_stdin),
+            gate_stdin: tokio::sync::Mutex::new(Some(gate_stdin)),
+            flushes: std::sync::atomic::AtomicUsize::new(0),
             client,
             _services: vec![sink_container, dns_container],
             _network: network,
@@ -119,19 +123,44 @@ impl World {
     }
 
     /// The gate's decision log so far, one JSON value per line.
+    /// The gate's log, with every decision made so far in it: the gate is
+    /// asked to flush (on its stdin) and its log read until it has.
     async fn log(&self) -> Vec<Value> {
-        let mut logs = self.docker.logs(
-            &self.gate.id,
-            Some(LogsOptions {
-                stdout: true,
-                ..Default::default()
-            }),
-        );
         let mut text = String::new();
-        while let Some(Ok(chunk)) = logs.next().await {
-            if let LogOutput::StdOut { message } = chunk {
-                text.push_str(&String::from_utf8_lossy(&message));
+        let mut asked = 0;
+        if let Some(stdin) = self.gate_stdin.lock().await.as_mut() {
+            stdin.write_all(b"flush\n").await.unwrap();
+            stdin.flush().await.unwrap();
+            asked = self
+                .flushes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+        }
+        let flushed = |text: &str| {
+            text.lines()
+                .filter(|l| l.contains(r#""event":"flushed""#))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while text.is_empty() || flushed(&text) < asked {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gate never flushed: {text}"
+            );
+            text.clear();
+            let mut logs = self.docker.logs(
+                &self.gate.id,
+                Some(LogsOptions {
+                    stdout: true,
+                    ..Default::default()
+                }),
+            );
+            while let Some(Ok(chunk)) = logs.next().await {
+                if let LogOutput::StdOut { message } = chunk {
+                    text.push_str(&String::from_utf8_lossy(&message));
+                }
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
@@ -461,10 +490,10 @@ async fn bad_requests_get_4xx_bounds_hold_and_the_gate_keeps_serving() {
 
 #[tokio::test]
 async fn the_gate_exits_when_its_stdin_closes() {
-    let Some(mut world) = World::new("stdin", &[]).await else {
+    let Some(world) = World::new("stdin", &[]).await else {
         return;
     };
-    drop(world.gate_stdin.take());
+    drop(world.gate_stdin.lock().await.take());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let inspect = world

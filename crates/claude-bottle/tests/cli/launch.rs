@@ -468,8 +468,7 @@ async fn ssh_hosts_and_cwd_are_refused_at_launch_until_they_can_be_provisioned()
     )
     .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
     .env("CLAUDE_BOTTLE_EXTRA_LABELS", &format!("{TEST_LABEL}={label}"));
-    std::fs::create_dir_all(sandbox.home.join(".ssh")).unwrap();
-    std::fs::write(sandbox.home.join(".ssh/key"), "key").unwrap();
+    sandbox.ssh_key("key", "");
     std::fs::create_dir(sandbox.cwd.join(".git")).unwrap();
     assert_eq!(
         sandbox.run(&["start", "s", "--dry-run"]).code,

@@ -160,7 +160,7 @@ type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// Creates and starts an exec with all three streams attached; returns
 /// its id and streams.
-async fn attached(
+pub(super) async fn attached(
     docker: &Docker,
     container: &str,
     config: ExecConfig,

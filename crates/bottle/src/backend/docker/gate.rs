@@ -5,6 +5,7 @@
 use egress_gate::event::GateEvent;
 use std::collections::HashMap;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -25,11 +26,53 @@ use crate::settings::{GATE_IMAGE, GATE_NETWORKS};
 pub(super) const ALIAS: &str = "gate";
 pub(super) const PORT: u16 = 3128;
 const READY_WITHIN: Duration = Duration::from_secs(15);
+const FLUSHED_WITHIN: Duration = Duration::from_secs(5);
 
 /// A started gate: its container, and the stdin that keeps it alive.
 pub(super) struct Gate {
     pub(super) id: String,
-    _stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl Gate {
+    /// Its whole log, once every decision made so far is in it: the gate
+    /// writes its log off the request path, and says when it has caught
+    /// up. A gate that does not say so within a few seconds gives what
+    /// its log holds by then.
+    pub(super) async fn drained_log(&mut self, docker: &Docker) -> Result<Vec<GateEvent>> {
+        let asked =
+            self.stdin.write_all(b"flush\n").await.is_ok() && self.stdin.flush().await.is_ok();
+        if asked {
+            let mut logs = docker.logs(
+                &self.id,
+                Some(LogsOptions {
+                    follow: true,
+                    stdout: true,
+                    ..Default::default()
+                }),
+            );
+            let mut text = String::new();
+            let flushed = async {
+                while let Some(Ok(chunk)) = logs.next().await {
+                    if let LogOutput::StdOut { message } = chunk {
+                        text.push_str(&String::from_utf8_lossy(&message));
+                        if text
+                            .lines()
+                            .filter_map(GateEvent::parse)
+                            .any(|e| e.is_flushed())
+                        {
+                            return true;
+                        }
+                    }
+                }
+                false
+            };
+            if let Ok(true) = tokio::time::timeout(FLUSHED_WITHIN, flushed).await {
+                return Ok(text.lines().filter_map(GateEvent::parse).collect());
+            }
+        }
+        log(docker, &self.id).await
+    }
 }
 
 pub(super) struct GateSpec<'a> {
@@ -141,7 +184,7 @@ pub(super) async fn start(
     wait_ready(docker, &created.id).await?;
     Ok(Gate {
         id: created.id,
-        _stdin: attached.input,
+        stdin: attached.input,
     })
 }
 

@@ -28,11 +28,14 @@ pub(super) struct ImageFacts {
     pub(super) home: String,
     /// Whether `/workspace` exists and the user may write it.
     pub(super) workspace_writable: bool,
+    /// Whether `ssh` is on its path (which SSH hosts need).
+    pub(super) has_ssh: bool,
 }
 
 const PROBE: &str = r#"for tool in claude cat tar; do command -v "$tool" >/dev/null || echo "missing=$tool"; done
 echo "uid=$(id -u)"; echo "gid=$(id -g)"; echo "home=$HOME"
-if [ -d /workspace ] && [ -w /workspace ]; then echo workspace=writable; fi"#;
+if [ -d /workspace ] && [ -w /workspace ]; then echo workspace=writable; fi
+command -v ssh >/dev/null && echo ssh=present"#;
 
 pub(super) async fn probe(
     docker: &Docker,
@@ -184,6 +187,7 @@ fn facts(image: &str, user: &str, report: &str) -> Result<ImageFacts> {
             .unwrap_or("/tmp")
             .to_owned(),
         workspace_writable: value("workspace") == Some("writable"),
+        has_ssh: value("ssh") == Some("present"),
     })
 }
 

@@ -15,6 +15,7 @@ mod image;
 mod inventory;
 mod ledger;
 mod runtime;
+mod ssh;
 mod stale_images;
 
 use std::collections::HashMap;
@@ -197,8 +198,11 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         ledger.record(Created::Network(network.clone()));
     }
     let (facts, internal, egress, gate_image) = (facts?, internal?, egress?, gate_image?);
+    if !launch.ssh.is_empty() && !facts.has_ssh {
+        return Err(lacks_ssh(&image));
+    }
 
-    let gate = gate::start(
+    let mut gate = gate::start(
         docker,
         plan,
         &gate::GateSpec {
@@ -218,6 +222,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     let deadman = start_with_deadman(docker, &container).await?;
 
     provision_home(docker, launch, &container, &facts).await?;
+    let holder = start_ssh(docker, launch, &container, &facts).await?;
 
     let env = launch
         .env
@@ -237,13 +242,43 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     )
     .await;
     drop(deadman);
-    if let Ok(events) = gate::log(docker, &gate.id).await {
+    if let Some(line) = holder.and_then(|h| ssh::summary(&h.stop())) {
+        launch.ui.tell(&line);
+    }
+    if let Ok(events) = gate.drained_log(docker).await {
         launch
             .ui
             .tell(&EgressSummary::from_events(&events).to_string());
     }
     drop(gate);
     code
+}
+
+fn lacks_ssh(image: &str) -> Error {
+    Error::new(format!(
+        "the image `{image}` lacks `ssh`, which the bottle's ssh hosts need"
+    ))
+    .hint("add openssh-client to the image, or remove the bottle's ssh entries")
+}
+
+/// The SSH files and helper into the home, and the key holder answering
+/// the relay; nothing when the bottle has no SSH hosts.
+async fn start_ssh(
+    docker: &Docker,
+    launch: &Launch,
+    container: &str,
+    facts: &ImageFacts,
+) -> Result<Option<ssh::RunningHolder>> {
+    if launch.ssh.is_empty() {
+        return Ok(None);
+    }
+    let files = crate::ssh::home_files(&launch.ssh.targets, &launch.ssh.public, &facts.home)?;
+    let archive = ssh::home_archive(&files).await?;
+    exec::untar(docker, container, &facts.user, &facts.home, archive).await?;
+    let keys = launch.ssh_keys.clone();
+    Ok(Some(
+        ssh::start(docker, container, &facts.user, &facts.home, keys).await?,
+    ))
 }
 
 /// Starts the agent container with its first process's stdin held: the

@@ -70,6 +70,23 @@ impl Sandbox {
         );
     }
 
+    /// A fresh ed25519 key pair at `~/.ssh/NAME` (with a passphrase when
+    /// given); its public half, as `ssh-ed25519 AAAA...`.
+    pub(crate) fn ssh_key(&self, name: &str, passphrase: &str) -> String {
+        let path = self.home.join(".ssh").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-C", "", "-N", passphrase, "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success(), "ssh-keygen for {name}");
+        std::fs::read_to_string(path.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
     pub(crate) fn env(mut self, name: &str, value: &str) -> Self {
         self.env.retain(|(n, _)| n != name);
         self.env.push((name.into(), value.into()));

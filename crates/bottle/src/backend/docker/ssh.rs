@@ -1,0 +1,181 @@
+//! SSH in a bottle on Docker: the files and the helper go into the agent's
+//! home, the relay runs as an exec of the agent's user, and the key holder
+//! answers it from this process for as long as the session lasts.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::ExecConfig;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::exec;
+use crate::archive::{append_dir, append_file};
+use crate::error::{Error, Result};
+use crate::ssh::frame::{Decoder, Frame, Kind};
+use crate::ssh::holder::{HeldKey, Holder, SignDecision};
+use crate::ssh::{AGENT_SOCKET, HELPER, HomeFile};
+
+const READY_WITHIN: Duration = Duration::from_secs(15);
+
+/// The helper executable and the SSH files, as a tar for the agent's home.
+pub(super) async fn home_archive(files: &[HomeFile]) -> Result<Vec<u8>> {
+    let failed = |err: std::io::Error| Error::caused_by("cannot pack the SSH files", err);
+    let exe = tokio::fs::read(std::env::current_exe().map_err(failed)?)
+        .await
+        .map_err(failed)?;
+    let mut archive = tar::Builder::new(Vec::new());
+    append_dir(&mut archive, ".ssh", 0o700).map_err(failed)?;
+    append_dir(&mut archive, ".claude-bottle", 0o755).map_err(failed)?;
+    append_dir(&mut archive, ".claude-bottle/bin", 0o755).map_err(failed)?;
+    append_file(
+        &mut archive,
+        HELPER,
+        0o755,
+        exe.len() as u64,
+        exe.as_slice(),
+    )
+    .map_err(failed)?;
+    for file in files {
+        let size = file.contents.len() as u64;
+        append_file(
+            &mut archive,
+            &file.path,
+            file.mode,
+            size,
+            file.contents.as_slice(),
+        )
+        .map_err(failed)?;
+    }
+    archive.into_inner().map_err(failed)
+}
+
+/// The holder at work: answering the relay until the session ends.
+#[derive(Debug)]
+pub(super) struct RunningHolder {
+    task: tokio::task::JoinHandle<()>,
+    holder: Arc<Mutex<Holder>>,
+}
+
+impl RunningHolder {
+    /// Stops answering; every decision made.
+    pub(super) fn stop(self) -> Vec<SignDecision> {
+        self.task.abort();
+        let holder = self
+            .holder
+            .lock()
+            .expect("the holder's lock is never poisoned");
+        holder.decisions().to_vec()
+    }
+}
+
+/// Starts the relay in the agent container and the holder here; returns
+/// once the relay listens.
+pub(super) async fn start(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    home: &str,
+    keys: Vec<HeldKey>,
+) -> Result<RunningHolder> {
+    let failed = |what: &str| Error::new(format!("the SSH agent relay {what}"));
+    let home = home.trim_end_matches('/');
+    let (_, mut output, mut input) = exec::attached(
+        docker,
+        container,
+        ExecConfig {
+            cmd: Some(vec![
+                format!("{home}/{HELPER}"),
+                "ssh-relay".into(),
+                "--socket".into(),
+                format!("{home}/{AGENT_SOCKET}"),
+            ]),
+            user: Some(user.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|err| failed(&format!("cannot start: {err}")))?;
+    let mut decoder = Decoder::default();
+    let ready = async {
+        while let Some(Ok(chunk)) = output.next().await {
+            if let bollard::container::LogOutput::StdOut { message } = chunk {
+                decoder.push(&message);
+                if let Ok(Some(frame)) = decoder.next_frame() {
+                    return frame.kind == Kind::Ready;
+                }
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(READY_WITHIN, ready).await {
+        Ok(true) => {}
+        Ok(false) => return Err(failed("exited before it listened")),
+        Err(_) => return Err(failed("did not listen in time")),
+    }
+    let holder = Arc::new(Mutex::new(Holder::new(keys)));
+    let answering = holder.clone();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(chunk)) = output.next().await {
+            // Only stdout carries frames; what the relay says on stderr is
+            // not the holder's business.
+            let bollard::container::LogOutput::StdOut { message } = chunk else {
+                continue;
+            };
+            decoder.push(&message);
+            loop {
+                let frame = match decoder.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    // A relay that breaks the framing is not answered again.
+                    Err(_) => return,
+                };
+                let answer = {
+                    let mut holder = answering
+                        .lock()
+                        .expect("the holder's lock is never poisoned");
+                    match frame.kind {
+                        Kind::Message => Some(holder.answer(frame.connection, &frame.payload)),
+                        Kind::Closed => {
+                            holder.closed(frame.connection);
+                            None
+                        }
+                        Kind::Ready => None,
+                    }
+                };
+                if let Some(payload) = answer {
+                    let reply = Frame {
+                        connection: frame.connection,
+                        kind: Kind::Message,
+                        payload,
+                    };
+                    if input.write_all(&reply.encode()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(RunningHolder { task, holder })
+}
+
+/// The line a session ends with when its keys were asked for anything.
+pub(super) fn summary(decisions: &[SignDecision]) -> Option<String> {
+    if decisions.is_empty() {
+        return None;
+    }
+    let signed = decisions.iter().filter(|d| d.signed).count();
+    let mut refused: Vec<String> = decisions
+        .iter()
+        .filter(|d| !d.signed)
+        .map(|d| format!("the key for {}: {}", d.key_for, d.reason))
+        .collect();
+    refused.dedup();
+    let mut line = format!("ssh: {signed} signed, {} refused", decisions.len() - signed);
+    if !refused.is_empty() {
+        let _ = write!(line, " ({})", refused.join("; "));
+    }
+    Some(line)
+}
