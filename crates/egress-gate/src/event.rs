@@ -33,6 +33,15 @@ pub enum Notice {
     /// Every decision before this line is written: the answer to a
     /// `flush` line on the gate's stdin.
     Flushed,
+    /// A decision of the SSH key holder (in claude-bottle, outside the
+    /// bottle), passed on through the gate's stdin so that one log holds
+    /// every way out.
+    Ssh {
+        /// The declared hosts the key serves.
+        key_for: String,
+        verdict: Verdict,
+        reason: String,
+    },
 }
 
 /// A decision: method, host, port, verdict and rule, never a path, query,

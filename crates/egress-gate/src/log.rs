@@ -51,6 +51,15 @@ impl DecisionLog {
         Self::to_writer(std::io::stdout())
     }
 
+    /// Writes a notice passed on by the gate's starter (an SSH decision).
+    /// It waits for room in the backlog, so call it off the async runtime.
+    pub fn pass_on(&self, notice: Notice) {
+        let _ = self.lines.send(GateEvent::Gate(GateNotice {
+            time: now_ms(),
+            notice,
+        }));
+    }
+
     /// Writes a `flushed` notice once every decision before it is written.
     /// It waits for room in the backlog, so call it off the async runtime.
     pub fn flush(&self) {

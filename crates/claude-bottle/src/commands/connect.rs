@@ -3,7 +3,7 @@
 //! and stdout through it, so SSH leaves the bottle the one way everything
 //! else does, and the gate decides it.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;
 
@@ -51,12 +51,34 @@ pub(crate) fn run(proxy: &str, host: &str, port: u16) -> Result<ExitCode, Comman
     let mut from_gate = gate.try_clone().map_err(|err| failed("read", err))?;
     let down = std::thread::spawn(move || {
         let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(&early);
-        let _ = stdout.flush();
-        let _ = std::io::copy(&mut from_gate, &mut stdout);
+        if stdout
+            .write_all(&early)
+            .and_then(|()| stdout.flush())
+            .is_ok()
+        {
+            pump(&mut from_gate, &mut stdout);
+        }
     });
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut gate);
+    pump(&mut std::io::stdin().lock(), &mut gate);
     let _ = gate.shutdown(std::net::Shutdown::Write);
     let _ = down.join();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copies until either side ends, flushing every chunk: stdout holds a
+/// line back until its end, and SSH packets have none. (Not `io::copy`,
+/// whose `splice` between a pipe and a socket some sandboxes, gVisor
+/// among them, refuse.)
+fn pump(from: &mut impl Read, to: &mut impl Write) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).and_then(|()| to.flush()).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

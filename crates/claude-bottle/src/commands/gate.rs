@@ -11,6 +11,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use egress_gate::event::Notice;
 use egress_gate::{Config, DecisionLog, EgressRule, Policy, host};
 
 use crate::cli::GateArgs;
@@ -58,7 +59,12 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
         for line in std::io::stdin().lock().lines() {
             match line {
                 Ok(line) if line.trim() == "flush" => control.flush(),
-                Ok(_) => {}
+                // The key holder's decisions, to be logged with the gate's.
+                Ok(line) => {
+                    if let Ok(notice @ Notice::Ssh { .. }) = serde_json::from_str(&line) {
+                        control.pass_on(notice);
+                    }
+                }
                 Err(_) => break,
             }
         }

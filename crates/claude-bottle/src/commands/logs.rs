@@ -11,8 +11,9 @@ pub(crate) async fn run(instance: &str) -> Result<ExitCode, CommandError> {
     let settings = Settings::from_env()?;
     let backend = backend::select(&settings.backend)?;
     let events = backend.gate_log(instance, &settings.extra_labels).await?;
-    // The decisions, and any notice that some went unwritten.
-    for event in events.iter().filter(|e| !e.is_ready()) {
+    // The decisions, the key holder's, and any notice that some went
+    // unwritten; not the gate's own bookkeeping.
+    for event in events.iter().filter(|e| !e.is_ready() && !e.is_flushed()) {
         println!("{}", event.to_line());
     }
     Ok(ExitCode::SUCCESS)

@@ -117,16 +117,8 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-/// `ssh` and `--cwd` are shown by a dry run but not provisioned yet.
+/// `--cwd` is shown by a dry run but not provisioned yet.
 fn refuse_what_cannot_launch_yet(plan: &bottle::plan::Plan) -> Result<(), CommandError> {
-    if !plan.ssh.is_empty() {
-        return Err(bottle::Error::new(format!(
-            "bottle `{}` has ssh hosts, and this version cannot provision SSH yet",
-            plan.bottle
-        ))
-        .hint("remove the ssh entries to start it now; --dry-run still shows them")
-        .into());
-    }
     if plan.cwd {
         return Err(
             bottle::Error::new("--cwd cannot copy the repository in this version yet")

@@ -457,27 +457,25 @@ async fn an_image_without_a_workspace_gets_one_owned_by_its_user() {
 }
 
 #[tokio::test]
-async fn ssh_hosts_and_cwd_are_refused_at_launch_until_they_can_be_provisioned() {
-    let Some(docker) = with_fake_claude("ssh and cwd refused").await else {
+async fn cwd_is_refused_at_launch_until_it_can_be_provisioned() {
+    let Some(docker) = with_fake_claude("cwd refused").await else {
         return;
     };
     let label = run_label("refused");
     let sandbox = Sandbox::with_manifest(
-        r#"{"bottles": {"keyed": {"ssh": [{"Host": "gitea", "IdentityFile": "~/.ssh/key"}]}, "plain": {}},
-            "agents": {"s": {"bottle": "keyed"}, "p": {"bottle": "plain"}}}"#,
+        r#"{"bottles": {"plain": {}}, "agents": {"p": {"bottle": "plain"}}}"#,
     )
     .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
-    .env("CLAUDE_BOTTLE_EXTRA_LABELS", &format!("{TEST_LABEL}={label}"));
-    sandbox.ssh_key("key", "");
+    .env(
+        "CLAUDE_BOTTLE_EXTRA_LABELS",
+        &format!("{TEST_LABEL}={label}"),
+    );
     std::fs::create_dir(sandbox.cwd.join(".git")).unwrap();
     assert_eq!(
-        sandbox.run(&["start", "s", "--dry-run"]).code,
+        sandbox.run(&["start", "p", "--cwd", "--dry-run"]).code,
         0,
-        "a dry run still shows them"
+        "a dry run still shows it"
     );
-    let out = sandbox.run(&["start", "s", "--yes"]);
-    assert_eq!(out.code, 125, "{out:?}");
-    assert!(out.stderr.contains("cannot provision SSH yet"), "{out:?}");
     let out = sandbox.run(&["start", "p", "--cwd", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("--cwd cannot copy"), "{out:?}");

@@ -13,6 +13,7 @@ mod launch;
 mod manifest_errors;
 mod secrets;
 mod session;
+mod ssh;
 mod support;
 mod terminal;
 mod usage;

@@ -6,22 +6,13 @@ use std::time::{Duration, Instant};
 use fixtures::report::frames;
 use serde_json::{Value, json};
 
-use crate::support::{
-    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal,
-    TestNetwork, fixture_json, leftovers, run_label, with_fake_claude, with_real_claude,
-};
+use crate::support::{CLAUDE_CODE_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal, TestNetwork, fake_claude_bottle, fixture_json, leftovers, run_label, with_fake_claude, with_real_claude};
 
 fn fake_sandbox(label: &str, env: &Value) -> Sandbox {
-    let manifest = json!({
-        "bottles": { "dev": { "env": env, "egress": { "builtin": false } } },
-        "agents": { "a": { "bottle": "dev" } },
-    });
-    Sandbox::with_manifest(&manifest.to_string())
-        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
-        .env(
-            "CLAUDE_BOTTLE_EXTRA_LABELS",
-            &format!("{TEST_LABEL}={label}"),
-        )
+    fake_claude_bottle(
+        label,
+        &json!({ "env": env, "egress": { "builtin": false } }),
+    )
 }
 
 #[tokio::test]

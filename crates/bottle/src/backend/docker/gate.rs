@@ -31,17 +31,37 @@ const FLUSHED_WITHIN: Duration = Duration::from_secs(5);
 /// A started gate: its container, and the stdin that keeps it alive.
 pub(super) struct Gate {
     pub(super) id: String,
-    stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    stdin: GateControl,
+}
+
+/// The gate's stdin: its dead-man switch, and where it is told to flush
+/// its log or to log a decision made outside it.
+#[derive(Clone)]
+pub(super) struct GateControl(
+    std::sync::Arc<tokio::sync::Mutex<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>>,
+);
+
+impl GateControl {
+    /// Sends one line; whether it went.
+    pub(super) async fn line(&self, line: &str) -> bool {
+        let mut stdin = self.0.lock().await;
+        stdin.write_all(line.as_bytes()).await.is_ok()
+            && stdin.write_all(b"\n").await.is_ok()
+            && stdin.flush().await.is_ok()
+    }
 }
 
 impl Gate {
+    pub(super) fn control(&self) -> GateControl {
+        self.stdin.clone()
+    }
+
     /// Its whole log, once every decision made so far is in it: the gate
     /// writes its log off the request path, and says when it has caught
     /// up. A gate that does not say so within a few seconds gives what
     /// its log holds by then.
-    pub(super) async fn drained_log(&mut self, docker: &Docker) -> Result<Vec<GateEvent>> {
-        let asked =
-            self.stdin.write_all(b"flush\n").await.is_ok() && self.stdin.flush().await.is_ok();
+    pub(super) async fn drained_log(&self, docker: &Docker) -> Result<Vec<GateEvent>> {
+        let asked = self.stdin.line("flush").await;
         if asked {
             let mut logs = docker.logs(
                 &self.id,
@@ -184,7 +204,7 @@ pub(super) async fn start(
     wait_ready(docker, &created.id).await?;
     Ok(Gate {
         id: created.id,
-        stdin: attached.input,
+        stdin: GateControl(std::sync::Arc::new(tokio::sync::Mutex::new(attached.input))),
     })
 }
 

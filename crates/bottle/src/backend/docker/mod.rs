@@ -202,7 +202,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         return Err(lacks_ssh(&image));
     }
 
-    let mut gate = gate::start(
+    let gate = gate::start(
         docker,
         plan,
         &gate::GateSpec {
@@ -222,13 +222,9 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     let deadman = start_with_deadman(docker, &container).await?;
 
     provision_home(docker, launch, &container, &facts).await?;
-    let holder = start_ssh(docker, launch, &container, &facts).await?;
+    let holder = start_ssh(docker, launch, &container, &facts, gate.control()).await?;
 
-    let env = launch
-        .env
-        .iter()
-        .map(|(name, value)| format!("{name}={}", value.expose()))
-        .collect();
+    let env = claude_env(launch, &facts, holder.is_some());
     let code = exec::run_claude(
         docker,
         ClaudeExec {
@@ -261,6 +257,21 @@ fn lacks_ssh(image: &str) -> Error {
     .hint("add openssh-client to the image, or remove the bottle's ssh entries")
 }
 
+/// claude's environment: the bottle's values, and the agent socket when
+/// the holder runs (for `ssh-add` and tools that ignore ssh's config).
+fn claude_env(launch: &Launch, facts: &ImageFacts, ssh: bool) -> Vec<String> {
+    let mut env: Vec<String> = launch
+        .env
+        .iter()
+        .map(|(name, value)| format!("{name}={}", value.expose()))
+        .collect();
+    if ssh {
+        let home = facts.home.trim_end_matches('/');
+        env.push(format!("SSH_AUTH_SOCK={home}/{}", crate::ssh::AGENT_SOCKET));
+    }
+    env
+}
+
 /// The SSH files and helper into the home, and the key holder answering
 /// the relay; nothing when the bottle has no SSH hosts.
 async fn start_ssh(
@@ -268,6 +279,7 @@ async fn start_ssh(
     launch: &Launch,
     container: &str,
     facts: &ImageFacts,
+    gate: gate::GateControl,
 ) -> Result<Option<ssh::RunningHolder>> {
     if launch.ssh.is_empty() {
         return Ok(None);
@@ -277,7 +289,7 @@ async fn start_ssh(
     exec::untar(docker, container, &facts.user, &facts.home, archive).await?;
     let keys = launch.ssh_keys.clone();
     Ok(Some(
-        ssh::start(docker, container, &facts.user, &facts.home, keys).await?,
+        ssh::start(docker, container, &facts.user, &facts.home, keys, gate).await?,
     ))
 }
 

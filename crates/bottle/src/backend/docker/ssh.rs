@@ -12,11 +12,13 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::exec;
+use super::gate::GateControl;
 use crate::archive::{append_dir, append_file};
 use crate::error::{Error, Result};
 use crate::ssh::frame::{Decoder, Frame, Kind};
 use crate::ssh::holder::{HeldKey, Holder, SignDecision};
 use crate::ssh::{AGENT_SOCKET, HELPER, HomeFile};
+use egress_gate::event::{Notice, Verdict};
 
 const READY_WITHIN: Duration = Duration::from_secs(15);
 
@@ -79,6 +81,7 @@ pub(super) async fn start(
     user: &str,
     home: &str,
     keys: Vec<HeldKey>,
+    gate: GateControl,
 ) -> Result<RunningHolder> {
     let failed = |what: &str| Error::new(format!("the SSH agent relay {what}"));
     let home = home.trim_end_matches('/');
@@ -132,19 +135,25 @@ pub(super) async fn start(
                     // A relay that breaks the framing is not answered again.
                     Err(_) => return,
                 };
-                let answer = {
+                let (answer, decided) = {
                     let mut holder = answering
                         .lock()
                         .expect("the holder's lock is never poisoned");
-                    match frame.kind {
+                    let before = holder.decisions().len();
+                    let answer = match frame.kind {
                         Kind::Message => Some(holder.answer(frame.connection, &frame.payload)),
                         Kind::Closed => {
                             holder.closed(frame.connection);
                             None
                         }
                         Kind::Ready => None,
-                    }
+                    };
+                    (answer, holder.decisions()[before..].to_vec())
                 };
+                // Logged by the gate, with its own decisions.
+                for decision in decided {
+                    let _ = gate.line(&notice(&decision)).await;
+                }
                 if let Some(payload) = answer {
                     let reply = Frame {
                         connection: frame.connection,
@@ -159,6 +168,21 @@ pub(super) async fn start(
         }
     });
     Ok(RunningHolder { task, holder })
+}
+
+/// A decision as the gate's log takes it on its stdin.
+fn notice(decision: &SignDecision) -> String {
+    let verdict = if decision.signed {
+        Verdict::Allow
+    } else {
+        Verdict::Refuse
+    };
+    serde_json::to_string(&Notice::Ssh {
+        key_for: decision.key_for.clone(),
+        verdict,
+        reason: decision.reason.to_owned(),
+    })
+    .expect("a notice always serialises")
 }
 
 /// The line a session ends with when its keys were asked for anything.

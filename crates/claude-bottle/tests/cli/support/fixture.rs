@@ -31,6 +31,9 @@ pub(crate) const FIXTURES_IMAGE: &str = "claude-bottle-test/fixtures";
 pub(crate) const GATE_IMAGE: &str = "claude-bottle-test/gate";
 /// The real Claude Code native binary, for user `agent` in `/workspace`.
 pub(crate) const CLAUDE_CODE_IMAGE: &str = "claude-bottle-test/claude-code:2.1.332";
+/// `sshd` for user `git` with a bare `repo.git`; `AUTHORIZED_KEYS` and
+/// `SSHD_PORT` at run time.
+pub(crate) const SSHD_IMAGE: &str = "claude-bottle-test/sshd";
 /// Every container a test creates carries this label, valued by test run.
 pub(crate) const TEST_LABEL: &str = "io.claude-bottle.test";
 

@@ -217,3 +217,18 @@ pub(crate) async fn wait_for_instance(session: &Session) -> String {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A sandbox with one agent `a` in one bottle `dev` (`bottle` is its
+/// definition) that runs the fake claude, labelled with `label`.
+pub(crate) fn fake_claude_bottle(label: &str, bottle: &serde_json::Value) -> Sandbox {
+    let manifest = json!({
+        "bottles": { "dev": bottle },
+        "agents": { "a": { "bottle": "dev" } },
+    });
+    Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+}

@@ -14,12 +14,13 @@ pub(crate) use engine::{
     connect, engine_with, has_runsc, runtimes, skip, with_fake_claude, with_real_claude,
 };
 pub(crate) use fixture::{
-    BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, Service,
-    TEST_LABEL, TestContainer, TestImage, TestNetwork, containers_labelled, exec, fixture_json,
-    http_get, run_in_container,
+    BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, SSHD_IMAGE,
+    Service, TEST_LABEL, TestContainer, TestImage, TestNetwork, containers_labelled, exec,
+    fixture_json, http_get, run_in_container,
 };
 pub(crate) use instance::{
-    Session, bottle_sandbox, kill_9, leftovers, running_agent, wait_for_instance,
+    Session, bottle_sandbox, fake_claude_bottle, kill_9, leftovers, running_agent,
+    wait_for_instance,
 };
 pub(crate) use label::run_label;
 pub(crate) use sandbox::{BIN, Output, SIMPLE, Sandbox};

@@ -1,0 +1,483 @@
+//! SSH from inside a bottle to real `sshd` fixtures on a network the gate
+//! joins: the agent reaches exactly its declared hosts, through the gate,
+//! with keys it never holds. Fresh key pairs are made for each test.
+
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::InspectContainerOptions;
+use fixtures::report::frames;
+use serde_json::{Value, json};
+
+use crate::support::{
+    FAKE_CLAUDE_IMAGE, SSHD_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal, TestContainer,
+    TestImage, TestNetwork, engine_with, exec, fake_claude_bottle, leftovers, run_label,
+    running_agent, runtimes, wait_for_instance,
+};
+
+/// An sshd fixture: its container, its alias on the network, its host key.
+struct SshHostFixture {
+    _container: TestContainer,
+    id: String,
+    host_key: String,
+}
+
+impl SshHostFixture {
+    async fn start(
+        docker: &Docker,
+        label: &str,
+        network: &TestNetwork,
+        alias: &str,
+        port: u16,
+        authorized: &[&str],
+    ) -> Self {
+        let (container, _) = Service::new(SSHD_IMAGE, network)
+            .env("AUTHORIZED_KEYS", &authorized.join("\n"))
+            .env("SSHD_PORT", &port.to_string())
+            .alias(alias)
+            .start(docker, label)
+            .await;
+        let id = container.id.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let host_key = loop {
+            let (code, key) = exec(
+                docker,
+                &id,
+                &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
+                &[],
+            )
+            .await;
+            if code == 0 && key.starts_with("ssh-ed25519 ") {
+                break key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd {alias} made no host key: {key}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        Self {
+            _container: container,
+            id,
+            host_key,
+        }
+    }
+
+    /// The commits of the bare repository, newest first.
+    async fn commits(&self, docker: &Docker) -> String {
+        let (_, log) = exec(
+            docker,
+            &self.id,
+            &[
+                "git",
+                "--git-dir",
+                "/srv/git/repo.git",
+                "log",
+                "--format=%s",
+                "main",
+            ],
+            &[],
+        )
+        .await;
+        log
+    }
+}
+
+/// A bottle whose agent runs `script` with the fake claude, then waits for
+/// its stdin to end; `ssh` are the bottle's ssh entries.
+fn ssh_sandbox(label: &str, network: &TestNetwork, ssh: &Value, script: &str) -> Sandbox {
+    ssh_sandbox_with(
+        label,
+        network,
+        ssh,
+        &json!({ "FAKE_CLAUDE_RUN": script, "FAKE_CLAUDE_READ_STDIN": "1" }),
+    )
+}
+
+fn ssh_sandbox_with(label: &str, network: &TestNetwork, ssh: &Value, env: &Value) -> Sandbox {
+    let bottle = json!({ "ssh": ssh, "env": env, "egress": { "builtin": false } });
+    fake_claude_bottle(label, &bottle).env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name)
+}
+
+fn entry(host: &str, hostname: &str, port: u16, key: &str, pin: Option<&str>) -> Value {
+    let mut entry = json!({
+        "Host": host, "Hostname": hostname, "User": "git", "Port": port,
+        "IdentityFile": format!("~/.ssh/{key}"),
+    });
+    if let Some(pin) = pin {
+        entry["KnownHostKey"] = json!(pin);
+    }
+    entry
+}
+
+/// The same key files in another sandbox's home.
+fn copy_keys(from: &Sandbox, to: &Sandbox, files: &[&str]) {
+    std::fs::create_dir_all(to.home.join(".ssh")).unwrap();
+    for file in files {
+        std::fs::copy(
+            from.home.join(".ssh").join(file),
+            to.home.join(".ssh").join(file),
+        )
+        .unwrap();
+    }
+}
+
+/// The files of a container, searched as root, that hold any of `lines`.
+async fn files_holding(docker: &Docker, container: &str, lines: &[String]) -> String {
+    let search = "printf '%s\\n' \"$NEEDLES\" >/tmp/.needles \
+        && grep -rlF -f /tmp/.needles / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev \
+        2>/dev/null | grep -v '^/tmp/.needles$' || true";
+    let needles = format!("NEEDLES={}", lines.join("\n"));
+    let (_, found) = exec(docker, container, &["sh", "-c", search], &[&needles]).await;
+    found.trim().to_owned()
+}
+
+/// Whether `text` has `line` as a whole line (the report quotes the
+/// script, markers included).
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l.trim_end() == line)
+}
+
+/// The private key's base64 body, line by line as the file holds it.
+fn key_lines(sandbox: &Sandbox, key: &str) -> Vec<String> {
+    std::fs::read_to_string(sandbox.home.join(".ssh").join(key))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(ToOwned::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_agent_clones_and_pushes_over_ssh_and_the_key_never_enters_the_bottle() {
+    let Some(docker) = engine_with("ssh clone and push", &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE]).await
+    else {
+        return;
+    };
+    for runtime in runtimes(&docker).await {
+        let label = run_label(&format!("ssh-{runtime}"));
+        let network = TestNetwork::create(&docker, &format!("{label}-outside")).await;
+        let probe = Sandbox::new();
+        let public = probe.ssh_key("forge", "");
+        let forge = SshHostFixture::start(
+            &docker,
+            &format!("{label}-outside"),
+            &network,
+            "forge-host",
+            22,
+            &[&public],
+        )
+        .await;
+        let script = "ssh forge true && echo ssh-ok-51 \
+            && git clone -q forge:repo.git /workspace/repo && cd /workspace/repo \
+            && git -c user.name=Agent -c user.email=agent@bottle commit -q --allow-empty -m from-the-bottle-9c \
+            && git push -q origin HEAD:main && echo push-ok-27 \
+            && ssh-add -L";
+        let sandbox = ssh_sandbox(
+            &label,
+            &network,
+            &json!([entry(
+                "forge",
+                "forge-host",
+                22,
+                "forge",
+                Some(&forge.host_key)
+            )]),
+            script,
+        )
+        .env("CLAUDE_BOTTLE_RUNTIME", runtime);
+        copy_keys(&probe, &sandbox, &["forge", "forge.pub"]);
+        let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+        let agent = running_agent(&docker, &label, &session).await;
+        // As root, through the engine: no file in the agent's container
+        // holds any line of the private key.
+        let lines = key_lines(&sandbox, "forge");
+        let found = files_holding(&docker, agent.id.as_deref().unwrap(), &lines).await;
+        assert_eq!(found, "", "{runtime}: files holding the key: {found}");
+        let inspected = serde_json::to_string(
+            &docker
+                .inspect_container(
+                    agent.id.as_deref().unwrap(),
+                    None::<InspectContainerOptions>,
+                )
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        for line in &lines {
+            assert!(
+                !inspected.contains(line.as_str()),
+                "{runtime}: the key is in docker inspect"
+            );
+        }
+        let out = session.finish("");
+        assert_eq!(out.code, 0, "{runtime}: {out:?}");
+        assert!(has_line(&out.stdout, "ssh-ok-51"), "{runtime}: {out:?}");
+        assert!(has_line(&out.stdout, "push-ok-27"), "{runtime}: {out:?}");
+        // `ssh-add -L` lists exactly the declared key's public half.
+        let listed: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("ssh-ed25519 "))
+            .collect();
+        let declared = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(listed.len(), 1, "{runtime}: {out:?}");
+        assert!(listed[0].starts_with(&declared), "{runtime}: {listed:?}");
+        assert!(
+            out.stderr.contains("ssh: "),
+            "{runtime}: no ssh summary: {out:?}"
+        );
+        assert!(
+            forge.commits(&docker).await.contains("from-the-bottle-9c"),
+            "{runtime}: the push did not arrive"
+        );
+        for line in &lines {
+            assert!(!out.stdout.contains(line.as_str()) && !out.stderr.contains(line.as_str()));
+        }
+        let report = &frames(&out.stdout, "report")[0];
+        assert!(!report.to_string().contains(lines[1].as_str()), "{runtime}");
+        assert_eq!(
+            leftovers(&docker, &label).await,
+            (vec![], vec![]),
+            "{runtime}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_signs_only_for_its_own_host_and_the_gate_admits_only_declared_hosts() {
+    let Some(docker) = engine_with("ssh binding", &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE]).await else {
+        return;
+    };
+    let label = run_label("ssh-binding");
+    let outside = format!("{label}-outside");
+    let network = TestNetwork::create(&docker, &outside).await;
+    let probe = Sandbox::new();
+    let (ka, kb) = (probe.ssh_key("a", ""), probe.ssh_key("b", ""));
+    // Both hosts take both keys: only the holder keeps kA to host A.
+    let host_a =
+        SshHostFixture::start(&docker, &outside, &network, "host-a", 22, &[&ka, &kb]).await;
+    let host_b =
+        SshHostFixture::start(&docker, &outside, &network, "host-b", 22, &[&ka, &kb]).await;
+    let wrong = SshHostFixture::start(&docker, &outside, &network, "host-c", 22, &[&ka]).await;
+    // kA offered alone to host B: only the holder stands in the way.
+    let alone = "ssh -F none -o IdentityAgent=$SSH_AUTH_SOCK -o IdentitiesOnly=yes \
+        -o UserKnownHostsFile=~/.ssh/known_hosts -o StrictHostKeyChecking=yes \
+        -o ProxyCommand='~/.claude-bottle/bin/claude-bottle connect --proxy gate:3128 %h %p'";
+    let script = format!(
+        "{alone} -o IdentityFile=~/.ssh/claude-bottle-a.pub git@host-b true && echo ka-to-b-worked; \
+         ssh b true && echo kb-to-b-ok; \
+         ssh a true && echo ka-to-a-ok; \
+         ssh c true 2>&1 | grep -o 'Host key verification failed'; \
+         {alone} -o IdentityFile=~/.ssh/claude-bottle-a.pub -p 2222 git@host-a true 2>&1 | grep -o 'the gate refused [^ ]*'; \
+         {alone} -o IdentityFile=~/.ssh/claude-bottle-a.pub git@undeclared.test true 2>&1 | grep -o 'the gate refused [^ ]*'"
+    );
+    let sandbox = ssh_sandbox(
+        &label,
+        &network,
+        &json!([
+            entry("a", "host-a", 22, "a", Some(&host_a.host_key)),
+            entry("b", "host-b", 22, "b", Some(&host_b.host_key)),
+            // Pinned to A's key: host C answers with its own.
+            entry("c", "host-c", 22, "a", Some(&host_a.host_key)),
+        ]),
+        &script,
+    );
+    copy_keys(&probe, &sandbox, &["a", "a.pub", "b", "b.pub"]);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let instance = wait_for_instance(&session).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !session
+        .stdout
+        .lock()
+        .unwrap()
+        .contains("the gate refused undeclared.test")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the script never ended: {:?}",
+            session.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // `logs` shows the holder's refusal beside the gate's decisions.
+    let logs = sandbox.run(&["logs", &instance]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    let refusal = logs.stdout.lines().any(|l| {
+        let event: Value = serde_json::from_str(l).unwrap_or_default();
+        event["event"] == "ssh" && event["verdict"] == "refuse" && event["key_for"] == "a,c"
+    });
+    assert!(refusal, "no ssh refusal in the log: {logs:?}");
+    let out = session.finish("");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        !has_line(&out.stdout, "ka-to-b-worked"),
+        "kA logged in to B: {out:?}"
+    );
+    assert!(has_line(&out.stdout, "kb-to-b-ok"), "{out:?}");
+    assert!(has_line(&out.stdout, "ka-to-a-ok"), "{out:?}");
+    assert!(
+        out.stdout.contains("Host key verification failed"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("the gate refused host-a:2222:"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("the gate refused undeclared.test:22:"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains("the key for a,c: a session bound to another host"),
+        "the refusal is not in the summary: {out:?}"
+    );
+    drop(wrong);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn an_image_without_ssh_is_refused_clearly_when_the_bottle_has_ssh_hosts() {
+    let Some(docker) = engine_with("ssh without ssh", &[FAKE_CLAUDE_IMAGE]).await else {
+        return;
+    };
+    let label = run_label("no-ssh");
+    let image = TestImage::build(
+        &docker,
+        &format!("claude-bottle-test/no-ssh:{label}"),
+        &format!("FROM {FAKE_CLAUDE_IMAGE}\nUSER root\nRUN rm /usr/bin/ssh\nUSER agent\n"),
+        &[(TEST_LABEL, &label)],
+    )
+    .await;
+    let network = TestNetwork::create(&docker, &format!("{label}-outside")).await;
+    let sandbox = ssh_sandbox(
+        &label,
+        &network,
+        &json!([entry("forge", "forge-host", 22, "forge", None)]),
+        "true",
+    )
+    .env("CLAUDE_BOTTLE_IMAGE", &image.tag);
+    sandbox.ssh_key("forge", "");
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "the image `{}` lacks `ssh`, which the bottle's ssh hosts need",
+            image.tag
+        )),
+        "{out:?}"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn ssh_on_port_443_passes_while_other_443_tunnels_keep_their_tls_check() {
+    let Some(docker) = engine_with("ssh on 443", &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE]).await else {
+        return;
+    };
+    let label = run_label("ssh-443");
+    let outside = format!("{label}-outside");
+    let network = TestNetwork::create(&docker, &outside).await;
+    let probe = Sandbox::new();
+    let public = probe.ssh_key("k", "");
+    let forge =
+        SshHostFixture::start(&docker, &outside, &network, "forge-443", 443, &[&public]).await;
+    // The same host is also allowlisted for HTTPS: a tunnel there that is
+    // not SSH-declared still has to start with TLS.
+    let (_sink, _) = Service::sink(&network, "web-443")
+        .start(&docker, &outside)
+        .await;
+    let script = "git clone -q forge:repo.git /workspace/repo && echo clone-443-ok; \
+        bash -c \"exec 3<>/dev/tcp/gate/3128; printf 'CONNECT web-443:443 HTTP/1.1\\r\\n\\r\\nnot tls at all' >&3; timeout 5 cat <&3 | head -1\"";
+    let manifest_ssh = json!([entry("forge", "forge-443", 443, "k", Some(&forge.host_key))]);
+    let manifest = json!({
+        "bottles": { "dev": {
+            "ssh": manifest_ssh,
+            "env": { "FAKE_CLAUDE_RUN": script },
+            "egress": { "allowlist": ["web-443"], "private": ["web-443"], "builtin": false }
+        } },
+        "agents": { "a": { "bottle": "dev" } },
+    });
+    let sandbox = Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+        .env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name);
+    copy_keys(&probe, &sandbox, &["k", "k.pub"]);
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(has_line(&out.stdout, "clone-443-ok"), "{out:?}");
+    // The gate answered 200, then cut the tunnel that sent no ClientHello:
+    // the summary counts the TLS refusal.
+    let egress = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("egress: "))
+        .unwrap_or_default();
+    assert!(
+        egress.contains("1 refused"),
+        "the non-TLS tunnel got through: {out:?}"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_key_with_a_passphrase_is_asked_for_on_a_terminal_and_refused_without_one() {
+    let Some(docker) = engine_with("ssh passphrase", &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE]).await else {
+        return;
+    };
+    let label = run_label("ssh-passphrase");
+    let outside = format!("{label}-outside");
+    let network = TestNetwork::create(&docker, &outside).await;
+    let passphrase = "correct horse 4e1";
+    let probe = Sandbox::new();
+    let public = probe.ssh_key("locked", passphrase);
+    let forge =
+        SshHostFixture::start(&docker, &outside, &network, "forge-locked", 22, &[&public]).await;
+    let sandbox = ssh_sandbox_with(
+        &label,
+        &network,
+        &json!([entry(
+            "forge",
+            "forge-locked",
+            22,
+            "locked",
+            Some(&forge.host_key)
+        )]),
+        &json!({ "FAKE_CLAUDE_RUN": "ssh forge true && echo locked-key-ok-3b" }),
+    );
+    copy_keys(&probe, &sandbox, &["locked", "locked.pub"]);
+    // Without a terminal: a clear refusal, before anything is created.
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("has a passphrase, and there is no terminal to ask it on"),
+        "{out:?}"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    // On a terminal: asked after the y/N, with echo off, never shown.
+    let terminal = Terminal::start(&sandbox, &["start", "a"]);
+    terminal.wait_for("[y/N]");
+    terminal.type_text("y\n");
+    terminal.wait_for("passphrase of");
+    assert!(
+        terminal.stty().split_whitespace().any(|f| f == "-echo"),
+        "echo is off while the passphrase is typed"
+    );
+    terminal.type_text(&format!("{passphrase}\n"));
+    let shown = String::from_utf8_lossy(&terminal.output()).into_owned();
+    assert!(has_line(&shown, "locked-key-ok-3b"), "{shown}");
+    assert!(
+        !shown.contains(passphrase),
+        "the passphrase was shown: {shown}"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
