@@ -37,7 +37,24 @@ pub(crate) fn run(agent_name: &str) -> Result<ExitCode, CommandError> {
     let ssh = bottle
         .ssh
         .iter()
-        .map(|s| format!("{} ({}:{})", s.host, s.target(), s.port_or_default()))
+        .map(|s| {
+            let user = s
+                .user
+                .as_deref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default();
+            let pinned = if s.known_host_key.is_some() {
+                "host key pinned"
+            } else {
+                "host key not pinned"
+            };
+            format!(
+                "{} ({user}{}:{}, {pinned})",
+                s.host,
+                s.target(),
+                s.port_or_default()
+            )
+        })
         .collect();
     let _ = writeln!(out, "ssh        {}", list(ssh));
     let _ = writeln!(

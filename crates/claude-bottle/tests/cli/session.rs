@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use fixtures::report::frames;
 use serde_json::{Value, json};
 
-use crate::support::{CLAUDE_CODE_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal, TestNetwork, fake_claude_bottle, fixture_json, leftovers, run_label, with_fake_claude, with_real_claude};
+use crate::support::{
+    CLAUDE_CODE_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal, TestNetwork,
+    fake_claude_bottle, fixture_json, leftovers, run_label, with_fake_claude, with_real_claude,
+};
 
 fn fake_sandbox(label: &str, env: &Value) -> Sandbox {
     fake_claude_bottle(

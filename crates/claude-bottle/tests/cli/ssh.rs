@@ -132,6 +132,41 @@ async fn files_holding(docker: &Docker, container: &str, lines: &[String]) -> St
     found.trim().to_owned()
 }
 
+/// Where the private key's lines are found while the session runs: the
+/// agent container's files (searched as root through the engine), the
+/// configuration of every container of the instance, and the gate's log.
+async fn key_found_while_running(
+    docker: &Docker,
+    label: &str,
+    sandbox: &Sandbox,
+    session: &Session,
+    agent: &str,
+    lines: &[String],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let files = files_holding(docker, agent, lines).await;
+    if !files.is_empty() {
+        found.push(format!("files: {files}"));
+    }
+    let (containers, _) = leftovers(docker, label).await;
+    for id in &containers {
+        let inspect = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let text = serde_json::to_string(&inspect).unwrap();
+        if lines.iter().any(|l| text.contains(l.as_str())) {
+            found.push(format!("docker inspect {id}"));
+        }
+    }
+    let instance = wait_for_instance(session).await;
+    let log = sandbox.run(&["logs", &instance]);
+    if lines.iter().any(|l| log.all().contains(l.as_str())) {
+        found.push("the gate's log".to_owned());
+    }
+    found
+}
+
 /// Whether `text` has `line` as a whole line (the report quotes the
 /// script, markers included).
 fn has_line(text: &str, line: &str) -> bool {
@@ -189,27 +224,11 @@ async fn the_agent_clones_and_pushes_over_ssh_and_the_key_never_enters_the_bottl
         copy_keys(&probe, &sandbox, &["forge", "forge.pub"]);
         let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
         let agent = running_agent(&docker, &label, &session).await;
-        // As root, through the engine: no file in the agent's container
-        // holds any line of the private key.
         let lines = key_lines(&sandbox, "forge");
-        let found = files_holding(&docker, agent.id.as_deref().unwrap(), &lines).await;
-        assert_eq!(found, "", "{runtime}: files holding the key: {found}");
-        let inspected = serde_json::to_string(
-            &docker
-                .inspect_container(
-                    agent.id.as_deref().unwrap(),
-                    None::<InspectContainerOptions>,
-                )
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-        for line in &lines {
-            assert!(
-                !inspected.contains(line.as_str()),
-                "{runtime}: the key is in docker inspect"
-            );
-        }
+        let agent = agent.id.unwrap();
+        let held =
+            key_found_while_running(&docker, &label, &sandbox, &session, &agent, &lines).await;
+        assert_eq!(held, Vec::<String>::new(), "{runtime}: the key is in these");
         let out = session.finish("");
         assert_eq!(out.code, 0, "{runtime}: {out:?}");
         assert!(has_line(&out.stdout, "ssh-ok-51"), "{runtime}: {out:?}");
@@ -238,6 +257,18 @@ async fn the_agent_clones_and_pushes_over_ssh_and_the_key_never_enters_the_bottl
         for line in &lines {
             assert!(!out.stdout.contains(line.as_str()) && !out.stderr.contains(line.as_str()));
         }
+        // Nor anything claude-bottle wrote under HOME (stages, downloads).
+        let written = sandbox.home.join(".cache/claude-bottle");
+        let (_, grep) = std::process::Command::new("grep")
+            .args(["-rlF", &lines[1]])
+            .arg(&written)
+            .output()
+            .map(|o| (o.status, String::from_utf8_lossy(&o.stdout).into_owned()))
+            .unwrap();
+        assert_eq!(
+            grep, "",
+            "{runtime}: claude-bottle wrote the key under HOME"
+        );
         let report = &frames(&out.stdout, "report")[0];
         assert!(!report.to_string().contains(lines[1].as_str()), "{runtime}");
         assert_eq!(
