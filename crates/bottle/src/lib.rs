@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod plan;
 pub mod prepare;
 pub mod provision;
+pub mod repo;
 pub mod settings;
 pub mod spec;
 pub mod ssh;

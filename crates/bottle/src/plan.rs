@@ -14,6 +14,10 @@ use crate::settings::Limits;
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the JSON contract: each flag is a key scripts read"
+)]
 pub struct Plan {
     pub schema_version: u32,
     pub backend: String,
@@ -40,6 +44,12 @@ pub struct Plan {
     pub cwd: bool,
     /// The repository `--cwd` copies, when it does.
     pub cwd_repository: Option<String>,
+    /// Its checked-out branch (none on a detached HEAD).
+    pub cwd_branch: Option<String>,
+    /// What its objects take on disk.
+    pub cwd_size_bytes: Option<u64>,
+    /// Whether uncommitted changes to tracked files come along.
+    pub cwd_uncommitted: bool,
     pub remote_control: bool,
     pub oauth_token_forwarded: bool,
     pub warnings: Vec<String>,
@@ -88,6 +98,30 @@ pub struct PromptPlan {
 impl Plan {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a plan always serialises")
+    }
+
+    /// What `--cwd` copies, for the preflight.
+    fn cwd_line(&self) -> String {
+        match &self.cwd_repository {
+            Some(repo) => {
+                let branch = self
+                    .cwd_branch
+                    .as_deref()
+                    .map_or_else(|| "a detached HEAD".to_owned(), |b| format!("branch {b}"));
+                let size = self.cwd_size_bytes.unwrap_or(0) >> 20;
+                let changes = if self.cwd_uncommitted {
+                    "with its uncommitted changes"
+                } else {
+                    "no uncommitted changes"
+                };
+                format!(
+                    "copies the git repository at {repo} ({branch}, {size} MiB, {changes}; \
+                     untracked files stay); new commits come home under claude-bottle/{}/",
+                    self.instance
+                )
+            }
+            None => "not copied (use --cwd to copy this repository in)".to_owned(),
+        }
     }
 
     /// The preflight summary shown on stderr before the y/N.
@@ -164,11 +198,7 @@ impl Plan {
             (None, false) => "(none)".to_owned(),
         };
         line("prompt", &prompt);
-        let cwd = match &self.cwd_repository {
-            Some(repo) => format!("copies the git repository at {repo}"),
-            None => "not copied (use --cwd to copy this repository in)".to_owned(),
-        };
-        line("cwd", &cwd);
+        line("cwd", &self.cwd_line());
         let auth = if self.remote_control {
             "--remote-control takes a subscription login, not a token: log in inside the bottle \
              with /login (the login ends with the bottle); it needs api.anthropic.com, claude.ai \

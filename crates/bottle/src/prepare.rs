@@ -16,6 +16,7 @@ use crate::lifecycle::stage::StageDir;
 use crate::manifest::{Agent, Bottle};
 use crate::plan::{EgressPlan, EnvPlan, Plan, PromptPlan, SCHEMA_VERSION, SshPlan};
 use crate::provision::Provision;
+use crate::repo::Repository;
 use crate::spec::BottleSpec;
 use crate::ssh::SshSetup;
 
@@ -29,6 +30,8 @@ pub struct Prepared {
     pub provision: Provision,
     /// What the launch runs, as the backend resolved it.
     pub target: LaunchTarget,
+    /// The repository `--cwd` copies in.
+    pub repository: Option<Repository>,
     pub ssh: SshSetup,
 }
 
@@ -42,8 +45,8 @@ pub async fn prepare(
     check_identity_files(&spec.home, bottle)?;
     let ssh = SshSetup::resolve(&bottle.ssh, &spec.home)?;
     let env = PendingEnv::prepare(&bottle.env, lookup)?;
-    let cwd_repository = if spec.copy_cwd {
-        Some(find_repository(&spec.cwd)?)
+    let repository = if spec.copy_cwd {
+        Some(Repository::find(&spec.cwd)?)
     } else {
         None
     };
@@ -91,7 +94,10 @@ pub async fn prepare(
                 .map(ToOwned::to_owned),
         },
         cwd: spec.copy_cwd,
-        cwd_repository: cwd_repository.map(|p| p.display().to_string()),
+        cwd_repository: repository.as_ref().map(|r| r.root.display().to_string()),
+        cwd_branch: repository.as_ref().and_then(|r| r.branch.clone()),
+        cwd_size_bytes: repository.as_ref().map(|r| r.size_bytes),
+        cwd_uncommitted: repository.as_ref().is_some_and(|r| r.uncommitted),
         remote_control: spec.remote_control,
         oauth_token_forwarded: spec.settings.oauth_token.is_some() && !spec.remote_control,
         warnings: resolution
@@ -120,6 +126,7 @@ pub async fn prepare(
         stage,
         provision,
         target,
+        repository,
         ssh,
     })
 }
@@ -210,19 +217,6 @@ pub fn expand_home(home: &Path, path: &str) -> PathBuf {
         Some(rest) if rest.starts_with('/') => home.join(&rest[1..]),
         _ => PathBuf::from(path),
     }
-}
-
-fn find_repository(cwd: &Path) -> Result<PathBuf> {
-    cwd.ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            Error::new(format!(
-                "--cwd copies a git repository, and {} is not inside one",
-                cwd.display()
-            ))
-            .hint("run from inside your repository, or leave out --cwd")
-        })
 }
 
 #[cfg(test)]

@@ -125,7 +125,10 @@ pub(crate) struct StartArgs {
     /// The agent, as named under "agents" in claude-bottle.json.
     pub(crate) agent: String,
 
-    /// Copy the git repository of the working directory into the bottle.
+    /// Copy the git repository of the working directory into the bottle's
+    /// /workspace (its branches, the checked-out one, and uncommitted
+    /// changes to tracked files); when the session ends, the agent's new
+    /// commits come home as branches under claude-bottle/<instance>/.
     #[arg(long)]
     pub(crate) cwd: bool,
 

@@ -20,6 +20,7 @@ use crate::lifecycle::stage::StageDir;
 use crate::plan::{DefaultImagePlan, Plan};
 use crate::prepare::Prepared;
 use crate::provision::Provision;
+use crate::repo::Repository;
 use crate::settings::{BACKEND, Settings};
 use crate::spec::BottleSpec;
 use crate::ssh::SshSetup;
@@ -52,6 +53,8 @@ pub struct Launch {
     pub networks: Networks,
     pub gate: GateSetup,
     pub ssh: SshSetup,
+    /// The repository `--cwd` copies in, and whose branches come home.
+    pub repository: Option<Repository>,
     /// The keys for the holder: decrypted, in memory only.
     pub ssh_keys: Vec<HeldKey>,
     /// Passed to claude after the tool's own flags.
@@ -89,6 +92,7 @@ impl Launch {
             networks: target.networks,
             gate: settings.gate_setup(),
             ssh: prepared.ssh,
+            repository: prepared.repository,
             ssh_keys,
             claude_args,
             extra_labels: settings.extra_labels.clone(),

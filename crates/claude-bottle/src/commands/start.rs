@@ -67,7 +67,6 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         eprintln!("dry run: nothing was created.");
         return Ok(ExitCode::SUCCESS);
     }
-    refuse_what_cannot_launch_yet(&prepared.plan)?;
     let can_ask = terminal::can_ask();
     if !args.yes {
         if !can_ask {
@@ -115,16 +114,4 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     )?;
     let code = backend.launch(launch).await?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-}
-
-/// `--cwd` is shown by a dry run but not provisioned yet.
-fn refuse_what_cannot_launch_yet(plan: &bottle::plan::Plan) -> Result<(), CommandError> {
-    if plan.cwd {
-        return Err(
-            bottle::Error::new("--cwd cannot copy the repository in this version yet")
-                .hint("start without --cwd; --dry-run still shows what it would copy")
-                .into(),
-        );
-    }
-    Ok(())
 }

@@ -140,10 +140,34 @@ fn cwd_requires_a_repository_and_the_plan_names_it() {
     let out = sandbox.run(&["start", "a", "--cwd", "--dry-run"]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("not inside one"), "{out:?}");
-    std::fs::create_dir(sandbox.cwd.join(".git")).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@example",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&sandbox.cwd)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
     let plan = sandbox
         .run(&["start", "a", "--cwd", "--dry-run", "--format", "json"])
         .json();
     assert_eq!(plan["cwd"], true);
     assert_eq!(plan["cwd_repository"], sandbox.cwd.display().to_string());
+    assert_eq!(plan["cwd_branch"], "main");
+    // The manifest in the work tree is untracked, which is no change.
+    assert_eq!(plan["cwd_uncommitted"], false);
 }

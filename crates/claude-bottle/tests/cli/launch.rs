@@ -13,9 +13,8 @@ use serde_json::{Value, json};
 
 use crate::support::instance::{HOST_VALUE, LITERAL_VALUE, OAUTH_VALUE, label_filter};
 use crate::support::{
-    BASE_IMAGE, FAKE_CLAUDE_IMAGE, Output, Sandbox, Service, Session, TEST_LABEL, TestNetwork,
-    bottle_sandbox, connect, fixture_json, has_runsc, kill_9, leftovers, run_label, running_agent,
-    with_fake_claude,
+    BASE_IMAGE, Output, Service, Session, TEST_LABEL, TestNetwork, bottle_sandbox, connect,
+    fixture_json, has_runsc, kill_9, leftovers, run_label, running_agent, with_fake_claude,
 };
 
 #[track_caller]
@@ -453,32 +452,6 @@ async fn an_image_without_a_workspace_gets_one_owned_by_its_user() {
         out.stdout
     );
     assert_eq!(frames(&out.stdout, "ran"), [json!({ "code": 0 })]);
-    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
-}
-
-#[tokio::test]
-async fn cwd_is_refused_at_launch_until_it_can_be_provisioned() {
-    let Some(docker) = with_fake_claude("cwd refused").await else {
-        return;
-    };
-    let label = run_label("refused");
-    let sandbox = Sandbox::with_manifest(
-        r#"{"bottles": {"plain": {}}, "agents": {"p": {"bottle": "plain"}}}"#,
-    )
-    .env("CLAUDE_BOTTLE_IMAGE", FAKE_CLAUDE_IMAGE)
-    .env(
-        "CLAUDE_BOTTLE_EXTRA_LABELS",
-        &format!("{TEST_LABEL}={label}"),
-    );
-    std::fs::create_dir(sandbox.cwd.join(".git")).unwrap();
-    assert_eq!(
-        sandbox.run(&["start", "p", "--cwd", "--dry-run"]).code,
-        0,
-        "a dry run still shows it"
-    );
-    let out = sandbox.run(&["start", "p", "--cwd", "--yes"]);
-    assert_eq!(out.code, 125, "{out:?}");
-    assert!(out.stderr.contains("--cwd cannot copy"), "{out:?}");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 

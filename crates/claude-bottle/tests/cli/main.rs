@@ -2,6 +2,7 @@
 //! one test binary (one link on small machines).
 
 mod cleanup;
+mod cwd;
 mod default_image;
 mod dry_run;
 mod egress;

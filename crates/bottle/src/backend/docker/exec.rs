@@ -205,3 +205,69 @@ async fn resize(docker: &Docker, exec: &str, ui: &dyn Ui) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Runs `cmd` as `user` with `env`, its stdin fed from `input` and its
+/// stdout written to `output`; returns its exit code and what it said on
+/// stderr. For streams too large to hold (a repository, a bundle).
+pub(super) async fn piped(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    input: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
+    output: Option<&mut (dyn tokio::io::AsyncWrite + Unpin + Send)>,
+) -> Result<(i64, String)> {
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::caused_by(
+            format!("cannot run {} in the bottle", cmd[0]),
+            err.to_string(),
+        )
+    };
+    let (exec, mut stream, mut stdin) = attached(
+        docker,
+        container,
+        ExecConfig {
+            cmd: Some(cmd.clone()),
+            env: Some(env),
+            user: Some(user.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| failed(&e))?;
+    let feed = async {
+        if let Some(input) = input {
+            tokio::io::copy(input, &mut stdin).await?;
+        }
+        stdin.shutdown().await
+    };
+    let mut said = String::new();
+    let drain = async {
+        let mut output = output;
+        while let Some(chunk) = stream.next().await {
+            match chunk.map_err(|e| failed(&e))? {
+                bollard::container::LogOutput::StdOut { message } => {
+                    if let Some(out) = &mut output {
+                        out.write_all(&message).await.map_err(|e| failed(&e))?;
+                    }
+                }
+                other => said.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        if let Some(out) = &mut output {
+            out.flush().await.map_err(|e| failed(&e))?;
+        }
+        Ok::<_, Error>(())
+    };
+    let (written, drained) = tokio::join!(feed, drain);
+    drained?;
+    written.map_err(|e| failed(&e))?;
+    let code = docker
+        .inspect_exec(&exec)
+        .await
+        .map_err(|e| failed(&e))?
+        .exit_code
+        .unwrap_or(-1);
+    Ok((code, said))
+}

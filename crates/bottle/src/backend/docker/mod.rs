@@ -17,6 +17,7 @@ mod ledger;
 mod runtime;
 mod ssh;
 mod stale_images;
+mod workspace;
 
 use std::collections::HashMap;
 
@@ -223,6 +224,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
 
     provision_home(docker, launch, &container, &facts).await?;
     let holder = start_ssh(docker, launch, &container, &facts, gate.control()).await?;
+    let copied = copy_repository(docker, launch, &container, &facts).await?;
 
     let env = claude_env(launch, &facts, holder.is_some());
     let code = exec::run_claude(
@@ -237,15 +239,15 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         launch.ui.as_ref(),
     )
     .await;
+    // While the container still runs: the agent's branches come home.
+    let code = match (&launch.repository, &copied, code) {
+        (Some(repo), Some(copied), Ok(code)) => {
+            come_home(docker, launch, &container, &facts, repo, copied, code).await
+        }
+        (_, _, code) => code,
+    };
     drop(deadman);
-    if let Some(line) = holder.and_then(|h| ssh::summary(&h.stop())) {
-        launch.ui.tell(&line);
-    }
-    if let Ok(events) = gate.drained_log(docker).await {
-        launch
-            .ui
-            .tell(&EgressSummary::from_events(&events).to_string());
-    }
+    tell_summaries(docker, launch, holder, &gate).await;
     drop(gate);
     code
 }
@@ -255,6 +257,78 @@ fn lacks_ssh(image: &str) -> Error {
         "the image `{image}` lacks `ssh`, which the bottle's ssh hosts need"
     ))
     .hint("add openssh-client to the image, or remove the bottle's ssh entries")
+}
+
+/// The lines a session ends with: what the key holder and the gate
+/// decided.
+async fn tell_summaries(
+    docker: &Docker,
+    launch: &Launch,
+    holder: Option<ssh::RunningHolder>,
+    gate: &gate::Gate,
+) {
+    if let Some(line) = holder.and_then(|h| ssh::summary(&h.stop())) {
+        launch.ui.tell(&line);
+    }
+    if let Ok(events) = gate.drained_log(docker).await {
+        launch
+            .ui
+            .tell(&EgressSummary::from_events(&events).to_string());
+    }
+}
+
+/// The repository `--cwd` names into the workspace; the branch tips that
+/// went in.
+async fn copy_repository(
+    docker: &Docker,
+    launch: &Launch,
+    container: &str,
+    facts: &ImageFacts,
+) -> Result<Option<Vec<(String, String)>>> {
+    match &launch.repository {
+        Some(repo) => Ok(Some(
+            workspace::copy_in(docker, container, facts, repo).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Fetches the agent's branches and says where they are. Commits that
+/// cannot come home fail the start unless claude itself failed, whose code
+/// is kept.
+async fn come_home(
+    docker: &Docker,
+    launch: &Launch,
+    container: &str,
+    facts: &ImageFacts,
+    repo: &crate::repo::Repository,
+    copied: &[(String, String)],
+    code: i64,
+) -> Result<i64> {
+    let instance = &launch.plan.instance;
+    match workspace::bring_home(
+        docker,
+        container,
+        facts,
+        repo,
+        instance,
+        copied,
+        &launch.stage,
+    )
+    .await
+    {
+        Ok(arrived) => {
+            for branch in &arrived {
+                launch.ui.tell(&branch.line(repo.branch.as_deref()));
+            }
+            Ok(code)
+        }
+        Err(err) if code != 0 => {
+            launch.ui.warn(&err.to_line());
+            Ok(code)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// claude's environment: the bottle's values, and the agent socket when
