@@ -59,6 +59,15 @@ impl Backend for FixedBackend {
         unreachable!("prepare tests remove nothing")
     }
 
+    async fn bundle_branches(
+        &self,
+        _: &str,
+        _: &[(String, String)],
+        _: &std::path::Path,
+    ) -> bottle::Result<()> {
+        unreachable!("prepare tests bundle nothing")
+    }
+
     async fn gate_log(
         &self,
         _: &str,

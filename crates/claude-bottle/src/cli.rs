@@ -67,6 +67,15 @@ pub(crate) enum Command {
         instance: String,
     },
 
+    /// Bring a running instance's new commits home now, into the
+    /// repository of the working directory, as branches under
+    /// claude-bottle/<instance>/ (a start with --cwd does this itself
+    /// when the session ends). Your own branches never move.
+    Fetch {
+        /// The instance, as `list` names it.
+        instance: String,
+    },
+
     /// Remove what bottle instances left behind.
     ///
     /// Without names, removes every instance whose owner is dead (its

@@ -133,6 +133,16 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// notices about itself.
     async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<Vec<GateEvent>>;
 
+    /// Writes to `to` a git bundle of the branches in a running instance's
+    /// `/workspace` (for `fetch`); the bundle is the bottle's word, to be
+    /// checked before use.
+    async fn bundle_branches(
+        &self,
+        instance: &str,
+        scope: &[(String, String)],
+        to: &std::path::Path,
+    ) -> Result<()>;
+
     /// Images this backend built, within `scope`, that are neither
     /// `current` nor used by any container. Backends that build none have
     /// none.

@@ -225,6 +225,14 @@ mod tests {
                     .hint("wait for the engine, then try again"),
             )
         }
+        async fn bundle_branches(
+            &self,
+            _: &str,
+            _: &[(String, String)],
+            _: &std::path::Path,
+        ) -> Result<()> {
+            unreachable!("cleanup bundles nothing")
+        }
         async fn gate_log(&self, _: &str, _: &[(String, String)]) -> Result<Vec<GateEvent>> {
             unreachable!("cleanup reads no log")
         }

@@ -104,7 +104,9 @@ pub fn take_home(
     }
     let refspecs: Vec<String> = wanted
         .iter()
-        .map(|(branch, _)| format!("refs/heads/{branch}:{}", home_ref(instance, branch)))
+        // Forced: the namespace is the instance's own, and a branch the
+        // agent rewrote after a `fetch` replaces what came before.
+        .map(|(branch, _)| format!("+refs/heads/{branch}:{}", home_ref(instance, branch)))
         .collect();
     // Atomic: a pack that breaks half-way (verify reads only the header)
     // updates no ref at all.
@@ -132,4 +134,33 @@ pub fn take_home(
             commit,
         })
         .collect())
+}
+
+/// A running instance's new commits, fetched now into `repo`; the
+/// baseline is the repository as it is, so branches the agent did not
+/// change stay where they are.
+pub async fn fetch_running(
+    backend: &dyn crate::backend::Backend,
+    instance: &str,
+    scope: &[(String, String)],
+    repo: &Repository,
+) -> Result<Vec<Arrived>> {
+    let bundle = tempfile::Builder::new()
+        .prefix("claude-bottle-fetch-")
+        .suffix(".bundle")
+        .tempfile()
+        .map_err(|err| Error::caused_by("cannot make room for the bottle's bundle", err))?;
+    backend
+        .bundle_branches(instance, scope, bundle.path())
+        .await?;
+    let (repo, instance) = (repo.clone(), instance.to_owned());
+    let path = bundle.path().to_owned();
+    let arrived = tokio::task::spawn_blocking(move || {
+        let baseline = repo.branches()?;
+        take_home(&repo, &path, &instance, &baseline)
+    })
+    .await
+    .map_err(|err| Error::caused_by("fetching the commits failed", err.to_string()))?;
+    drop(bundle);
+    arrived
 }

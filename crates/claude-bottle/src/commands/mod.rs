@@ -2,6 +2,7 @@
 
 mod cleanup;
 mod connect;
+mod fetch;
 mod gate;
 mod info;
 mod list;
@@ -23,6 +24,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Info { agent } => info::run(&agent),
         Command::List { format } => list::run(format).await,
         Command::Logs { instance } => logs::run(&instance).await,
+        Command::Fetch { instance } => fetch::run(&instance).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Gate(args) => gate::run(args).await,
         Command::SshRelay { socket } => ssh_relay::run(socket).await,

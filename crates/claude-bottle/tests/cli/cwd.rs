@@ -7,7 +7,11 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{Sandbox, fake_claude_bottle, leftovers, run_label, with_fake_claude};
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    Sandbox, Session, fake_claude_bottle, leftovers, run_label, wait_for_instance, with_fake_claude,
+};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -173,4 +177,54 @@ async fn what_cannot_be_copied_is_refused_clearly() {
     let linked = sandbox.cwd.join("linked");
     git(&main, &["worktree", "add", "-q", linked.to_str().unwrap()]);
     refused(&linked, "a linked worktree");
+}
+
+#[tokio::test]
+async fn fetch_brings_a_running_instances_commits_home_now() {
+    let Some(docker) = with_fake_claude("cwd fetch").await else {
+        return;
+    };
+    let label = run_label("cwd-fetch");
+    let script = "cd /workspace && git checkout -qb mid && git commit -q --allow-empty -m mid \
+        && echo mid=$(git rev-parse HEAD)";
+    let sandbox = fake_claude_bottle(
+        &label,
+        &json!({
+            "env": { "FAKE_CLAUDE_RUN": script, "FAKE_CLAUDE_READ_STDIN": "1" },
+            "egress": { "builtin": false }
+        }),
+    );
+    repository(&sandbox.cwd);
+    let session = Session::spawn(&sandbox, &["start", "a", "--cwd", "--yes"]);
+    let instance = wait_for_instance(&session).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mid = loop {
+        let seen = session.stdout.lock().unwrap().clone();
+        if let Some(hash) = seen.lines().find_map(|l| l.trim_end().strip_prefix("mid=")) {
+            break hash.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never committed: {seen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let fetched = sandbox.run(&["fetch", &instance]);
+    assert_eq!(fetched.code, 0, "{fetched:?}");
+    let home = format!("claude-bottle/{instance}/mid");
+    assert!(
+        fetched.stderr.contains(&format!("came home: {home}")),
+        "{fetched:?}"
+    );
+    assert_eq!(git(&sandbox.cwd, &["rev-parse", &home]), mid);
+    // Nothing new since: said so, and nothing moves.
+    let again = sandbox.run(&["fetch", &instance]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let out = session.finish("");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(git(&sandbox.cwd, &["rev-parse", &home]), mid);
+    let gone = sandbox.run(&["fetch", &instance]);
+    assert_eq!(gone.code, 125, "{gone:?}");
+    assert!(gone.stderr.contains("no running instance"), "{gone:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }

@@ -280,9 +280,19 @@ pub(super) async fn find(
     instance: &str,
     scope: &[(String, String)],
 ) -> Result<String> {
+    find_running(docker, instance, Role::Gate, scope).await
+}
+
+/// The running container of `instance` that plays `role`.
+pub(super) async fn find_running(
+    docker: &Docker,
+    instance: &str,
+    role: Role,
+    scope: &[(String, String)],
+) -> Result<String> {
     let mut wanted = vec![
         format!("{}={instance}", labels::INSTANCE),
-        format!("{}=gate", labels::ROLE),
+        format!("{}={}", labels::ROLE, role.as_str()),
     ];
     wanted.extend(scope.iter().map(|(k, v)| format!("{k}={v}")));
     let found = docker

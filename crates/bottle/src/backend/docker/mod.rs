@@ -112,6 +112,17 @@ impl Backend for DockerBackend {
         gate::log(&docker, &id).await
     }
 
+    async fn bundle_branches(
+        &self,
+        instance: &str,
+        scope: &[(String, String)],
+        to: &std::path::Path,
+    ) -> Result<()> {
+        let docker = engine::connect().await?;
+        let agent = gate::find_running(&docker, instance, Role::Agent, scope).await?;
+        workspace::bundle_to(&docker, &agent, to).await
+    }
+
     async fn stale_images(
         &self,
         current: &CurrentImages,

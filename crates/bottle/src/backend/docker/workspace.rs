@@ -114,18 +114,33 @@ pub(super) async fn copy_in(
     Ok(tips)
 }
 
-/// The bottle's branches that changed, fetched into the host repository.
-pub(super) async fn bring_home(
+/// A bundle of the workspace's branches, written to `to`, from the agent
+/// container `container` (as its own user).
+pub(super) async fn bundle_to(
     docker: &Docker,
     container: &str,
-    facts: &ImageFacts,
-    repo: &Repository,
-    instance: &str,
-    copied: &[(String, String)],
-    stage: &StageDir,
-) -> Result<Vec<Arrived>> {
-    let path = stage.path().join("home.bundle");
-    let mut file = tokio::fs::File::create(&path)
+    to: &std::path::Path,
+) -> Result<()> {
+    let user = docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .map_err(|err| Error::caused_by("cannot inspect the agent container", err))?
+        .config
+        .and_then(|c| c.user)
+        .unwrap_or_default();
+    write_bundle(docker, container, &user, to).await
+}
+
+async fn write_bundle(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    to: &std::path::Path,
+) -> Result<()> {
+    let mut file = tokio::fs::File::create(to)
         .await
         .map_err(|err| Error::caused_by("cannot write the bottle's bundle", err))?;
     let cmd = [
@@ -140,23 +155,29 @@ pub(super) async fn bring_home(
     ]
     .map(String::from)
     .to_vec();
-    let (code, said) = exec::piped(
-        docker,
-        container,
-        &facts.user,
-        cmd,
-        vec![],
-        None,
-        Some(&mut file),
-    )
-    .await?;
-    drop(file);
+    let (code, said) =
+        exec::piped(docker, container, user, cmd, vec![], None, Some(&mut file)).await?;
     if code != 0 {
         return Err(Error::new(format!(
             "the bottle could not bundle its branches: {}",
             said.trim()
         )));
     }
+    Ok(())
+}
+
+/// The bottle's branches that changed, fetched into the host repository.
+pub(super) async fn bring_home(
+    docker: &Docker,
+    container: &str,
+    facts: &ImageFacts,
+    repo: &Repository,
+    instance: &str,
+    copied: &[(String, String)],
+    stage: &StageDir,
+) -> Result<Vec<Arrived>> {
+    let path = stage.path().join("home.bundle");
+    write_bundle(docker, container, &facts.user, &path).await?;
     let (repo, instance, copied) = (repo.clone(), instance.to_owned(), copied.to_vec());
     tokio::task::spawn_blocking(move || take_home(&repo, &path, &instance, &copied))
         .await

@@ -1,0 +1,26 @@
+//! `fetch INSTANCE`: a running instance's new commits, into the working
+//! directory's repository now, checked as they are when a session ends.
+
+use std::process::ExitCode;
+
+use bottle::backend;
+use bottle::repo::Repository;
+use bottle::repo::home::fetch_running;
+use bottle::settings::Settings;
+
+use crate::error::CommandError;
+
+pub(crate) async fn run(instance: &str) -> Result<ExitCode, CommandError> {
+    let settings = Settings::from_env()?;
+    let backend = backend::select(&settings.backend)?;
+    let (cwd, _) = super::manifest_dirs()?;
+    let repo = Repository::find(&cwd)?;
+    let arrived = fetch_running(backend.as_ref(), instance, &settings.extra_labels, &repo).await?;
+    if arrived.is_empty() {
+        eprintln!("nothing new in {instance}");
+    }
+    for branch in &arrived {
+        eprintln!("{}", branch.line(repo.branch.as_deref()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
