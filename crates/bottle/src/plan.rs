@@ -82,6 +82,26 @@ pub struct SshPlan {
     pub host_key_pinned: bool,
 }
 
+impl SshPlan {
+    /// `gitea (git@gitea.example.com:30009, host key pinned)`.
+    pub fn to_text(&self) -> String {
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let pinned = if self.host_key_pinned {
+            "host key pinned"
+        } else {
+            "host key not pinned"
+        };
+        format!(
+            "{} ({user}{}:{}, {pinned})",
+            self.host, self.hostname, self.port
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct EnvPlan {
     /// Asked on the terminal (`?`) or copied from the host (`${VAR}`).
@@ -172,23 +192,7 @@ impl Plan {
         if !self.egress.private.is_empty() {
             line("private", &self.egress.private.join(", "));
         }
-        let ssh: Vec<_> = self
-            .ssh
-            .iter()
-            .map(|s| {
-                let user = s
-                    .user
-                    .as_deref()
-                    .map(|u| format!("{u}@"))
-                    .unwrap_or_default();
-                let pinned = if s.host_key_pinned {
-                    "host key pinned"
-                } else {
-                    "host key not pinned"
-                };
-                format!("{} ({user}{}:{}, {pinned})", s.host, s.hostname, s.port)
-            })
-            .collect();
+        let ssh: Vec<_> = self.ssh.iter().map(SshPlan::to_text).collect();
         line("ssh", &none(&ssh));
         line("skills", &none(&self.skills));
         line("env", &none(&self.env_names()));

@@ -131,7 +131,8 @@ pub async fn prepare(
     })
 }
 
-fn ssh_plan(bottle: &Bottle) -> Vec<SshPlan> {
+/// The bottle's SSH hosts as plans and `info` show them.
+pub fn ssh_plan(bottle: &Bottle) -> Vec<SshPlan> {
     bottle
         .ssh
         .iter()

@@ -34,27 +34,9 @@ pub(crate) fn run(agent_name: &str) -> Result<ExitCode, CommandError> {
     );
     let _ = writeln!(out, "env        forwarded: {}", list(env.forwarded));
     let _ = writeln!(out, "           literal: {}", list(env.literal));
-    let ssh = bottle
-        .ssh
+    let ssh = bottle::prepare::ssh_plan(bottle)
         .iter()
-        .map(|s| {
-            let user = s
-                .user
-                .as_deref()
-                .map(|u| format!("{u}@"))
-                .unwrap_or_default();
-            let pinned = if s.known_host_key.is_some() {
-                "host key pinned"
-            } else {
-                "host key not pinned"
-            };
-            format!(
-                "{} ({user}{}:{}, {pinned})",
-                s.host,
-                s.target(),
-                s.port_or_default()
-            )
-        })
+        .map(bottle::plan::SshPlan::to_text)
         .collect();
     let _ = writeln!(out, "ssh        {}", list(ssh));
     let _ = writeln!(

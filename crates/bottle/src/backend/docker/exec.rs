@@ -24,35 +24,12 @@ pub(super) async fn untar(
     dir: &str,
     archive: Vec<u8>,
 ) -> Result<()> {
-    let failed = |err: &dyn std::fmt::Display| {
-        Error::caused_by("cannot copy files into the bottle", err.to_string())
-    };
-    let (exec, mut output, mut input) = attached(
-        docker,
-        container,
-        ExecConfig {
-            cmd: Some(vec!["tar".into(), "-x".into(), "-C".into(), dir.into()]),
-            user: Some(user.into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| failed(&e))?;
-    input.write_all(&archive).await.map_err(|e| failed(&e))?;
-    input.shutdown().await.map_err(|e| failed(&e))?;
-    let mut said = String::new();
-    while let Some(chunk) = output.next().await {
-        said.push_str(&chunk.map_err(|e| failed(&e))?.to_string());
-    }
-    match docker
-        .inspect_exec(&exec)
-        .await
-        .map_err(|e| failed(&e))?
-        .exit_code
-    {
-        Some(0) => Ok(()),
-        code => Err(failed(&format!(
-            "tar exited with {code:?}: {}",
+    let cmd = ["tar", "-x", "-C", dir].map(String::from).to_vec();
+    let mut input: &[u8] = &archive;
+    match piped(docker, container, user, cmd, vec![], Some(&mut input), None).await? {
+        (0, _) => Ok(()),
+        (code, said) => Err(Error::new(format!(
+            "cannot copy files into the bottle: tar exited with {code}: {}",
             said.trim()
         ))),
     }

@@ -61,34 +61,14 @@ impl Gate {
     /// up. A gate that does not say so within a few seconds gives what
     /// its log holds by then.
     pub(super) async fn drained_log(&self, docker: &Docker) -> Result<Vec<GateEvent>> {
-        let asked = self.stdin.line("flush").await;
-        if asked {
-            let mut logs = docker.logs(
-                &self.id,
-                Some(LogsOptions {
-                    follow: true,
-                    stdout: true,
-                    ..Default::default()
-                }),
-            );
-            let mut text = String::new();
-            let flushed = async {
-                while let Some(Ok(chunk)) = logs.next().await {
-                    if let LogOutput::StdOut { message } = chunk {
-                        text.push_str(&String::from_utf8_lossy(&message));
-                        if text
-                            .lines()
-                            .filter_map(GateEvent::parse)
-                            .any(|e| e.is_flushed())
-                        {
-                            return true;
-                        }
-                    }
-                }
-                false
-            };
-            if let Ok(true) = tokio::time::timeout(FLUSHED_WITHIN, flushed).await {
-                return Ok(text.lines().filter_map(GateEvent::parse).collect());
+        if self.stdin.line("flush").await {
+            let mut said = String::new();
+            let followed = follow_until(docker, &self.id, FLUSHED_WITHIN, &mut said, |e| {
+                e.is_flushed()
+            })
+            .await;
+            if followed == Followed::Seen {
+                return Ok(said.lines().filter_map(GateEvent::parse).collect());
             }
         }
         log(docker, &self.id).await
@@ -208,9 +188,23 @@ pub(super) async fn start(
     })
 }
 
-/// Waits for the gate's `ready` line; a gate that exits or stays silent
-/// fails the launch (fail closed).
-async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
+/// How following the gate's output ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    Seen,
+    Ended,
+    TimedOut,
+}
+
+/// Follows the gate's output into `said` (stdout and stderr, as they come)
+/// until a line of it is an event `wanted` picks, for `within` at most.
+async fn follow_until(
+    docker: &Docker,
+    id: &str,
+    within: Duration,
+    said: &mut String,
+    wanted: impl Fn(&GateEvent) -> bool,
+) -> Followed {
     let mut logs = docker.logs(
         id,
         Some(LogsOptions {
@@ -220,23 +214,32 @@ async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
             ..Default::default()
         }),
     );
-    let mut said = String::new();
-    let ready = async {
+    let seen = async {
         while let Some(Ok(chunk)) = logs.next().await {
             said.push_str(&chunk.to_string());
             if said
                 .lines()
-                .any(|l| GateEvent::parse(l).is_some_and(|e| e.is_ready()))
+                .filter_map(GateEvent::parse)
+                .any(|e| wanted(&e))
             {
-                return true;
+                return Followed::Seen;
             }
         }
-        false
+        Followed::Ended
     };
-    match tokio::time::timeout(READY_WITHIN, ready).await {
-        Ok(true) => Ok(()),
+    tokio::time::timeout(within, seen)
+        .await
+        .unwrap_or(Followed::TimedOut)
+}
+
+/// Waits for the gate's `ready` line; a gate that exits or stays silent
+/// fails the launch (fail closed).
+async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
+    let mut said = String::new();
+    match follow_until(docker, id, READY_WITHIN, &mut said, GateEvent::is_ready).await {
+        Followed::Seen => Ok(()),
         outcome => {
-            let why = if outcome.is_err() {
+            let why = if outcome == Followed::TimedOut {
                 "did not get ready in time"
             } else {
                 "exited before it was ready"
@@ -272,15 +275,6 @@ pub(super) async fn log(docker: &Docker, id: &str) -> Result<Vec<GateEvent>> {
         }
     }
     Ok(text.lines().filter_map(GateEvent::parse).collect())
-}
-
-/// The gate container of a running instance.
-pub(super) async fn find(
-    docker: &Docker,
-    instance: &str,
-    scope: &[(String, String)],
-) -> Result<String> {
-    find_running(docker, instance, Role::Gate, scope).await
 }
 
 /// The running container of `instance` that plays `role`.

@@ -108,7 +108,7 @@ impl Backend for DockerBackend {
 
     async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<Vec<GateEvent>> {
         let docker = engine::connect().await?;
-        let id = gate::find(&docker, instance, scope).await?;
+        let id = gate::find_running(&docker, instance, Role::Gate, scope).await?;
         gate::log(&docker, &id).await
     }
 
