@@ -50,6 +50,11 @@ pub struct Plan {
     pub cwd_size_bytes: Option<u64>,
     /// Whether uncommitted changes to tracked files come along.
     pub cwd_uncommitted: bool,
+    /// How many untracked files come along (`--include-untracked`); none
+    /// when they stay.
+    pub cwd_untracked_files: Option<usize>,
+    /// What those files take.
+    pub cwd_untracked_bytes: Option<u64>,
     pub remote_control: bool,
     pub oauth_token_forwarded: bool,
     pub warnings: Vec<String>,
@@ -134,9 +139,18 @@ impl Plan {
                 } else {
                     "no uncommitted changes"
                 };
+                let untracked = match (self.cwd_untracked_files, self.cwd_untracked_bytes) {
+                    (Some(files), Some(bytes)) => {
+                        format!(
+                            "{files} untracked file(s) along, {} KiB",
+                            bytes.div_ceil(1024)
+                        )
+                    }
+                    _ => "untracked files stay".to_owned(),
+                };
                 format!(
                     "copies the git repository at {repo} ({branch}, {size} MiB, {changes}; \
-                     untracked files stay); new commits come home under claude-bottle/{}/",
+                     {untracked}); new commits come home under claude-bottle/{}/",
                     self.instance
                 )
             }

@@ -16,8 +16,8 @@ use crate::lifecycle::stage::StageDir;
 use crate::manifest::{Agent, Bottle};
 use crate::plan::{EgressPlan, EnvPlan, Plan, PromptPlan, SCHEMA_VERSION, SshPlan};
 use crate::provision::Provision;
-use crate::repo::Repository;
-use crate::spec::BottleSpec;
+use crate::repo::{Repository, Untracked};
+use crate::spec::{BottleSpec, CopyCwd};
 use crate::ssh::SshSetup;
 
 /// A prepared start: the plan, the environment still to complete after the
@@ -45,16 +45,16 @@ pub async fn prepare(
     check_identity_files(&spec.home, bottle)?;
     let ssh = SshSetup::resolve(&bottle.ssh, &spec.home)?;
     let env = PendingEnv::prepare(&bottle.env, lookup)?;
-    let repository = if spec.copy_cwd {
-        Some(Repository::find(&spec.cwd)?)
-    } else {
-        None
-    };
+    let repository = repository_to_copy(spec)?;
     let stage = StageDir::create(&spec.home, InstanceName::generate(&agent.name))?;
     if let Some(prompt) = &agent.prompt {
         stage.write("prompt.md", prompt.as_bytes())?;
     }
     let resolution = backend.prepare(spec, &stage).await?;
+    let untracked = repository
+        .as_ref()
+        .map(|r| &r.untracked)
+        .filter(|_| spec.copy_cwd == CopyCwd::WithUntracked);
     let target = resolution.target;
     let plan = Plan {
         schema_version: SCHEMA_VERSION,
@@ -93,17 +93,21 @@ pub async fn prepare(
                 .and_then(|p| p.lines().map(str::trim).find(|l| !l.is_empty()))
                 .map(ToOwned::to_owned),
         },
-        cwd: spec.copy_cwd,
+        cwd: spec.copy_cwd != CopyCwd::No,
         cwd_repository: repository.as_ref().map(|r| r.root.display().to_string()),
         cwd_branch: repository.as_ref().and_then(|r| r.branch.clone()),
         cwd_size_bytes: repository.as_ref().map(|r| r.size_bytes),
         cwd_uncommitted: repository.as_ref().is_some_and(|r| r.uncommitted),
+        cwd_untracked_files: untracked.map(|u| u.files.len()),
+        cwd_untracked_bytes: untracked.map(|u| u.bytes),
         remote_control: spec.remote_control,
         oauth_token_forwarded: spec.settings.oauth_token.is_some() && !spec.remote_control,
         warnings: resolution
             .warnings
             .into_iter()
             .chain(unpinned_warnings(bottle))
+            .chain(untracked.into_iter().flat_map(nested_repository_warnings))
+            .chain(repository.as_ref().and_then(detached_warning))
             .collect(),
     };
     stage.write("plan.json", plan.to_json().as_bytes())?;
@@ -128,6 +132,40 @@ pub async fn prepare(
         target,
         repository,
         ssh,
+    })
+}
+
+/// The repository `--cwd` copies, with what it takes along.
+fn repository_to_copy(spec: &BottleSpec<'_>) -> Result<Option<Repository>> {
+    if spec.copy_cwd == CopyCwd::No {
+        return Ok(None);
+    }
+    let mut repository = Repository::find(&spec.cwd)?;
+    if spec.copy_cwd == CopyCwd::WithUntracked {
+        repository.include_untracked()?;
+    }
+    Ok(Some(repository))
+}
+
+/// On a detached HEAD, commits the agent makes without a branch have no
+/// name to come home under.
+fn detached_warning(repository: &Repository) -> Option<String> {
+    repository.branch.is_none().then(|| {
+        format!(
+            "HEAD is detached at {}: only commits on a branch come home, so the agent \
+             should make one (git switch -c NAME)",
+            &repository.head[..12]
+        )
+    })
+}
+
+/// Untracked repositories inside the work tree are not files to copy.
+fn nested_repository_warnings(untracked: &Untracked) -> impl Iterator<Item = String> + '_ {
+    untracked.repositories.iter().map(|dir| {
+        format!(
+            "{} is a repository of its own: --include-untracked leaves it out",
+            dir.display()
+        )
     })
 }
 

@@ -9,12 +9,23 @@ use crate::settings::Settings;
 pub struct BottleSpec<'m> {
     pub manifest: &'m Manifest,
     pub agent: String,
-    /// `--cwd`: copy the working directory's repository into the bottle.
-    pub copy_cwd: bool,
+    /// `--cwd`: what of the working directory's repository goes into the
+    /// bottle.
+    pub copy_cwd: CopyCwd,
     pub cwd: PathBuf,
     pub home: PathBuf,
     pub remote_control: bool,
     /// Nothing will be launched: prepare may go on without an engine.
     pub dry_run: bool,
     pub settings: Settings,
+}
+
+/// What `--cwd` copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyCwd {
+    No,
+    /// The repository, with uncommitted changes to tracked files.
+    Tracked,
+    /// That, and the untracked files that are not ignored.
+    WithUntracked,
 }

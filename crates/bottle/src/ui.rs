@@ -64,4 +64,7 @@ pub trait Ui: std::fmt::Debug + Send + Sync {
     fn warn(&self, message: &str);
     /// A line for the user about what happened (a session's summary).
     fn tell(&self, message: &str);
+    /// Asks a y/N question and waits for the answer; `None` when there is
+    /// nobody to ask (no terminal, or its input ended).
+    fn confirm(&self, question: &str) -> Option<bool>;
 }

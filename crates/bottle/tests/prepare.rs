@@ -127,7 +127,7 @@ async fn prepare_agent(
     let spec = BottleSpec {
         manifest: &manifest,
         agent: agent.into(),
-        copy_cwd: false,
+        copy_cwd: bottle::spec::CopyCwd::No,
         cwd: home.to_path_buf(),
         home: home.to_path_buf(),
         remote_control: false,

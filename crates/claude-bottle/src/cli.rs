@@ -141,6 +141,12 @@ pub(crate) struct StartArgs {
     #[arg(long)]
     pub(crate) cwd: bool,
 
+    /// With --cwd: copy the untracked files too, those .gitignore does not
+    /// exclude. Symbolic links go in as links, never as what they point
+    /// to; repositories nested in the work tree stay out.
+    #[arg(long, requires = "cwd")]
+    pub(crate) include_untracked: bool,
+
     /// Show the plan and stop; create nothing and ask nothing.
     #[arg(long, env = settings::DRY_RUN.name, value_parser = BoolishValueParser::new())]
     pub(crate) dry_run: bool,

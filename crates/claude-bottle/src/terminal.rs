@@ -48,13 +48,21 @@ impl TerminalState {
     }
 }
 
-/// Asks a y/N question on stderr; only y, Y, yes and YES mean yes.
-pub(crate) fn confirm(question: &str) -> io::Result<bool> {
+/// Asks a y/N question on stderr; only y, Y, yes and YES mean yes. An
+/// input that ended answers nothing.
+pub(crate) fn ask(question: &str) -> io::Result<Option<bool>> {
     eprint!("{question} [y/N] ");
     io::stderr().flush()?;
     let mut answer = String::new();
-    io::stdin().lock().read_line(&mut answer)?;
-    Ok(is_yes(&answer))
+    if io::stdin().lock().read_line(&mut answer)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(is_yes(&answer)))
+}
+
+/// [`ask`], where an ended input is a no.
+pub(crate) fn confirm(question: &str) -> io::Result<bool> {
+    Ok(ask(question)?.unwrap_or(false))
 }
 
 fn is_yes(answer: &str) -> bool {
@@ -153,16 +161,28 @@ impl Ui for TerminalUi {
     fn tell(&self, message: &str) {
         eprintln!("{message}");
     }
+
+    fn confirm(&self, question: &str) -> Option<bool> {
+        if !can_ask() {
+            return None;
+        }
+        ask(question).ok().flatten()
+    }
 }
 
 /// The user's stdin, read on its own thread (reads of stdin cannot be
-/// cancelled); the channel closes once it ends.
+/// cancelled); the channel closes once it ends. The thread reads only
+/// while the session listens, so what is typed after it (the answer to a
+/// question) is not swallowed.
 fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
     let (sender, receiver) = mpsc::channel(16);
     std::thread::spawn(move || {
         let mut stdin = io::stdin().lock();
         let mut buf = vec![0u8; 8192];
         loop {
+            if !wait_readable(&stdin, || sender.is_closed()) {
+                break;
+            }
             match io::Read::read(&mut stdin, &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
@@ -174,6 +194,27 @@ fn stdin_chunks() -> mpsc::Receiver<Vec<u8>> {
         }
     });
     receiver
+}
+
+/// Waits until `input` can be read without blocking; false once `gone`
+/// says nobody listens any more.
+fn wait_readable(input: &impl std::os::fd::AsFd, gone: impl Fn() -> bool) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let tick = Timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    loop {
+        if gone() {
+            return false;
+        }
+        let mut fds = [PollFd::new(input, PollFlags::IN)];
+        match poll(&mut fds, Some(&tick)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            // Readable, hung up or in error: the read says which.
+            Ok(_) | Err(_) => return !gone(),
+        }
+    }
 }
 
 /// A tick on each SIGWINCH: the terminal was resized.

@@ -9,6 +9,7 @@
 
 pub mod home;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -28,6 +29,19 @@ pub struct Repository {
     pub size_bytes: u64,
     /// The host's `user.name` and `user.email`, for commits in the bottle.
     pub identity: (Option<String>, Option<String>),
+    /// Untracked files that go along (`--include-untracked`), relative to
+    /// the root; empty otherwise.
+    pub untracked: Untracked,
+}
+
+/// The untracked, not ignored, files of a work tree.
+#[derive(Debug, Clone, Default)]
+pub struct Untracked {
+    pub files: Vec<PathBuf>,
+    /// What the files take, symbolic links counted by their own size.
+    pub bytes: u64,
+    /// Untracked directories that are repositories of their own: they stay.
+    pub repositories: Vec<PathBuf>,
 }
 
 /// `git ARGS` in `root`, never taking the index lock.
@@ -125,8 +139,41 @@ impl Repository {
             uncommitted: changed.status.code() == Some(1),
             size_bytes: size(&root)?,
             identity: (config("user.name")?, config("user.email")?),
+            untracked: Untracked::default(),
             root,
         })
+    }
+
+    /// Lists the untracked files that are not ignored, for
+    /// `--include-untracked`. `git ls-files` only reads the index.
+    pub fn include_untracked(&mut self) -> Result<()> {
+        let out = run(
+            &self.root,
+            &["ls-files", "-z", "--others", "--exclude-standard"],
+        )?;
+        if !out.status.success() {
+            return Err(Error::new(format!(
+                "cannot list the untracked files of {}: {}",
+                self.root.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut untracked = Untracked::default();
+        for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            // git names a nested repository as a directory, `dir/`.
+            if let Some(dir) = name.strip_suffix(b"/") {
+                let dir = PathBuf::from(std::ffi::OsStr::from_bytes(dir));
+                untracked.repositories.push(dir);
+                continue;
+            }
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(name));
+            let meta = std::fs::symlink_metadata(self.root.join(&path))
+                .map_err(|err| Error::caused_by(format!("cannot read {}", path.display()), err))?;
+            untracked.bytes += meta.len();
+            untracked.files.push(path);
+        }
+        self.untracked = untracked;
+        Ok(())
     }
 
     /// The refs of the user's own branches: the name under `refs/heads/`

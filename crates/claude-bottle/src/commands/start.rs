@@ -12,7 +12,7 @@ use bottle::lifecycle::cleanup::sweep;
 use bottle::manifest::Manifest;
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
-use bottle::spec::BottleSpec;
+use bottle::spec::{BottleSpec, CopyCwd};
 
 use crate::cli::{Format, StartArgs};
 use crate::error::CommandError;
@@ -47,7 +47,11 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     let spec = BottleSpec {
         manifest: &manifest,
         agent: args.agent,
-        copy_cwd: args.cwd,
+        copy_cwd: match (args.cwd, args.include_untracked) {
+            (false, _) => CopyCwd::No,
+            (true, false) => CopyCwd::Tracked,
+            (true, true) => CopyCwd::WithUntracked,
+        },
         cwd,
         home,
         remote_control: args.remote_control,

@@ -10,7 +10,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Sandbox, Session, fake_claude_bottle, leftovers, run_label, wait_for_instance, with_fake_claude,
+    Sandbox, Session, Terminal, fake_claude_bottle, leftovers, run_label, wait_for_instance,
+    with_fake_claude,
 };
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -177,6 +178,24 @@ async fn what_cannot_be_copied_is_refused_clearly() {
     let linked = sandbox.cwd.join("linked");
     git(&main, &["worktree", "add", "-q", linked.to_str().unwrap()]);
     refused(&linked, "a linked worktree");
+    let outer = dir("outer", &[]);
+    repository(&outer);
+    let main_path = main.to_str().unwrap();
+    git(
+        &outer,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            main_path,
+            "sub",
+        ],
+    );
+    git(&outer, &["commit", "-qm", "with a submodule"]);
+    refused(&outer, "a repository with submodules");
+    refused(&outer.join("sub"), "a submodule");
 }
 
 #[tokio::test]
@@ -226,5 +245,250 @@ async fn fetch_brings_a_running_instances_commits_home_now() {
     let gone = sandbox.run(&["fetch", &instance]);
     assert_eq!(gone.code, 125, "{gone:?}");
     assert!(gone.stderr.contains("no running instance"), "{gone:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+/// The instance a start's preflight named.
+fn instance_of(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("instance")
+                .map(|n| n.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no instance in {stderr}"))
+}
+
+#[tokio::test]
+async fn untracked_files_go_in_only_when_asked_links_as_links_and_the_manifests_identity_wins() {
+    let Some(docker) = with_fake_claude("cwd untracked").await else {
+        return;
+    };
+    let label = run_label("cwd-untracked");
+    let script = "cd /workspace && cat untracked.txt notes/n.txt \
+        && test -L outside && echo outside-link=$(readlink outside) \
+        && { cat outside 2>/dev/null || echo outside-unreadable; } \
+        && { test -e debug.log || echo ignored-stayed; } \
+        && { test -e nested || echo nested-stayed; } \
+        && echo status=$(git status --porcelain | tr '\\n' ' ') \
+        && git commit -q --allow-empty -m by-the-bot \
+        && git log -1 --format='identity=%an <%ae> / %cn <%ce>'";
+    let sandbox = fake_claude_bottle(
+        &label,
+        &json!({
+            "env": {
+                "FAKE_CLAUDE_RUN": script,
+                "GIT_AUTHOR_NAME": "Bot Author",
+                "GIT_AUTHOR_EMAIL": "bot@bottle.example",
+            },
+            "egress": { "builtin": false }
+        }),
+    );
+    let dir = &sandbox.cwd;
+    repository(dir);
+    std::fs::write(dir.join(".gitignore"), "*.log\nclaude-bottle.json\n").unwrap();
+    git(dir, &["add", ".gitignore"]);
+    git(dir, &["commit", "-qm", "ignore"]);
+    std::fs::write(dir.join("debug.log"), "ignored\n").unwrap();
+    std::fs::create_dir(dir.join("notes")).unwrap();
+    std::fs::write(dir.join("notes/n.txt"), "a note\n").unwrap();
+    // A link to a file outside the work tree: only the link goes in.
+    let secret = sandbox.home.join("host-only.txt");
+    std::fs::write(&secret, "HOST-ONLY-51d0\n").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("outside")).unwrap();
+    let nested = dir.join("nested");
+    std::fs::create_dir(&nested).unwrap();
+    git(&nested, &["init", "-q"]);
+    let before = host_state(dir);
+
+    let plan = sandbox
+        .run(&["start", "a", "--cwd", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(
+        plan["cwd_untracked_files"],
+        serde_json::Value::Null,
+        "{plan}"
+    );
+    let plan = sandbox
+        .run(&[
+            "start",
+            "a",
+            "--cwd",
+            "--include-untracked",
+            "--dry-run",
+            "--format",
+            "json",
+        ])
+        .json();
+    assert_eq!(plan["cwd_untracked_files"], 3, "{plan}");
+    assert!(plan["cwd_untracked_bytes"].as_u64().unwrap() > 0, "{plan}");
+    assert!(
+        plan["warnings"]
+            .to_string()
+            .contains("nested is a repository of its own"),
+        "{plan}"
+    );
+    let alone = sandbox.run(&["start", "a", "--include-untracked", "--dry-run"]);
+    assert_eq!(
+        alone.code, 2,
+        "--include-untracked without --cwd: {alone:?}"
+    );
+
+    let out = sandbox.run(&["start", "a", "--cwd", "--include-untracked", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("3 untracked file(s) along"), "{out:?}");
+    for shown in [
+        "stays\n",
+        "a note\n",
+        &format!("outside-link={}", secret.display()),
+        "outside-unreadable",
+        "ignored-stayed",
+        "nested-stayed",
+        "identity=Bot Author <bot@bottle.example> / Ada Host <ada@host.example>",
+    ] {
+        assert!(out.stdout.contains(shown), "`{shown}` in {out:?}");
+    }
+    assert!(!out.stdout.contains("HOST-ONLY-51d0"), "{out:?}");
+    // In the bottle they are untracked still: nothing was committed for them.
+    let status = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("status="))
+        .unwrap();
+    for file in ["?? untracked.txt", "?? notes/", "?? outside"] {
+        assert!(status.contains(file), "`{file}` in {status}");
+    }
+    assert_eq!(host_state(dir).1, before.1, "the index file changed");
+    assert_eq!(host_state(dir).0, before.0, "git status changed");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn on_a_detached_head_the_bottle_is_detached_too_and_branches_come_home() {
+    let Some(docker) = with_fake_claude("cwd detached").await else {
+        return;
+    };
+    let label = run_label("cwd-detached");
+    let script = "cd /workspace && echo head=$(git rev-parse --abbrev-ref HEAD) $(git rev-parse HEAD) \
+        && git switch -qc from-detached && git commit -q --allow-empty -m on-it \
+        && echo tip=$(git rev-parse HEAD)";
+    let sandbox = fake_claude_bottle(
+        &label,
+        &json!({ "env": { "FAKE_CLAUDE_RUN": script }, "egress": { "builtin": false } }),
+    );
+    repository(&sandbox.cwd);
+    git(&sandbox.cwd, &["commit", "-qam", "second"]);
+    let first = git(&sandbox.cwd, &["rev-parse", "HEAD~1"]);
+    git(&sandbox.cwd, &["checkout", "-q", "--detach", &first]);
+
+    let plan = sandbox
+        .run(&["start", "a", "--cwd", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(plan["cwd_branch"], serde_json::Value::Null, "{plan}");
+    assert!(
+        plan["warnings"].to_string().contains("HEAD is detached"),
+        "{plan}"
+    );
+    let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("a detached HEAD"), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("head=HEAD {first}")),
+        "{out:?}"
+    );
+    let tip = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("tip="))
+        .unwrap();
+    let home = format!("claude-bottle/{}/from-detached", instance_of(&out.stderr));
+    assert_eq!(git(&sandbox.cwd, &["rev-parse", &home]), tip);
+    assert!(out.stderr.contains(&format!("git log {home}")), "{out:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn commits_that_cannot_come_home_are_named_and_on_a_terminal_the_bottle_waits() {
+    let Some(docker) = with_fake_claude("cwd not home").await else {
+        return;
+    };
+    let label = run_label("cwd-not-home");
+    let script = "cd /workspace && git switch -qc stuck && git commit -q --allow-empty -m stuck \
+        && echo stuck=$(git rev-parse HEAD)";
+    let sandbox = fake_claude_bottle(
+        &label,
+        &json!({ "env": { "FAKE_CLAUDE_RUN": script }, "egress": { "builtin": false } }),
+    );
+    repository(&sandbox.cwd);
+    // A branch named `claude-bottle` leaves no room for claude-bottle/…
+    git(&sandbox.cwd, &["branch", "claude-bottle"]);
+    let refs = || {
+        git(
+            &sandbox.cwd,
+            &["for-each-ref", "--format=%(refname) %(objectname)"],
+        )
+    };
+    let before = refs();
+
+    // Without a terminal: an error that names what is lost.
+    let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    let stuck = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("stuck="))
+        .unwrap();
+    assert!(
+        out.stderr
+            .contains(&format!("not home: stuck at {}", &stuck[..12])),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("a branch named `claude-bottle`"),
+        "{out:?}"
+    );
+    assert_eq!(refs(), before, "the host's refs moved");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+
+    // On a terminal: asked, the bottle stays up, and the fetch is tried
+    // again once the user has made room.
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--cwd", "--yes"]);
+    terminal.wait_for("Tear the bottle down and lose them?");
+    terminal.type_text("n\n");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while terminal.screen().matches("Tear the bottle down").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "never asked again:\n{}",
+            terminal.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !leftovers(&docker, &label).await.0.is_empty(),
+        "the bottle is up while the user decides"
+    );
+    git(
+        &sandbox.cwd,
+        &["branch", "-m", "claude-bottle", "old-claude-bottle"],
+    );
+    terminal.type_text("n\n");
+    let shown = String::from_utf8_lossy(&terminal.output()).into_owned();
+    assert_eq!(terminal.exit_status(), 0, "{shown}");
+    let home = git(
+        &sandbox.cwd,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short) %(objectname)",
+            "refs/heads/claude-bottle/",
+        ],
+    );
+    let stuck = shown
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("stuck="))
+        .unwrap_or_else(|| panic!("no stuck= in {shown}"));
+    assert!(home.contains(&format!("/stuck {stuck}")), "{home}");
+    assert!(shown.contains("came home: claude-bottle/"), "{shown}");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }

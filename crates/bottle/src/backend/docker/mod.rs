@@ -305,7 +305,9 @@ async fn copy_repository(
 }
 
 /// Fetches the agent's branches and says where they are. Commits that
-/// cannot come home fail the start unless claude itself failed, whose code
+/// cannot come home are named; where the user can answer, the bottle stays
+/// up (and the fetch is tried again) until they say to let them go.
+/// Otherwise they fail the start, unless claude itself failed, whose code
 /// is kept.
 async fn come_home(
     docker: &Docker,
@@ -317,28 +319,46 @@ async fn come_home(
     code: i64,
 ) -> Result<i64> {
     let instance = &launch.plan.instance;
-    match workspace::bring_home(
-        docker,
-        container,
-        facts,
-        repo,
-        instance,
-        copied,
-        &launch.stage,
-    )
-    .await
-    {
-        Ok(arrived) => {
-            for branch in &arrived {
-                launch.ui.tell(&branch.line(repo.branch.as_deref()));
+    loop {
+        let err = match workspace::bring_home(
+            docker,
+            container,
+            facts,
+            repo,
+            instance,
+            copied,
+            &launch.stage,
+        )
+        .await
+        {
+            Ok(arrived) => {
+                for branch in &arrived {
+                    launch.ui.tell(&branch.line(repo.branch.as_deref()));
+                }
+                return Ok(code);
             }
-            Ok(code)
+            Err(err) => err,
+        };
+        let lost = workspace::unfetched(docker, container, facts, copied).await;
+        let err = Error::caused_by(
+            format!("the agent's commits did not come home ({lost})"),
+            err,
+        )
+        .hint(format!(
+            "while the bottle runs, `claude-bottle fetch {instance}` from the repository brings them home"
+        ));
+        launch.ui.warn(&err.to_line());
+        let ui = launch.ui.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            ui.confirm("Tear the bottle down and lose them? (no: the bottle stays up and the fetch is tried again)")
+        })
+        .await
+        .unwrap_or(None);
+        match answer {
+            Some(true) | None if code != 0 => return Ok(code),
+            Some(true) | None => return Err(err),
+            Some(false) => {}
         }
-        Err(err) if code != 0 => {
-            launch.ui.warn(&err.to_line());
-            Ok(code)
-        }
-        Err(err) => Err(err),
     }
 }
 

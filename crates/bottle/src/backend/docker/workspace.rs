@@ -111,7 +111,58 @@ pub(super) async fn copy_in(
             ));
         }
     }
+    if !repo.untracked.files.is_empty() {
+        copy_untracked(docker, container, &facts.user, repo)
+            .await
+            .map_err(|err| failed("its untracked files: ", err.to_line()))?;
+    }
     Ok(tips)
+}
+
+/// The untracked files into the work tree, as a tar written while it is
+/// read: links stay links, so nothing outside the work tree goes along.
+async fn copy_untracked(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    repo: &Repository,
+) -> Result<()> {
+    let (mut reader, writer) = tokio::io::duplex(1 << 16);
+    let (root, files) = (repo.root.clone(), repo.untracked.files.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        let mut archive = tar::Builder::new(tokio_util::io::SyncIoBridge::new(writer));
+        archive.follow_symlinks(false);
+        for file in &files {
+            archive
+                .append_path_with_name(root.join(file), file)
+                .map_err(|err| Error::caused_by(format!("cannot read {}", file.display()), err))?;
+        }
+        archive
+            .into_inner()
+            .map_err(|err| Error::caused_by("cannot write the archive", err))?;
+        Ok::<_, Error>(())
+    });
+    let cmd = ["tar", "-x", "-C", WORKSPACE].map(String::from).to_vec();
+    let (code, said) = exec::piped(
+        docker,
+        container,
+        user,
+        cmd,
+        vec![],
+        Some(&mut reader),
+        None,
+    )
+    .await?;
+    written
+        .await
+        .map_err(|err| Error::caused_by("cannot write the archive", err.to_string()))??;
+    if code != 0 {
+        return Err(Error::new(format!(
+            "tar exited with {code}: {}",
+            said.trim()
+        )));
+    }
+    Ok(())
 }
 
 /// A bundle of the workspace's branches, written to `to`, from the agent
@@ -164,6 +215,59 @@ async fn write_bundle(
         )));
     }
     Ok(())
+}
+
+/// The bottle's branches whose tips are not what went in, as
+/// `branch at 1a2b3c4d`, for the user to know what is at stake. The bottle
+/// says; what it says is only shown, cleaned of anything but plain text.
+pub(super) async fn unfetched(
+    docker: &Docker,
+    container: &str,
+    facts: &ImageFacts,
+    copied: &[(String, String)],
+) -> String {
+    let cmd = [
+        "git",
+        "-C",
+        WORKSPACE,
+        "for-each-ref",
+        "--format=%(refname) %(objectname)",
+        "refs/heads",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut out = Vec::new();
+    let listed = exec::piped(
+        docker,
+        container,
+        &facts.user,
+        cmd,
+        vec![],
+        None,
+        Some(&mut out),
+    )
+    .await;
+    if !matches!(listed, Ok((0, _))) {
+        return "the bottle's branches could not be listed".to_owned();
+    }
+    let out: String = String::from_utf8_lossy(&out)
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ' || *c == '\n')
+        .collect();
+    let changed: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(r, c)| !copied.iter().any(|(cr, cc)| cr == r && cc == c))
+        .map(|(r, c)| {
+            let branch = r.trim_start_matches("refs/heads/");
+            format!("{branch} at {}", &c[..c.len().min(12)])
+        })
+        .collect();
+    if changed.is_empty() {
+        "no branch of the bottle has new commits".to_owned()
+    } else {
+        format!("not home: {}", changed.join(", "))
+    }
 }
 
 /// The bottle's branches that changed, fetched into the host repository.
