@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Sandbox, Session, Terminal, fake_claude_bottle, leftovers, run_label, wait_for_instance,
-    with_fake_claude,
+    with_fake_claude, with_real_claude,
 };
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -490,5 +490,54 @@ async fn commits_that_cannot_come_home_are_named_and_on_a_terminal_the_bottle_wa
         .unwrap_or_else(|| panic!("no stuck= in {shown}"));
     assert!(home.contains(&format!("/stuck {stuck}")), "{home}");
     assert!(shown.contains("came home: claude-bottle/"), "{shown}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn a_commit_real_claude_code_makes_in_the_workspace_comes_home() {
+    let Some(docker) = with_real_claude("cwd real claude").await else {
+        return;
+    };
+    let label = run_label("cwd-real");
+    let command = "cd /workspace && git commit -qam 'made by claude 9c1' && git log -1 --format=%s";
+    let script = json!([
+        { "tool_use": { "name": "Bash", "input": { "command": command, "description": "commit" } } },
+        { "text": "committed" }
+    ]);
+    let (sandbox, _mock, _world) = crate::support::real_claude(
+        &docker,
+        &label,
+        &script,
+        &json!({ "ANTHROPIC_API_KEY": "sk-ant-test-key-not-secret-31" }),
+    )
+    .await;
+    repository(&sandbox.cwd);
+    let main_before = git(&sandbox.cwd, &["rev-parse", "main"]);
+    let out = sandbox.run(&[
+        "start",
+        "a",
+        "--cwd",
+        "--yes",
+        "--",
+        "-p",
+        "commit the change",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "committed", "{out:?}");
+    let home = format!("claude-bottle/{}/main", instance_of(&out.stderr));
+    assert_eq!(
+        git(&sandbox.cwd, &["log", "-1", "--format=%s", &home]),
+        "made by claude 9c1"
+    );
+    assert_eq!(
+        git(&sandbox.cwd, &["rev-parse", &format!("{home}~1")]),
+        main_before
+    );
+    // The uncommitted change the bottle got is what claude committed.
+    assert_eq!(
+        git(&sandbox.cwd, &["show", &format!("{home}:a.txt")]),
+        "one\nchanged on the host"
+    );
+    assert_eq!(git(&sandbox.cwd, &["rev-parse", "main"]), main_before);
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }

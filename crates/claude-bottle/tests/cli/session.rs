@@ -7,8 +7,8 @@ use fixtures::report::frames;
 use serde_json::{Value, json};
 
 use crate::support::{
-    CLAUDE_CODE_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal, TestNetwork,
-    fake_claude_bottle, fixture_json, leftovers, run_label, with_fake_claude, with_real_claude,
+    Sandbox, Session, Terminal, fake_claude_bottle, fixture_json, leftovers, real_claude,
+    run_label, with_fake_claude, with_real_claude,
 };
 
 fn fake_sandbox(label: &str, env: &Value) -> Sandbox {
@@ -187,49 +187,6 @@ async fn remote_control_reaches_claude_without_the_token_and_the_hint_shows_only
             .contains(hint),
         "hint shown with an API key"
     );
-}
-
-/// The mock and its network, dropped in that order.
-struct MockWorld {
-    _mock: crate::support::TestContainer,
-    _network: TestNetwork,
-}
-
-/// A mock API on a network the gate joins, and a manifest for real Claude
-/// Code pointed at it.
-async fn real_claude(
-    docker: &bollard::Docker,
-    label: &str,
-    script: &Value,
-    env: &Value,
-) -> (Sandbox, String, MockWorld) {
-    let network = TestNetwork::create(docker, &format!("{label}-outside")).await;
-    let (mock, address) = Service::mock(&network, script)
-        .start(docker, &format!("{label}-outside"))
-        .await;
-    let mut bottle_env = json!({ "ANTHROPIC_BASE_URL": "http://mock", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1" });
-    for (k, v) in env.as_object().unwrap() {
-        bottle_env[k] = v.clone();
-    }
-    let manifest = json!({
-        "bottles": { "dev": { "env": bottle_env, "egress": { "allowlist": ["mock"], "private": ["mock"], "builtin": false } } },
-        "agents": { "a": { "bottle": "dev", "prompt": "You are the bottle test agent 4e2f." } },
-    });
-    let sandbox = Sandbox::with_manifest(&manifest.to_string())
-        .env("CLAUDE_BOTTLE_IMAGE", CLAUDE_CODE_IMAGE)
-        .env(
-            "CLAUDE_BOTTLE_EXTRA_LABELS",
-            &format!("{TEST_LABEL}={label}"),
-        )
-        .env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name);
-    (
-        sandbox,
-        address,
-        MockWorld {
-            _mock: mock,
-            _network: network,
-        },
-    )
 }
 
 #[tokio::test]

@@ -15,11 +15,13 @@ use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
 };
 use fixtures::report::frames;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::label::run_label;
 use super::sandbox::{Output, Sandbox};
-use super::{FAKE_CLAUDE_IMAGE, TEST_LABEL};
+use super::{
+    CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, Service, TEST_LABEL, TestContainer, TestNetwork,
+};
 
 pub(crate) const HOST_VALUE: &str = "host-token-93ac";
 pub(crate) const OAUTH_VALUE: &str = "oauth-token-b77d";
@@ -231,4 +233,47 @@ pub(crate) fn fake_claude_bottle(label: &str, bottle: &serde_json::Value) -> San
             "CLAUDE_BOTTLE_EXTRA_LABELS",
             &format!("{TEST_LABEL}={label}"),
         )
+}
+
+/// The mock and its network, dropped in that order.
+pub(crate) struct MockWorld {
+    _mock: TestContainer,
+    _network: TestNetwork,
+}
+
+/// A mock API on a network the gate joins, and a manifest for real Claude
+/// Code pointed at it.
+pub(crate) async fn real_claude(
+    docker: &bollard::Docker,
+    label: &str,
+    script: &Value,
+    env: &Value,
+) -> (Sandbox, String, MockWorld) {
+    let network = TestNetwork::create(docker, &format!("{label}-outside")).await;
+    let (mock, address) = Service::mock(&network, script)
+        .start(docker, &format!("{label}-outside"))
+        .await;
+    let mut bottle_env = json!({ "ANTHROPIC_BASE_URL": "http://mock", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1" });
+    for (k, v) in env.as_object().unwrap() {
+        bottle_env[k] = v.clone();
+    }
+    let manifest = json!({
+        "bottles": { "dev": { "env": bottle_env, "egress": { "allowlist": ["mock"], "private": ["mock"], "builtin": false } } },
+        "agents": { "a": { "bottle": "dev", "prompt": "You are the bottle test agent 4e2f." } },
+    });
+    let sandbox = Sandbox::with_manifest(&manifest.to_string())
+        .env("CLAUDE_BOTTLE_IMAGE", CLAUDE_CODE_IMAGE)
+        .env(
+            "CLAUDE_BOTTLE_EXTRA_LABELS",
+            &format!("{TEST_LABEL}={label}"),
+        )
+        .env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name);
+    (
+        sandbox,
+        address,
+        MockWorld {
+            _mock: mock,
+            _network: network,
+        },
+    )
 }
