@@ -33,6 +33,25 @@ pub trait Progress: Send + Sync {
     fn finish(&self, outcome: &str);
 }
 
+/// A stream whose bytes are counted on `progress` as they are read.
+pub(crate) struct Counted<'p, R> {
+    pub(crate) inner: R,
+    pub(crate) progress: &'p dyn Progress,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<'_, R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.progress.advance((buf.filled().len() - before) as u64);
+        polled
+    }
+}
+
 /// claude's streams: the user's input in chunks (ending when it ends),
 /// where its output and its errors go, and a tick each time the user's
 /// terminal is resized.

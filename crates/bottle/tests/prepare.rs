@@ -63,6 +63,7 @@ impl Backend for FixedBackend {
         &self,
         _: &str,
         _: &[(String, String)],
+        _: &[String],
         _: &std::path::Path,
     ) -> bottle::Result<()> {
         unreachable!("prepare tests bundle nothing")

@@ -134,12 +134,14 @@ pub trait Backend: fmt::Debug + Send + Sync {
     async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<Vec<GateEvent>>;
 
     /// Writes to `to` a git bundle of the branches in a running instance's
-    /// `/workspace` (for `fetch`); the bundle is the bottle's word, to be
-    /// checked before use.
+    /// `/workspace` (for `fetch`), without the history of the `known`
+    /// commits; nothing when no branch has anything new. The bundle is the
+    /// bottle's word, to be checked before use.
     async fn bundle_branches(
         &self,
         instance: &str,
         scope: &[(String, String)],
+        known: &[String],
         to: &std::path::Path,
     ) -> Result<()>;
 

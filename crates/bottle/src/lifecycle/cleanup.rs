@@ -229,6 +229,7 @@ mod tests {
             &self,
             _: &str,
             _: &[(String, String)],
+            _: &[String],
             _: &std::path::Path,
         ) -> Result<()> {
             unreachable!("cleanup bundles nothing")

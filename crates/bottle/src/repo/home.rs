@@ -58,6 +58,14 @@ pub fn take_home(
             .map_err(|err| Error::caused_by("cannot run git", err))
     };
     let bundle_arg = bundle.display().to_string();
+    // The bottle writes nothing when it has no new commits.
+    if std::fs::metadata(bundle)
+        .map_err(|err| Error::caused_by("cannot read the bottle's bundle", err))?
+        .len()
+        == 0
+    {
+        return Ok(Vec::new());
+    }
     let verify = run(&["bundle", "verify", "-q", &bundle_arg])?;
     if !verify.status.success() {
         return Err(refused(format!(
@@ -150,17 +158,17 @@ pub async fn fetch_running(
         .suffix(".bundle")
         .tempfile()
         .map_err(|err| Error::caused_by("cannot make room for the bottle's bundle", err))?;
+    let baseline = repo.branches()?;
+    let known: Vec<String> = baseline.iter().map(|(_, commit)| commit.clone()).collect();
     backend
-        .bundle_branches(instance, scope, bundle.path())
+        .bundle_branches(instance, scope, &known, bundle.path())
         .await?;
     let (repo, instance) = (repo.clone(), instance.to_owned());
     let path = bundle.path().to_owned();
-    let arrived = tokio::task::spawn_blocking(move || {
-        let baseline = repo.branches()?;
-        take_home(&repo, &path, &instance, &baseline)
-    })
-    .await
-    .map_err(|err| Error::caused_by("fetching the commits failed", err.to_string()))?;
+    let arrived =
+        tokio::task::spawn_blocking(move || take_home(&repo, &path, &instance, &baseline))
+            .await
+            .map_err(|err| Error::caused_by("fetching the commits failed", err.to_string()))?;
     drop(bundle);
     arrived
 }

@@ -10,9 +10,9 @@ use fixtures::report::frames;
 use serde_json::{Value, json};
 
 use crate::support::{
-    FAKE_CLAUDE_IMAGE, SSHD_IMAGE, Sandbox, Service, Session, TEST_LABEL, Terminal, TestContainer,
-    TestImage, TestNetwork, engine_with, exec, fake_claude_bottle, leftovers, run_label,
-    running_agent, runtimes, wait_for_instance,
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, GATE_IMAGE, SSHD_IMAGE, Sandbox, Service, Session, TEST_LABEL,
+    Terminal, TestContainer, TestImage, TestNetwork, engine_with, exec, fake_claude_bottle,
+    leftovers, run_label, running_agent, runtimes, wait_for_instance,
 };
 
 /// An sshd fixture: its container, its alias on the network, its host key.
@@ -510,5 +510,58 @@ async fn a_key_with_a_passphrase_is_asked_for_on_a_terminal_and_refused_without_
         !shown.contains(passphrase),
         "the passphrase was shown: {shown}"
     );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn with_a_named_gate_image_the_ssh_helper_is_the_executable_that_image_carries() {
+    let Some(docker) = engine_with(
+        "ssh named gate",
+        &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE, GATE_IMAGE],
+    )
+    .await
+    else {
+        return;
+    };
+    let label = run_label("ssh-named-gate");
+    // The gate image's executable with bytes after its end (which the
+    // loader ignores): the helper in the bottle must end the same way.
+    let marker = "named-gate-marker-5e2";
+    let dockerfile = format!(
+        "FROM {BASE_IMAGE} AS marked\nCOPY --from={GATE_IMAGE} /claude-bottle /claude-bottle\n\
+         RUN printf '{marker}' >>/claude-bottle\nFROM scratch\n\
+         COPY --from=marked /claude-bottle /claude-bottle\nENTRYPOINT [\"/claude-bottle\", \"gate\"]\n"
+    );
+    let gate = TestImage::build(
+        &docker,
+        &format!("claude-bottle-test/gate-marked:{label}"),
+        &dockerfile,
+        &[(TEST_LABEL, &label)],
+    )
+    .await;
+    let outside = format!("{label}-outside");
+    let network = TestNetwork::create(&docker, &outside).await;
+    let probe = Sandbox::new();
+    let public = probe.ssh_key("k", "");
+    let forge = SshHostFixture::start(&docker, &outside, &network, "forge", 22, &[&public]).await;
+    let script = format!(
+        "tail -c {} ~/.claude-bottle/bin/claude-bottle; echo; ssh forge true && echo named-gate-ssh-ok",
+        marker.len()
+    );
+    let sandbox = ssh_sandbox(
+        &label,
+        &network,
+        &json!([entry("forge", "forge", 22, "k", Some(&forge.host_key))]),
+        &script,
+    )
+    .env("CLAUDE_BOTTLE_GATE_IMAGE", &gate.tag);
+    copy_keys(&probe, &sandbox, &["k", "k.pub"]);
+    let out = Session::spawn(&sandbox, &["start", "a", "--yes"]).finish("");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        has_line(&out.stdout, marker),
+        "the helper is not the image's: {out:?}"
+    );
+    assert!(has_line(&out.stdout, "named-gate-ssh-ok"), "{out:?}");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }

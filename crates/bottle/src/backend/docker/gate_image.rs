@@ -9,11 +9,15 @@
 //! image built elsewhere.
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptions;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, DownloadFromContainerOptions,
+};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::default_image::hex;
+use super::ledger::{Created, Ledger};
 use crate::archive::append_file;
 use crate::backend::GateImage;
 use crate::error::{Error, Result};
@@ -131,4 +135,69 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The executable the bottle's SSH helper runs: the gate's own. With
+/// this executable's image it is this executable; with a named gate image
+/// (where this one cannot run on the engine) it is read out of that image,
+/// from a container created for it and never started.
+pub(super) async fn helper(
+    docker: &Docker,
+    image: &GateImage,
+    tag: &str,
+    labels: std::collections::HashMap<String, String>,
+    ledger: &mut Ledger,
+) -> Result<Vec<u8>> {
+    if let GateImage::ThisExecutable = image {
+        let exe = std::env::current_exe()
+            .map_err(|err| Error::caused_by("cannot find this executable", err))?;
+        return tokio::fs::read(exe)
+            .await
+            .map_err(|err| Error::caused_by("cannot read this executable", err));
+    }
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::caused_by(
+            format!("cannot take the SSH helper from the gate image `{tag}`"),
+            err.to_string(),
+        )
+    };
+    let path = docker
+        .inspect_image(tag)
+        .await
+        .map_err(|e| failed(&e))?
+        .config
+        .and_then(|c| c.entrypoint)
+        .and_then(|e| e.into_iter().next())
+        .ok_or_else(|| failed(&"its ENTRYPOINT names no executable"))?;
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(tag.to_owned()),
+                labels: Some(labels),
+                network_disabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    ledger.record(Created::Container(created.id.clone()));
+    let mut archive = Vec::new();
+    let mut stream = docker.download_from_container(
+        &created.id,
+        Some(DownloadFromContainerOptions { path: path.clone() }),
+    );
+    while let Some(chunk) = stream.next().await {
+        archive.extend_from_slice(&chunk.map_err(|e| failed(&e))?);
+    }
+    ledger.teardown().await;
+    let mut entries = tar::Archive::new(archive.as_slice());
+    let mut entry = entries
+        .entries()
+        .and_then(|mut e| e.next().transpose())
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| failed(&format!("{path} is not in it")))?;
+    let mut exe = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut exe).map_err(|e| failed(&e))?;
+    Ok(exe)
 }

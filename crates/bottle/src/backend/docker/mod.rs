@@ -116,11 +116,12 @@ impl Backend for DockerBackend {
         &self,
         instance: &str,
         scope: &[(String, String)],
+        known: &[String],
         to: &std::path::Path,
     ) -> Result<()> {
         let docker = engine::connect().await?;
         let agent = gate::find_running(&docker, instance, Role::Agent, scope).await?;
-        workspace::bundle_to(&docker, &agent, to).await
+        workspace::bundle_to(&docker, &agent, known, to).await
     }
 
     async fn stale_images(
@@ -169,18 +170,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &launch.extra_labels,
     );
     // Before anything of the instance exists: a failed build leaves nothing.
-    let image = match &launch.image {
-        ImageSource::Default(recipe) => {
-            default_image::ensure(
-                engine,
-                recipe,
-                labels.for_role(Role::Probe),
-                launch.ui.as_ref(),
-            )
-            .await?
-        }
-        ImageSource::Named(image) => image.clone(),
-    };
+    let image = bottle_image(engine, launch, &labels).await?;
     // The probe, the two networks and the gate image do not depend on
     // each other.
     let mut probe_ledger = Ledger::new(docker);
@@ -234,7 +224,15 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     let deadman = start_with_deadman(docker, &container).await?;
 
     provision_home(docker, launch, &container, &facts).await?;
-    let holder = start_ssh(docker, launch, &container, &facts, gate.control()).await?;
+    let holder = start_ssh(
+        docker,
+        launch,
+        &container,
+        &facts,
+        (gate.control(), &gate_image),
+        &labels,
+    )
+    .await?;
     let copied = copy_repository(docker, launch, &container, &facts).await?;
 
     let env = claude_env(launch, &facts, holder.is_some());
@@ -261,6 +259,22 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     tell_summaries(docker, launch, holder, &gate).await;
     drop(gate);
     code
+}
+
+/// The agent's image: the one named, or the default one, built if needed.
+async fn bottle_image(engine: &Engine, launch: &Launch, labels: &InstanceLabels) -> Result<String> {
+    Ok(match &launch.image {
+        ImageSource::Default(recipe) => {
+            default_image::ensure(
+                engine,
+                recipe,
+                labels.for_role(Role::Probe),
+                launch.ui.as_ref(),
+            )
+            .await?
+        }
+        ImageSource::Named(image) => image.clone(),
+    })
 }
 
 fn lacks_ssh(image: &str) -> Error {
@@ -298,7 +312,7 @@ async fn copy_repository(
 ) -> Result<Option<Vec<(String, String)>>> {
     match &launch.repository {
         Some(repo) => Ok(Some(
-            workspace::copy_in(docker, container, facts, repo).await?,
+            workspace::copy_in(docker, container, facts, repo, launch.ui.as_ref()).await?,
         )),
         None => Ok(None),
     }
@@ -384,13 +398,22 @@ async fn start_ssh(
     launch: &Launch,
     container: &str,
     facts: &ImageFacts,
-    gate: gate::GateControl,
+    (gate, gate_image): (gate::GateControl, &str),
+    labels: &InstanceLabels,
 ) -> Result<Option<ssh::RunningHolder>> {
     if launch.ssh.is_empty() {
         return Ok(None);
     }
     let files = crate::ssh::home_files(&launch.ssh.targets, &launch.ssh.public, &facts.home)?;
-    let archive = ssh::home_archive(&files).await?;
+    let exe = gate_image::helper(
+        docker,
+        &launch.gate.image,
+        gate_image,
+        labels.for_role(Role::Probe),
+        &mut Ledger::new(docker),
+    )
+    .await?;
+    let archive = ssh::home_archive(&files, &exe)?;
     exec::untar(docker, container, &facts.user, &facts.home, archive).await?;
     let keys = launch.ssh_keys.clone();
     Ok(Some(

@@ -23,23 +23,13 @@ use egress_gate::event::{Notice, Verdict};
 const READY_WITHIN: Duration = Duration::from_secs(15);
 
 /// The helper executable and the SSH files, as a tar for the agent's home.
-pub(super) async fn home_archive(files: &[HomeFile]) -> Result<Vec<u8>> {
+pub(super) fn home_archive(files: &[HomeFile], exe: &[u8]) -> Result<Vec<u8>> {
     let failed = |err: std::io::Error| Error::caused_by("cannot pack the SSH files", err);
-    let exe = tokio::fs::read(std::env::current_exe().map_err(failed)?)
-        .await
-        .map_err(failed)?;
     let mut archive = tar::Builder::new(Vec::new());
     append_dir(&mut archive, ".ssh", 0o700).map_err(failed)?;
     append_dir(&mut archive, ".claude-bottle", 0o755).map_err(failed)?;
     append_dir(&mut archive, ".claude-bottle/bin", 0o755).map_err(failed)?;
-    append_file(
-        &mut archive,
-        HELPER,
-        0o755,
-        exe.len() as u64,
-        exe.as_slice(),
-    )
-    .map_err(failed)?;
+    append_file(&mut archive, HELPER, 0o755, exe.len() as u64, exe).map_err(failed)?;
     for file in files {
         let size = file.contents.len() as u64;
         append_file(

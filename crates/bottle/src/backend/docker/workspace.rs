@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::stage::StageDir;
 use crate::repo::home::{Arrived, take_home};
 use crate::repo::{Repository, git};
+use crate::ui::{Counted, Ui, Work};
 
 /// Where the bundle waits in the bottle while it is unpacked.
 const BUNDLE_IN: &str = "/tmp/claude-bottle-in.bundle";
@@ -35,6 +36,7 @@ pub(super) async fn copy_in(
     container: &str,
     facts: &ImageFacts,
     repo: &Repository,
+    ui: &dyn Ui,
 ) -> Result<Vec<(String, String)>> {
     let failed = |what: &str, detail: String| {
         Error::new(format!(
@@ -51,7 +53,16 @@ pub(super) async fn copy_in(
     .stderr(Stdio::piped())
     .spawn()
     .map_err(|err| Error::caused_by("cannot run git bundle", err))?;
-    let mut stdout = bundle.stdout.take().expect("piped");
+    let progress = ui.progress(
+        "Copying the repository into the bottle",
+        Work::Bytes {
+            total: Some(repo.size_bytes),
+        },
+    );
+    let mut stdout = Counted {
+        inner: bundle.stdout.take().expect("piped"),
+        progress: progress.as_ref(),
+    };
     let env = vec![
         format!("BUNDLE={BUNDLE_IN}"),
         format!("WORKSPACE={WORKSPACE}"),
@@ -82,9 +93,11 @@ pub(super) async fn copy_in(
         ));
     }
     if code != 0 {
+        progress.finish("failed");
         return Err(failed("unpacking it failed: ", said.trim().to_owned())
             .hint("the bottle image needs git"));
     }
+    progress.finish("done");
     if repo.uncommitted {
         // Staged and unstaged changes to tracked files, as one patch.
         let diff = git(&repo.root, &["diff", "--binary", "HEAD", "--"])
@@ -165,11 +178,24 @@ async fn copy_untracked(
     Ok(())
 }
 
-/// A bundle of the workspace's branches, written to `to`, from the agent
-/// container `container` (as its own user).
+/// Bundles the workspace's branches less the history of `$KNOWN` (those of
+/// its commits the bottle has), so only new commits travel; writes nothing
+/// when there are none, as `git bundle` refuses an empty bundle.
+const BUNDLE_OUT: &str = r#"set -e
+cd "$WORKSPACE"
+set --
+for commit in $KNOWN; do
+  if git cat-file -e "$commit^{commit}" 2>/dev/null; then set -- "$@" "^$commit"; fi
+done
+[ -n "$(git rev-list -n 1 --branches "$@")" ] || exit 0
+git bundle create -q - --branches "$@""#;
+
+/// A bundle of the workspace's new commits, written to `to`, from the
+/// agent container `container` (as its own user).
 pub(super) async fn bundle_to(
     docker: &Docker,
     container: &str,
+    known: &[String],
     to: &std::path::Path,
 ) -> Result<()> {
     let user = docker
@@ -182,32 +208,31 @@ pub(super) async fn bundle_to(
         .config
         .and_then(|c| c.user)
         .unwrap_or_default();
-    write_bundle(docker, container, &user, to).await
+    write_bundle(docker, container, &user, known, to).await
 }
 
 async fn write_bundle(
     docker: &Docker,
     container: &str,
     user: &str,
+    known: &[String],
     to: &std::path::Path,
 ) -> Result<()> {
     let mut file = tokio::fs::File::create(to)
         .await
         .map_err(|err| Error::caused_by("cannot write the bottle's bundle", err))?;
-    let cmd = [
-        "git",
-        "-C",
-        WORKSPACE,
-        "bundle",
-        "create",
-        "-q",
-        "-",
-        "--branches",
-    ]
-    .map(String::from)
-    .to_vec();
+    let known: Vec<&str> = known
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    let env = vec![
+        format!("WORKSPACE={WORKSPACE}"),
+        format!("KNOWN={}", known.join(" ")),
+    ];
+    let cmd = vec!["sh".to_owned(), "-c".to_owned(), BUNDLE_OUT.to_owned()];
     let (code, said) =
-        exec::piped(docker, container, user, cmd, vec![], None, Some(&mut file)).await?;
+        exec::piped(docker, container, user, cmd, env, None, Some(&mut file)).await?;
     if code != 0 {
         return Err(Error::new(format!(
             "the bottle could not bundle its branches: {}",
@@ -281,7 +306,8 @@ pub(super) async fn bring_home(
     stage: &StageDir,
 ) -> Result<Vec<Arrived>> {
     let path = stage.path().join("home.bundle");
-    write_bundle(docker, container, &facts.user, &path).await?;
+    let known: Vec<String> = copied.iter().map(|(_, commit)| commit.clone()).collect();
+    write_bundle(docker, container, &facts.user, &known, &path).await?;
     let (repo, instance, copied) = (repo.clone(), instance.to_owned(), copied.to_vec());
     tokio::task::spawn_blocking(move || take_home(&repo, &path, &instance, &copied))
         .await
