@@ -15,20 +15,24 @@ use crate::repo::home::{Arrived, take_home};
 use crate::repo::{Repository, git};
 use crate::ui::{Counted, Ui, Work};
 
-/// Where the bundle waits in the bottle while it is unpacked.
-const BUNDLE_IN: &str = "/tmp/claude-bottle-in.bundle";
-
-/// Unpacks the repository: its branches and tags, HEAD's branch checked
-/// out (or HEAD detached), the host's identity in its config, no remote.
-const UNPACK: &str = r#"set -e
-cat >"$BUNDLE"
+/// Unpacks the repository from a bundle on stdin, read as it arrives (no
+/// copy of it is written): the header's refs first, then its pack straight
+/// into `git index-pack`. Then HEAD's branch is checked out (or HEAD
+/// detached) and the host's identity set; there is no remote.
+const UNPACK: &str = r##"set -e
 cd "$WORKSPACE"
 git init -q
-git fetch -q --no-tags --update-head-ok "$BUNDLE" 'refs/heads/*:refs/heads/*' 'refs/tags/*:refs/tags/*'
+IFS= read -r signature
+[ "$signature" = "# v2 git bundle" ] || { echo "not a v2 git bundle" >&2; exit 1; }
+refs=
+while IFS= read -r line && [ -n "$line" ]; do refs="$refs$line
+"; done
+git index-pack --stdin >/dev/null
+printf '%s' "$refs" | sed 's/^\([0-9a-f]*\) \(.*\)$/create \2 \1/' | git update-ref --stdin
 if [ -n "$BRANCH" ]; then git checkout -q -f "$BRANCH"; else git checkout -q -f --detach "$HEAD_COMMIT"; fi
 [ -z "$NAME" ] || git config user.name "$NAME"
 [ -z "$EMAIL" ] || git config user.email "$EMAIL"
-rm -f "$BUNDLE""#;
+"##;
 
 /// The repository into the bottle; returns the branch tips that went in.
 pub(super) async fn copy_in(
@@ -64,7 +68,6 @@ pub(super) async fn copy_in(
         progress: progress.as_ref(),
     };
     let env = vec![
-        format!("BUNDLE={BUNDLE_IN}"),
         format!("WORKSPACE={WORKSPACE}"),
         format!("BRANCH={}", repo.branch.clone().unwrap_or_default()),
         format!("HEAD_COMMIT={}", repo.head),
