@@ -26,6 +26,9 @@ const SIGN_RESPONSE: u8 = 14;
 const EXTENSION: u8 = 27;
 const USERAUTH_REQUEST: u8 = 50;
 const SESSION_BIND: &[u8] = b"session-bind@openssh.com";
+/// SIGN_REQUEST flags: which hash an RSA signature is to use.
+const RSA_SHA2_256: u32 = 2;
+const RSA_SHA2_512: u32 = 4;
 
 /// One key and the host keys it may sign for.
 #[derive(Clone)]
@@ -146,19 +149,22 @@ impl Holder {
     fn sign(&mut self, connection: u32, mut wire: Wire<'_>) -> Option<Vec<u8>> {
         let blob = wire.string()?;
         let data = wire.string()?;
+        let flags = wire.u32().unwrap_or(0);
         let index = self
             .keys
             .iter()
             .position(|held| public_blob(held.key.public_key()) == blob)?;
         let held = &self.keys[index];
-        let verdict = self.may_sign(connection, held, data);
+        let verdict = self
+            .may_sign(connection, held, data)
+            .and_then(|()| rsa_hash_allowed(held, flags));
         self.decisions.push(SignDecision {
             key_for: held.hosts.join(","),
             signed: verdict.is_ok(),
             reason: verdict.err().unwrap_or("bound to its host"),
         });
         verdict.ok()?;
-        let signature: Signature = held.key.try_sign(data).ok()?;
+        let signature = sign(&held.key, data, flags)?;
         let mut out = vec![SIGN_RESPONSE];
         put_string(&mut out, &signature_blob(&signature)?);
         Some(out)
@@ -192,6 +198,51 @@ impl Holder {
             Err("a session bound to another host")
         }
     }
+}
+
+/// An RSA key signs with SHA-2 only: the client says which, and one that
+/// asks for neither asks for SHA-1, which is refused.
+fn rsa_hash_allowed(held: &HeldKey, flags: u32) -> Result<(), &'static str> {
+    let rsa = matches!(held.key.key_data(), ssh_key::private::KeypairData::Rsa(_));
+    if rsa && flags & (RSA_SHA2_256 | RSA_SHA2_512) == 0 {
+        Err("an RSA signature over SHA-1 was asked for")
+    } else {
+        Ok(())
+    }
+}
+
+/// `key`'s signature over `data`; for RSA with the hash `flags` ask for.
+fn sign(key: &PrivateKey, data: &[u8], flags: u32) -> Option<Signature> {
+    let ssh_key::private::KeypairData::Rsa(keypair) = key.key_data() else {
+        return key.try_sign(data).ok();
+    };
+    let rsa = rsa_private_key(keypair)?;
+    let (hash, signed) = if flags & RSA_SHA2_512 != 0 {
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new(rsa);
+        (ssh_key::HashAlg::Sha512, signer.try_sign(data).ok()?)
+    } else {
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa);
+        (ssh_key::HashAlg::Sha256, signer.try_sign(data).ok()?)
+    };
+    let algorithm = ssh_key::Algorithm::Rsa { hash: Some(hash) };
+    Signature::new(
+        algorithm,
+        rsa::signature::SignatureEncoding::to_vec(&signed),
+    )
+    .ok()
+}
+
+/// The key as the `rsa` crate takes it. Made here from its parts: ssh-key's
+/// own conversion passes `p` where `q` belongs, which `rsa` refuses.
+fn rsa_private_key(keypair: &ssh_key::private::RsaKeypair) -> Option<rsa::RsaPrivateKey> {
+    let big = |m: &ssh_key::Mpint| Some(rsa::BigUint::from_bytes_be(m.as_positive_bytes()?));
+    rsa::RsaPrivateKey::from_components(
+        big(&keypair.public.n)?,
+        big(&keypair.public.e)?,
+        big(&keypair.private.d)?,
+        vec![big(&keypair.private.p)?, big(&keypair.private.q)?],
+    )
+    .ok()
 }
 
 /// The session a userauth request logs into, when `data` is one.
@@ -279,6 +330,10 @@ mod tests {
     }
 
     fn sign_request(user_key: &PrivateKey, session: &[u8]) -> Vec<u8> {
+        sign_request_with(user_key, session, 0)
+    }
+
+    fn sign_request_with(user_key: &PrivateKey, session: &[u8], flags: u32) -> Vec<u8> {
         let mut data = Vec::new();
         put_string(&mut data, session);
         data.push(USERAUTH_REQUEST);
@@ -286,8 +341,53 @@ mod tests {
         let mut out = vec![SIGN_REQUEST];
         put_string(&mut out, &public_blob(user_key.public_key()));
         put_string(&mut out, &data);
-        put_u32(&mut out, 0);
+        put_u32(&mut out, flags as usize);
         out
+    }
+
+    /// A fresh RSA key from ssh-keygen (fast, where generating one in a
+    /// debug build is not).
+    fn rsa_key() -> PrivateKey {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "", "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success());
+        PrivateKey::read_openssh_file(&path).unwrap()
+    }
+
+    #[test]
+    fn an_rsa_key_signs_with_the_sha2_hash_asked_for_and_never_sha1() {
+        let user = rsa_key();
+        let mut holder = Holder::new(vec![HeldKey {
+            key: user.clone(),
+            hosts: vec!["a".to_owned()],
+            pins: Vec::new(),
+            unpinned: true,
+        }]);
+        for (flags, hash) in [
+            (RSA_SHA2_256, ssh_key::HashAlg::Sha256),
+            (RSA_SHA2_512, ssh_key::HashAlg::Sha512),
+        ] {
+            let request = sign_request_with(&user, b"s1", flags);
+            let signed = holder.answer(1, &request);
+            assert_eq!(signed[0], SIGN_RESPONSE, "flags {flags}");
+            let signature = Signature::try_from(Wire(&signed[1..]).string().unwrap()).unwrap();
+            assert_eq!(
+                signature.algorithm(),
+                ssh_key::Algorithm::Rsa { hash: Some(hash) }
+            );
+            let mut asked = Wire(&request[1..]);
+            asked.string();
+            let asked = asked.string().unwrap();
+            assert!(Verifier::verify(user.public_key().key_data(), asked, &signature).is_ok());
+        }
+        assert_eq!(holder.answer(1, &sign_request(&user, b"s1")), [FAILURE]);
+        let last = holder.decisions().last().unwrap();
+        assert_eq!(last.reason, "an RSA signature over SHA-1 was asked for");
     }
 
     #[test]

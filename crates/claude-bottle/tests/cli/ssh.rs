@@ -514,7 +514,8 @@ async fn a_key_with_a_passphrase_is_asked_for_on_a_terminal_and_refused_without_
 }
 
 #[tokio::test]
-async fn with_a_named_gate_image_the_ssh_helper_is_the_executable_that_image_carries() {
+async fn with_a_named_gate_image_the_ssh_helper_is_the_executable_that_image_carries_and_rsa_keys_sign()
+ {
     let Some(docker) = engine_with(
         "ssh named gate",
         &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE, GATE_IMAGE],
@@ -542,7 +543,8 @@ async fn with_a_named_gate_image_the_ssh_helper_is_the_executable_that_image_car
     let outside = format!("{label}-outside");
     let network = TestNetwork::create(&docker, &outside).await;
     let probe = Sandbox::new();
-    let public = probe.ssh_key("k", "");
+    // RSA, which signs with the SHA-2 hash the client asks for.
+    let public = probe.ssh_key_of_type("k", "rsa", "");
     let forge = SshHostFixture::start(&docker, &outside, &network, "forge", 22, &[&public]).await;
     let script = format!(
         "tail -c {} ~/.claude-bottle/bin/claude-bottle; echo; ssh forge true && echo named-gate-ssh-ok",

@@ -73,10 +73,15 @@ impl Sandbox {
     /// A fresh ed25519 key pair at `~/.ssh/NAME` (with a passphrase when
     /// given); its public half, as `ssh-ed25519 AAAA...`.
     pub(crate) fn ssh_key(&self, name: &str, passphrase: &str) -> String {
+        self.ssh_key_of_type(name, "ed25519", passphrase)
+    }
+
+    /// [`Self::ssh_key`] of another type (`rsa`, `ecdsa`).
+    pub(crate) fn ssh_key_of_type(&self, name: &str, kind: &str, passphrase: &str) -> String {
         let path = self.home.join(".ssh").join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-C", "", "-N", passphrase, "-f"])
+            .args(["-q", "-t", kind, "-C", "", "-N", passphrase, "-f"])
             .arg(&path)
             .status()
             .expect("ssh-keygen runs");
