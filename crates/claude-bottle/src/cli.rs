@@ -38,7 +38,9 @@ pub(crate) enum Command {
     ///
     /// Examples:
     ///
-    ///   claude-bottle start implementer
+    ///   claude-bottle start
+    ///
+    ///   claude-bottle start implementer --cwd
     ///
     ///   claude-bottle start implementer --dry-run --format json | jq .egress
     ///
@@ -131,8 +133,11 @@ pub(crate) enum Command {
     reason = "each is one independent flag"
 )]
 pub(crate) struct StartArgs {
-    /// The agent, as named under "agents" in claude-bottle.json.
-    pub(crate) agent: String,
+    /// The agent, as named under "agents" in claude-bottle.json. Without
+    /// it: the agent marked "default": true, or the only one; with no
+    /// manifest at all, a built-in agent with no prompt, skills or secrets
+    /// that reaches only the hosts Claude Code itself needs.
+    pub(crate) agent: Option<String>,
 
     /// Copy the git repository of the working directory into the bottle's
     /// /workspace (its branches, the checked-out one, and uncommitted

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use egress_gate::EgressRule;
 
 use crate::env::EnvEntry;
-use crate::error::{Error, Result, Source};
+use crate::error::{Error, Result, Source, Span};
 pub use json::Located;
 
 /// The file name looked for in the working directory and in `$HOME`.
@@ -99,7 +99,13 @@ pub struct Agent {
     pub bottle: Located<String>,
     pub skills: Vec<Located<String>>,
     pub prompt: Option<String>,
+    /// Where `"default": true` marks it as the agent `start` runs when
+    /// given no name.
+    pub default: Option<Span>,
 }
+
+/// The agent and bottle `start` runs when there is no manifest at all.
+pub const BUILTIN_AGENT: &str = "default";
 
 impl Manifest {
     /// Reads `$CWD/claude-bottle.json` and `$HOME/claude-bottle.json`; the
@@ -141,7 +147,85 @@ impl Manifest {
             )));
         }
         manifest.check_agent_bottles()?;
+        manifest.check_one_default()?;
         Ok(manifest)
+    }
+
+    /// [`Self::load`], or where neither file exists, the built-in manifest:
+    /// one agent, [`BUILTIN_AGENT`], with no prompt, skills or secrets, in
+    /// a bottle that reaches only the hosts Claude Code itself needs.
+    pub fn load_or_builtin(cwd: &Path, home: &Path) -> Result<Self> {
+        let exists = |dir: &Path| dir.join(FILE_NAME).exists();
+        if exists(cwd) || exists(home) {
+            return Self::load(cwd, home);
+        }
+        let source = Arc::new(Source {
+            path: PathBuf::from("(built in)"),
+            text: String::new(),
+        });
+        let at = Span {
+            source,
+            range: 0..0,
+        };
+        let bottle = Bottle {
+            name: BUILTIN_AGENT.to_owned(),
+            env: Vec::new(),
+            ssh: Vec::new(),
+            egress: Egress {
+                allowlist: Vec::new(),
+                private: Vec::new(),
+                builtin: true,
+            },
+        };
+        let agent = Agent {
+            name: BUILTIN_AGENT.to_owned(),
+            bottle: Located {
+                value: BUILTIN_AGENT.to_owned(),
+                at: at.clone(),
+            },
+            skills: Vec::new(),
+            prompt: None,
+            default: Some(at),
+        };
+        Ok(Self {
+            bottles: BTreeMap::from([(BUILTIN_AGENT.to_owned(), bottle)]),
+            agents: BTreeMap::from([(BUILTIN_AGENT.to_owned(), agent)]),
+            files: Vec::new(),
+        })
+    }
+
+    /// Whether this is the built-in manifest: no file was read.
+    pub fn is_builtin(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// After the merge, at most one agent is the default.
+    fn check_one_default(&self) -> Result<()> {
+        let marked: Vec<&Agent> = self
+            .agents
+            .values()
+            .filter(|a| a.default.is_some())
+            .collect();
+        if let [first, second, ..] = marked.as_slice() {
+            return Err(Error::new(format!(
+                "agents `{}` and `{}` are both marked \"default\": true",
+                first.name, second.name
+            ))
+            .at(second.default.as_ref().expect("marked"))
+            .hint("keep \"default\": true on one agent only"));
+        }
+        Ok(())
+    }
+
+    /// The agent `start` runs when given no name: the one marked default,
+    /// or the only one; `None` when there is no telling.
+    pub fn default_agent(&self) -> Option<&str> {
+        let marked = self.agents.values().find(|a| a.default.is_some());
+        match (marked, self.agents.len()) {
+            (Some(agent), _) => Some(&agent.name),
+            (None, 1) => self.agents.keys().next().map(String::as_str),
+            (None, _) => None,
+        }
     }
 
     /// Runs after the merge: an agent in one file may use a bottle from the other.

@@ -53,7 +53,11 @@ pub(super) fn file(source: &Arc<Source>) -> Result<File> {
         return Err(Error::new(format!("{} is empty", source.path.display()))
             .hint("write {\"bottles\": {}, \"agents\": {}} and add your bottles and agents"));
     };
-    let top = reader.record(&root, "(top level)", &["bottles", "agents"])?;
+    // `$schema` names the JSON Schema for editors; the loader ignores it.
+    let top = reader.record(&root, "(top level)", &["$schema", "bottles", "agents"])?;
+    if let Some(schema) = top.get("$schema") {
+        reader.string(schema, "$schema")?;
+    }
     let mut file = File {
         bottles: BTreeMap::new(),
         agents: BTreeMap::new(),
@@ -280,7 +284,13 @@ fn egress(reader: &Reader, path: &str, value: &Value<'_>) -> Result<Egress> {
 fn agent(reader: &Reader, name: &Located<String>, value: &Value<'_>) -> Result<Agent> {
     check_name(name, "agent")?;
     let path = format!("agents.{}", name.value);
-    let record = reader.record(value, &path, &["bottle", "skills", "prompt"])?;
+    let record = reader.record(value, &path, &["bottle", "skills", "prompt", "default"])?;
+    let default = match record.get("default") {
+        Some(value) => reader
+            .boolean(value, &format!("{path}.default"))?
+            .then(|| reader.span(value)),
+        None => None,
+    };
     let bottle = reader.string(
         record.require(reader, "bottle", &path)?,
         &format!("{path}.bottle"),
@@ -307,5 +317,6 @@ fn agent(reader: &Reader, name: &Located<String>, value: &Value<'_>) -> Result<A
         bottle,
         skills,
         prompt,
+        default,
     })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bottle::backend::{self, Launch};
 use bottle::lifecycle::cleanup::sweep;
-use bottle::manifest::Manifest;
+use bottle::manifest::{BUILTIN_AGENT, FILE_NAME, Manifest};
 use bottle::prepare::prepare;
 use bottle::settings::Settings;
 use bottle::spec::{BottleSpec, CopyCwd};
@@ -42,11 +42,16 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     }
     let settings = Settings::from_env()?;
     let (cwd, home) = super::manifest_dirs()?;
-    let manifest = Manifest::load(&cwd, &home)?;
+    // An agent named is one the user expects a manifest to define.
+    let manifest = match args.agent.as_deref() {
+        Some(name) if name != BUILTIN_AGENT => Manifest::load(&cwd, &home)?,
+        _ => Manifest::load_or_builtin(&cwd, &home)?,
+    };
+    let agent = chosen_agent(&manifest, args.agent)?;
     let backend = backend::select(&settings.backend)?;
     let spec = BottleSpec {
         manifest: &manifest,
-        agent: args.agent,
+        agent,
         copy_cwd: match (args.cwd, args.include_untracked) {
             (false, _) => CopyCwd::No,
             (true, false) => CopyCwd::Tracked,
@@ -62,6 +67,12 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     if args.format == Format::Json {
         println!("{}", prepared.plan.to_json());
         return Ok(ExitCode::SUCCESS);
+    }
+    if manifest.is_builtin() {
+        eprintln!(
+            "no {FILE_NAME} here or in your home: this is the built-in agent `{BUILTIN_AGENT}`, \
+             with no prompt, skills or secrets, reaching only the hosts Claude Code itself needs"
+        );
     }
     eprintln!(
         "claude-bottle will start this bottle:\n{}",
@@ -118,4 +129,32 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
     )?;
     let code = backend.launch(launch).await?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The agent named, or the manifest's default one; without either, the
+/// agents to choose from.
+fn chosen_agent(manifest: &Manifest, named: Option<String>) -> Result<String, CommandError> {
+    if let Some(agent) = named {
+        return Ok(agent);
+    }
+    if let Some(agent) = manifest.default_agent() {
+        return Ok(agent.to_owned());
+    }
+    let agents: Vec<String> = manifest.agents.keys().map(|a| format!("`{a}`")).collect();
+    if agents.is_empty() {
+        return Err(CommandError::usage(
+            "the manifest defines no agents",
+            "add one under \"agents\", e.g. \"a\": {\"bottle\": \"dev\"}",
+        ));
+    }
+    Err(CommandError::usage(
+        format!(
+            "which agent? The manifest defines {}, and none is marked \"default\": true",
+            agents.join(", ")
+        ),
+        format!(
+            "name one (`claude-bottle start {}`), or mark one \"default\": true",
+            manifest.agents.keys().next().expect("not empty")
+        ),
+    ))
 }

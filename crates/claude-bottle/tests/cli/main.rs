@@ -3,6 +3,7 @@
 
 mod cleanup;
 mod cwd;
+mod default_agent;
 mod default_image;
 mod dry_run;
 mod egress;

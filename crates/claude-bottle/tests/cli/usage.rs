@@ -97,3 +97,93 @@ fn every_variable_the_program_reads_is_in_the_readme() {
         );
     }
 }
+
+/// The words after `claude-bottle ` where a text names a command: in
+/// backticks (hints, errors) or indented at the start of a line (help
+/// examples, in doc comments or in `--help`).
+fn named_commands(text: &str) -> Vec<String> {
+    let word = |rest: &str| -> String {
+        rest.chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .collect()
+    };
+    let mut named = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let doc = trimmed
+            .strip_prefix("///")
+            .or_else(|| trimmed.strip_prefix("//!"));
+        let example = match doc {
+            Some(doc) => doc.strip_prefix("  ").map(str::trim_start),
+            None => line.strip_prefix("  ").map(str::trim_start),
+        };
+        if let Some(rest) = example.and_then(|e| e.strip_prefix("claude-bottle ")) {
+            named.push(word(rest));
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("`claude-bottle ") {
+            rest = &rest[at + "`claude-bottle ".len()..];
+            named.push(word(rest));
+        }
+    }
+    named.retain(|w| !w.is_empty());
+    named
+}
+
+fn rust_sources(dir: &std::path::Path, into: &mut Vec<(std::path::PathBuf, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_sources(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            into.push((path.clone(), std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn every_command_a_hint_or_help_text_names_exists() {
+    // The scan sees the forms commands are named in, and not prose.
+    assert_eq!(
+        named_commands(
+            "help: run `claude-bottle init` first\n    ///   claude-bottle edit a\n    /// claude-bottle exits with"
+        ),
+        ["init", "edit"]
+    );
+    let sandbox = Sandbox::new();
+    let help = sandbox.run(&["--help"]);
+    let commands: Vec<String> = help
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert!(commands.contains(&"start".to_owned()), "{help:?}");
+    let mut texts = Vec::new();
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for krate in ["claude-bottle", "bottle", "egress-gate"] {
+        rust_sources(&crates.join(krate).join("src"), &mut texts);
+    }
+    for command in &commands {
+        let out = sandbox.run(&[command, "--help"]);
+        texts.push((format!("{command} --help").into(), out.stdout));
+    }
+    let mut checked = 0;
+    for (from, text) in &texts {
+        for word in named_commands(text) {
+            assert!(
+                commands.contains(&word) || word == "help",
+                "{} names `claude-bottle {word}`, which is not a command ({commands:?})",
+                from.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 10,
+        "only {checked} commands named: the scan finds nothing"
+    );
+}
