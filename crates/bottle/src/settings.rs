@@ -99,6 +99,22 @@ pub const HOME: Variable = Variable {
     help: "Where `claude-bottle.json`, `.claude/skills/`, the stage directories and the download cache (`.cache/claude-bottle/`) are found.",
 };
 
+pub const VISUAL: Variable = Variable {
+    name: "VISUAL",
+    help: "The editor `edit` opens a prompt in; `EDITOR` when it is not set.",
+};
+pub const EDITOR: Variable = Variable {
+    name: "EDITOR",
+    help: "The editor `edit` opens a prompt in, when `VISUAL` is not set.",
+};
+
+/// The editor command `edit` runs: `VISUAL`, else `EDITOR`.
+pub fn editor() -> Option<String> {
+    [&VISUAL, &EDITOR]
+        .into_iter()
+        .find_map(|v| std::env::var(v.name).ok().filter(|e| !e.trim().is_empty()))
+}
+
 pub const ALL: &[&Variable] = &[
     &BACKEND,
     &DRY_RUN,
@@ -119,6 +135,8 @@ pub const ALL: &[&Variable] = &[
     &SSL_CERT_FILE,
     &DOCKER_HOST,
     &HOME,
+    &VISUAL,
+    &EDITOR,
 ];
 
 /// Which container runtime the agent runs under.

@@ -118,6 +118,33 @@ pub(crate) enum Command {
         port: u16,
     },
 
+    /// Create claude-bottle.json, or add an agent (and its bottle) to it.
+    ///
+    /// On a terminal without --agent, asks for the agent's name, its
+    /// bottle, the hosts it may reach and its prompt. The entries already in
+    /// the file are not changed, reordered or reformatted: the new ones are
+    /// added after them, in the file's own layout. The result is checked as
+    /// `start` would check it before it is written, and written whole or
+    /// not at all.
+    ///
+    /// Examples:
+    ///
+    ///   claude-bottle init
+    ///
+    ///   claude-bottle init --agent reviewer --allow github.com --prompt "You review pull requests."
+    Init(InitArgs),
+
+    /// Open an agent's prompt in $VISUAL or $EDITOR, and save it back.
+    ///
+    /// The prompt is written back in place, in the file that defines the
+    /// agent (the working directory's before the home one); nothing else in
+    /// the file changes. An editor that fails, text that is not UTF-8, or a
+    /// file changed meanwhile leaves the file as it was.
+    Edit {
+        /// The agent, as named under "agents" in claude-bottle.json.
+        agent: String,
+    },
+
     /// Show what an agent gets: its bottle, prompt, skills, environment
     /// names, SSH hosts and egress allowlist. Never asks for or shows a
     /// secret value.
@@ -125,6 +152,39 @@ pub(crate) enum Command {
         /// The agent, as named under "agents" in claude-bottle.json.
         agent: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The agent to add (asked for on a terminal when not given).
+    #[arg(long)]
+    pub(crate) agent: Option<String>,
+
+    /// The bottle it runs in, added when no manifest defines it
+    /// (default `dev`).
+    #[arg(long)]
+    pub(crate) bottle: Option<String>,
+
+    /// A host the new bottle may reach, as an egress.allowlist entry
+    /// (`github.com`, `*.example.com`, `host:8443`); repeat for more.
+    #[arg(long = "allow", value_name = "HOST")]
+    pub(crate) allow: Vec<String>,
+
+    /// A skill folder under ~/.claude/skills/ for the agent; repeat for more.
+    #[arg(long = "skill", value_name = "FOLDER")]
+    pub(crate) skills: Vec<String>,
+
+    /// The agent's system prompt.
+    #[arg(long)]
+    pub(crate) prompt: Option<String>,
+
+    /// Mark the agent "default": true, the one `start` runs when given no name.
+    #[arg(long)]
+    pub(crate) default: bool,
+
+    /// Write ~/claude-bottle.json instead of the working directory's.
+    #[arg(long)]
+    pub(crate) home: bool,
 }
 
 #[derive(Debug, Args)]

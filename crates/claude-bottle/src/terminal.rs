@@ -60,6 +60,18 @@ pub(crate) fn ask(question: &str) -> io::Result<Option<bool>> {
     Ok(Some(is_yes(&answer)))
 }
 
+/// Asks `question` on stderr; the line typed, trimmed, or `None` once the
+/// input has ended.
+pub(crate) fn ask_line(question: &str) -> io::Result<Option<String>> {
+    eprint!("{question} ");
+    io::stderr().flush()?;
+    let mut answer = String::new();
+    if io::stdin().lock().read_line(&mut answer)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(answer.trim().to_owned()))
+}
+
 /// [`ask`], where an ended input is a no.
 pub(crate) fn confirm(question: &str) -> io::Result<bool> {
     Ok(ask(question)?.unwrap_or(false))

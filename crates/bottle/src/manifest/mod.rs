@@ -9,6 +9,7 @@
 
 mod json;
 mod parse;
+pub mod patch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,7 +142,8 @@ impl Manifest {
                 home_path.display()
             ))
             .hint(format!(
-                "create {} with, for example, {}; or change to the folder that has one",
+                "`claude-bottle init` makes one; or create {} with, for example, {}; \
+                 or change to the folder that has one",
                 cwd_path.display(),
                 r#"{"bottles": {"dev": {}}, "agents": {"a": {"bottle": "dev"}}}"#
             )));

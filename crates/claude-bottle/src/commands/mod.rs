@@ -2,9 +2,11 @@
 
 mod cleanup;
 mod connect;
+mod edit;
 mod fetch;
 mod gate;
 mod info;
+mod init;
 mod list;
 mod logs;
 mod ssh_relay;
@@ -21,6 +23,8 @@ use crate::error::CommandError;
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match cli.command {
         Command::Start(args) => start::run(args).await,
+        Command::Init(args) => init::run(args),
+        Command::Edit { agent } => edit::run(&agent),
         Command::Info { agent } => info::run(&agent),
         Command::List { format } => list::run(format).await,
         Command::Logs { instance } => logs::run(&instance).await,

@@ -11,6 +11,7 @@ mod engine;
 mod gate;
 mod gate_load;
 mod harness;
+mod init_edit;
 mod launch;
 mod manifest_errors;
 mod secrets;
