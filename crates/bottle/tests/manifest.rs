@@ -330,3 +330,94 @@ fn neither_file_present_names_both_paths() {
     let dirs = Dirs::new();
     insta::assert_snapshot!("no_manifest", dirs.load().unwrap_err());
 }
+
+/// Whether the JSON Schema editors get accepts `text`; `None` for text
+/// that is not JSON at all.
+fn schema_accepts(text: &str) -> Option<bool> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schema/claude-bottle.schema.json"
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    compiler.add_resource("s.json", schema).unwrap();
+    let index = compiler.compile("s.json", &mut schemas).unwrap();
+    Some(schemas.validate(&value, index).is_ok())
+}
+
+/// Errors about the shape of the file, which the schema must report too;
+/// the rest (host patterns, names, values) only the loader knows.
+fn is_shape_error(message: &str) -> bool {
+    message.contains("unknown key")
+        || message.contains("has no `")
+        || [
+            "an object",
+            "a string",
+            "a list",
+            "true or false",
+            "a port number",
+            "a port from",
+        ]
+        .iter()
+        .any(|t| message.contains(&format!("must be {t}")))
+}
+
+#[test]
+fn the_schema_agrees_with_the_loader() {
+    // Every manifest the loader accepts: the README's and the tests' own.
+    let readme = include_str!("../../../README.md");
+    let mut good: Vec<String> = readme
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(str::to_owned)
+        .collect();
+    good.extend(
+        [
+            r#"{"$schema": "x.json", "bottles": {"dev": {"env": {"A": "?", "B": "${B}"}, "ssh": [{"Host": "g", "Hostname": "g.example.com", "User": "git", "Port": "2222", "IdentityFile": "~/.ssh/k", "KnownHostKey": "ssh-ed25519 AAAA"}], "egress": {"allowlist": ["*.example.com", "h:8443"], "private": ["h:8443"], "builtin": false}}}, "agents": {"a": {"bottle": "dev", "skills": ["tdd"], "prompt": "p", "default": true}}}"#,
+            r#"{"bottles": {}, "agents": {}}"#,
+            "{}",
+        ]
+        .map(str::to_owned),
+    );
+    let mut checked = 0;
+    for text in &good {
+        let dirs = Dirs::new();
+        write_manifest(&dirs.cwd, text);
+        match dirs.load() {
+            Ok(_) => {
+                assert_eq!(
+                    schema_accepts(text),
+                    Some(true),
+                    "the schema refuses\n{text}"
+                );
+                checked += 1;
+            }
+            Err(err) => panic!("a manifest meant to load does not: {err}\n{text}"),
+        }
+    }
+    assert!(checked >= 4, "only {checked} manifests loaded");
+    // Every shape error the loader reports, the schema reports too.
+    let mut shapes = 0;
+    for (name, text) in BAD_MANIFESTS {
+        let dirs = Dirs::new();
+        write_manifest(&dirs.cwd, text);
+        let message = dirs.load().expect_err(name);
+        let first = message.lines().next().unwrap_or_default();
+        if is_shape_error(first) {
+            assert_eq!(
+                schema_accepts(text),
+                Some(false),
+                "{name}: the schema accepts it\n{text}"
+            );
+            shapes += 1;
+        }
+    }
+    assert!(
+        shapes >= 5,
+        "only {shapes} shape errors among the bad manifests"
+    );
+}

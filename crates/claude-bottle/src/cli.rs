@@ -145,6 +145,18 @@ pub(crate) enum Command {
         agent: String,
     },
 
+    /// Print the JSON Schema of claude-bottle.json, for editors.
+    ///
+    /// Save it beside the manifest and name it there, and editors complete
+    /// and check the file as you type:
+    ///
+    ///   claude-bottle schema > claude-bottle.schema.json
+    ///
+    /// then add "$schema": "./claude-bottle.schema.json" to the manifest.
+    /// The schema knows the file's shape; claude-bottle itself checks the
+    /// rest (host patterns, variable names) when it loads it.
+    Schema,
+
     /// Show what an agent gets: its bottle, prompt, skills, environment
     /// names, SSH hosts and egress allowlist. Never asks for or shows a
     /// secret value.

@@ -21,6 +21,10 @@ use crate::env::EnvEntry;
 use crate::error::{Error, Result, Source, Span};
 pub use json::Located;
 
+/// The JSON Schema of the manifest's shape, for editors. The loader is the
+/// source of truth; a test holds the two in agreement.
+pub const SCHEMA: &str = include_str!("../../../../schema/claude-bottle.schema.json");
+
 /// The file name looked for in the working directory and in `$HOME`.
 pub const FILE_NAME: &str = "claude-bottle.json";
 

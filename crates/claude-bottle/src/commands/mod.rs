@@ -25,6 +25,10 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Start(args) => start::run(args).await,
         Command::Init(args) => init::run(args),
         Command::Edit { agent } => edit::run(&agent),
+        Command::Schema => {
+            print!("{}", bottle::manifest::SCHEMA);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Info { agent } => info::run(&agent),
         Command::List { format } => list::run(format).await,
         Command::Logs { instance } => logs::run(&instance).await,

@@ -187,3 +187,13 @@ fn every_command_a_hint_or_help_text_names_exists() {
         "only {checked} commands named: the scan finds nothing"
     );
 }
+
+#[test]
+fn schema_prints_the_schema_kept_in_the_repository() {
+    let out = Sandbox::new().run(&["schema"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        include_str!("../../../../schema/claude-bottle.schema.json")
+    );
+}
