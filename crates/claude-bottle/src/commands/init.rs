@@ -6,12 +6,15 @@ use std::process::ExitCode;
 
 use bottle::Error;
 use bottle::manifest::patch::ManifestText;
-use bottle::manifest::{FILE_NAME, Manifest};
+use bottle::manifest::{FILE_NAME, Manifest, SCHEMA};
 use serde_json::{Value, json};
 
 use crate::cli::InitArgs;
 use crate::error::CommandError;
 use crate::terminal;
+
+/// The schema's file name beside a new manifest.
+const SCHEMA_FILE: &str = "claude-bottle.schema.json";
 
 pub(crate) fn run(mut args: InitArgs) -> Result<ExitCode, CommandError> {
     let (cwd, home) = super::manifest_dirs()?;
@@ -28,6 +31,12 @@ pub(crate) fn run(mut args: InitArgs) -> Result<ExitCode, CommandError> {
     let bottle = args.bottle.clone().unwrap_or_else(|| "dev".to_owned());
     let path = if args.home { &home } else { &cwd }.join(FILE_NAME);
     let mut file = ManifestText::read_or_new(&path)?;
+    if !file.exists {
+        // A new file names the schema, written beside it, for editors.
+        file.text = format!(
+            "{{\n  \"$schema\": \"./{SCHEMA_FILE}\",\n  \"bottles\": {{}},\n  \"agents\": {{}}\n}}\n"
+        );
+    }
     file.check()?;
     if file.has(&["agents", &agent]) {
         return Err(Error::new(format!(
@@ -61,6 +70,15 @@ pub(crate) fn run(mut args: InitArgs) -> Result<ExitCode, CommandError> {
     }
     file.set(&["agents"], &agent, &agent_entry(&args, &bottle))?;
     file.check()?;
+    let schema = path.with_file_name(SCHEMA_FILE);
+    if !file.exists && !schema.exists() {
+        std::fs::write(&schema, SCHEMA)
+            .map_err(|err| Error::caused_by(format!("cannot write {}", schema.display()), err))?;
+        eprintln!(
+            "wrote {}, which the manifest names for editors",
+            schema.display()
+        );
+    }
     file.write()?;
     let made = if file.exists { "added to" } else { "created" };
     eprintln!(

@@ -52,6 +52,14 @@ fn init_from_flags_creates_a_manifest_that_starts() {
         "{plan}"
     );
     assert_eq!(plan["prompt"]["first_line"], "You review.", "{plan}");
+    // A new manifest names the schema, written beside it.
+    assert!(
+        manifest(&sandbox).starts_with("{\n  \"$schema\": \"./claude-bottle.schema.json\",\n"),
+        "{}",
+        manifest(&sandbox)
+    );
+    let schema = std::fs::read_to_string(sandbox.cwd.join("claude-bottle.schema.json")).unwrap();
+    assert_eq!(schema, sandbox.run(&["schema"]).stdout);
 }
 
 #[test]
