@@ -32,7 +32,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A repository with two commits on `main`, a branch `feature`, an
 /// unstaged change to `a.txt` and a staged one to `b.txt`.
-fn repository(dir: &Path) {
+pub(crate) fn repository(dir: &Path) {
     git(dir, &["init", "-q", "-b", "main"]);
     git(dir, &["config", "user.name", "Ada Host"]);
     git(dir, &["config", "user.email", "ada@host.example"]);

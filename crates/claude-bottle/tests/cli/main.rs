@@ -8,6 +8,7 @@ mod default_image;
 mod dry_run;
 mod egress;
 mod engine;
+mod faults;
 mod gate;
 mod gate_load;
 mod harness;

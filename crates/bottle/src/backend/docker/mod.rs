@@ -236,6 +236,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     let copied = copy_repository(docker, launch, &container, &facts).await?;
 
     let env = claude_env(launch, &facts, holder.is_some());
+    let gate_watch = watch_gate(docker, &gate.id, launch.ui.clone());
     let code = exec::run_claude(
         docker,
         ClaudeExec {
@@ -248,17 +249,91 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         launch.ui.as_ref(),
     )
     .await;
-    // While the container still runs: the agent's branches come home.
-    let code = match (&launch.repository, &copied, code) {
-        (Some(repo), Some(copied), Ok(code)) => {
-            come_home(docker, launch, &container, &facts, repo, copied, code).await
+    let code = if agent_was_stopped(docker, &container, &code).await {
+        Err(agent_gone(launch))
+    } else {
+        // While the container still runs: the agent's branches come home.
+        match (&launch.repository, &copied, code) {
+            (Some(repo), Some(copied), Ok(code)) => {
+                come_home(docker, launch, &container, &facts, repo, copied, code).await
+            }
+            (_, _, code) => code,
         }
-        (_, _, code) => code,
     };
+    gate_watch.abort();
     drop(deadman);
     tell_summaries(docker, launch, holder, &gate).await;
     drop(gate);
     code
+}
+
+/// Tells the user if the gate stops while the session runs: the bottle is
+/// then cut off (its only network is the internal one), which is safe but
+/// would otherwise look like a network fault. Aborted before teardown.
+fn watch_gate(
+    docker: &Docker,
+    gate: &str,
+    ui: std::sync::Arc<dyn crate::ui::Ui>,
+) -> tokio::task::JoinHandle<()> {
+    let (docker, gate) = (docker.clone(), gate.to_owned());
+    tokio::spawn(async move {
+        let mut waited = docker.wait_container(
+            &gate,
+            None::<bollard::query_parameters::WaitContainerOptions>,
+        );
+        while futures_util::StreamExt::next(&mut waited).await.is_some() {}
+        if !is_running(&docker, &gate).await {
+            ui.warn(
+                "the egress gate stopped during the session: the bottle has no route out \
+                 until the session ends",
+            );
+        }
+    })
+}
+
+/// Whether the agent container stopped under claude, rather than claude
+/// exiting. A kill shows first as claude's 137 (or a broken exec), and the
+/// container's state follows a moment later.
+async fn agent_was_stopped(docker: &Docker, container: &str, code: &Result<i64>) -> bool {
+    if !matches!(code, Ok(137) | Err(_)) {
+        return !is_running(docker, container).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if !is_running(docker, container).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn is_running(docker: &Docker, container: &str) -> bool {
+    docker
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|c| c.state)
+        .and_then(|s| s.running)
+        .unwrap_or(false)
+}
+
+/// The agent container stopped, but not by claude's exit: killed from
+/// outside, or the engine stopped it.
+fn agent_gone(launch: &Launch) -> Error {
+    let err = Error::new("the agent container stopped from outside during the session");
+    if launch.repository.is_some() {
+        err.hint(
+            "the agent's commits that `claude-bottle fetch` had not brought home before did not come home",
+        )
+    } else {
+        err
+    }
 }
 
 /// The agent's image: the one named, or the default one, built if needed.
