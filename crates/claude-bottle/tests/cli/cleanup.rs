@@ -235,3 +235,39 @@ async fn a_reused_pid_does_not_make_a_dead_instance_look_live() {
     docker.remove_network(&alive_id).await.unwrap();
     assert_eq!(list(&sandbox), Vec::<Value>::new());
 }
+
+#[tokio::test]
+async fn two_cleanups_at_the_same_time_both_succeed() {
+    let Some(docker) = with_fake_claude("concurrent cleanup").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("cleanup-twice", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    // All up before any is killed: each start sweeps the dead it finds.
+    let mut sessions = Vec::new();
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+        killed.push(wait_for_instance(&session).await);
+        sessions.push(session);
+    }
+    for session in &sessions {
+        running_agent(&docker, &label, session).await;
+    }
+    for session in &mut sessions {
+        session.child.kill().unwrap();
+        session.child.wait().unwrap();
+    }
+    let listed = list(&sandbox);
+    for name in &killed {
+        assert!(named(&listed, name).is_some(), "{name} in {listed:?}");
+    }
+    let (first, second) = std::thread::scope(|scope| {
+        let one = scope.spawn(|| sandbox.run(&["cleanup", "--yes"]));
+        let two = scope.spawn(|| sandbox.run(&["cleanup", "--yes"]));
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(list(&sandbox).is_empty(), "{:?}", list(&sandbox));
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
