@@ -223,12 +223,19 @@ impl Manifest {
         Ok(())
     }
 
+    /// The agent marked `"default": true`, if one is.
+    pub fn default_marked(&self) -> Option<&str> {
+        self.agents
+            .values()
+            .find(|a| a.default.is_some())
+            .map(|a| a.name.as_str())
+    }
+
     /// The agent `start` runs when given no name: the one marked default,
     /// or the only one; `None` when there is no telling.
     pub fn default_agent(&self) -> Option<&str> {
-        let marked = self.agents.values().find(|a| a.default.is_some());
-        match (marked, self.agents.len()) {
-            (Some(agent), _) => Some(&agent.name),
+        match (self.default_marked(), self.agents.len()) {
+            (Some(agent), _) => Some(agent),
             (None, 1) => self.agents.keys().next().map(String::as_str),
             (None, _) => None,
         }

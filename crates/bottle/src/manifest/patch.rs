@@ -75,19 +75,21 @@ impl ManifestText {
         let failed = |err: std::io::Error| {
             Error::caused_by(format!("cannot write {}", self.path.display()), err)
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        // A link (a dotfiles checkout) keeps pointing at the file it names.
+        let target = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        let dir = target.parent().unwrap_or(Path::new("."));
         let mut file = tempfile::Builder::new()
             .prefix(".claude-bottle.json.")
             .tempfile_in(dir)
             .map_err(failed)?;
         file.write_all(self.text.as_bytes()).map_err(failed)?;
-        if let Ok(meta) = std::fs::metadata(&self.path) {
+        if let Ok(meta) = std::fs::metadata(&target) {
             file.as_file()
                 .set_permissions(meta.permissions())
                 .map_err(failed)?;
         }
         file.as_file().sync_all().map_err(failed)?;
-        file.persist(&self.path).map_err(|err| failed(err.error))?;
+        file.persist(&target).map_err(|err| failed(err.error))?;
         Ok(())
     }
 

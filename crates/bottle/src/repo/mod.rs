@@ -120,6 +120,14 @@ impl Repository {
                 "start without --cwd, or from a clone without submodules",
             );
         }
+        // A bundle of a shallow clone lacks the history its commits name.
+        let shallow = run(&root, &["rev-parse", "--is-shallow-repository"])?;
+        if text(&shallow) == "true" {
+            return refuse(
+                "a shallow clone, whose history is cut off",
+                "fetch the rest first (git fetch --unshallow), or start without --cwd",
+            );
+        }
         let head = run(&root, &["rev-parse", "--verify", "-q", "HEAD"])?;
         if !head.status.success() {
             return refuse(

@@ -217,12 +217,21 @@ fn sign(key: &PrivateKey, data: &[u8], flags: u32) -> Option<Signature> {
         return key.try_sign(data).ok();
     };
     let rsa = rsa_private_key(keypair)?;
+    // Blinded (randomised): the bottle asks for signatures at will, and an
+    // unblinded RSA signer leaks timing (RUSTSEC-2023-0071).
+    let mut rng = rsa::rand_core::OsRng;
     let (hash, signed) = if flags & RSA_SHA2_512 != 0 {
         let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new(rsa);
-        (ssh_key::HashAlg::Sha512, signer.try_sign(data).ok()?)
+        (
+            ssh_key::HashAlg::Sha512,
+            rsa::signature::RandomizedSigner::try_sign_with_rng(&signer, &mut rng, data).ok()?,
+        )
     } else {
         let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa);
-        (ssh_key::HashAlg::Sha256, signer.try_sign(data).ok()?)
+        (
+            ssh_key::HashAlg::Sha256,
+            rsa::signature::RandomizedSigner::try_sign_with_rng(&signer, &mut rng, data).ok()?,
+        )
     };
     let algorithm = ssh_key::Algorithm::Rsa { hash: Some(hash) };
     Signature::new(

@@ -48,9 +48,26 @@ pub(crate) fn run(mut args: InitArgs) -> Result<ExitCode, CommandError> {
         ))
         .into());
     }
+    let merged = Manifest::load(&cwd, &home).ok();
+    if let Some(other) = merged
+        .as_ref()
+        .and_then(Manifest::default_marked)
+        .filter(|_| args.default)
+    {
+        return Err(Error::new(format!(
+            "agent `{other}` is marked \"default\": true already, and only one may be"
+        ))
+        .hint("leave out --default, or remove \"default\" from that agent first")
+        .into());
+    }
+    for key in ["bottles", "agents"] {
+        if !file.has(&[key]) {
+            file.set(&[], key, &json!({}))?;
+        }
+    }
     // A bottle either file defines is used as it is.
-    let known = Manifest::load(&cwd, &home).is_ok_and(|m| m.bottles.contains_key(&bottle))
-        || file.has(&["bottles", &bottle]);
+    let known =
+        merged.is_some_and(|m| m.bottles.contains_key(&bottle)) || file.has(&["bottles", &bottle]);
     if known && !args.allow.is_empty() {
         return Err(Error::new(format!(
             "bottle `{bottle}` exists already, and init adds hosts only to a new bottle"

@@ -195,6 +195,19 @@ async fn what_cannot_be_copied_is_refused_clearly() {
     );
     git(&outer, &["commit", "-qm", "with a submodule"]);
     refused(&outer, "a repository with submodules");
+    let shallow = sandbox.cwd.join("shallow");
+    git(
+        &sandbox.cwd,
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &format!("file://{main_path}"),
+            shallow.to_str().unwrap(),
+        ],
+    );
+    refused(&shallow, "a shallow clone");
     refused(&outer.join("sub"), "a submodule");
 }
 
@@ -379,8 +392,13 @@ async fn on_a_detached_head_the_bottle_is_detached_too_and_branches_come_home() 
     );
     repository(&sandbox.cwd);
     git(&sandbox.cwd, &["commit", "-qam", "second"]);
-    let first = git(&sandbox.cwd, &["rev-parse", "HEAD~1"]);
-    git(&sandbox.cwd, &["checkout", "-q", "--detach", &first]);
+    git(&sandbox.cwd, &["checkout", "-q", "--detach", "HEAD~1"]);
+    // A commit made detached is on no branch or tag: HEAD must go in too.
+    git(
+        &sandbox.cwd,
+        &["commit", "-q", "--allow-empty", "-m", "detached only"],
+    );
+    let first = git(&sandbox.cwd, &["rev-parse", "HEAD"]);
 
     let plan = sandbox
         .run(&["start", "a", "--cwd", "--dry-run", "--format", "json"])

@@ -126,6 +126,40 @@ fn init_adds_to_an_existing_manifest_without_touching_what_is_there() {
 }
 
 #[test]
+fn init_keeps_one_default_a_linked_manifest_and_adds_missing_objects() {
+    let sandbox = Sandbox::new();
+    // The manifest is a link into a dotfiles folder: it stays one.
+    let dotfiles = sandbox.home.join("dotfiles");
+    std::fs::create_dir_all(&dotfiles).unwrap();
+    std::fs::write(
+        dotfiles.join("cb.json"),
+        r#"{"bottles": {"dev": {}}, "agents": {"a": {"bottle": "dev", "default": true}}}"#,
+    )
+    .unwrap();
+    let link = sandbox.cwd.join("claude-bottle.json");
+    std::os::unix::fs::symlink(dotfiles.join("cb.json"), &link).unwrap();
+    let out = sandbox.run(&["init", "--agent", "b", "--default"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("`a` is marked \"default\": true already"),
+        "{out:?}"
+    );
+    let out = sandbox.run(&["init", "--agent", "b"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    let target = std::fs::read_to_string(dotfiles.join("cb.json")).unwrap();
+    assert!(target.contains(r#""b": {"bottle":"dev"}"#), "{target}");
+    // A file with neither map gets both.
+    let bare = Sandbox::new();
+    bare.cwd_manifest("{}\n");
+    let out = bare.run(&["init", "--agent", "solo"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let plan = bare.run(&["start", "--dry-run", "--format", "json"]).json();
+    assert_eq!(plan["agent"], "solo", "{plan}");
+}
+
+#[test]
 fn init_asks_on_a_terminal() {
     let sandbox = Sandbox::new();
     let terminal = Terminal::start(&sandbox, &["init"]);

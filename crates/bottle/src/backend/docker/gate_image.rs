@@ -197,7 +197,15 @@ pub(super) async fn helper(
         .and_then(|mut e| e.next().transpose())
         .map_err(|e| failed(&e))?
         .ok_or_else(|| failed(&format!("{path} is not in it")))?;
+    if entry.header().entry_type() != tar::EntryType::Regular {
+        return Err(failed(&format!(
+            "{path} is not a regular file (a link?); name the executable itself in ENTRYPOINT"
+        )));
+    }
     let mut exe = Vec::new();
     std::io::Read::read_to_end(&mut entry, &mut exe).map_err(|e| failed(&e))?;
+    if !exe.starts_with(b"\x7fELF") {
+        return Err(failed(&format!("{path} is not a Linux executable")));
+    }
     Ok(exe)
 }

@@ -310,17 +310,22 @@ async fn agent_was_stopped(docker: &Docker, container: &str, code: &Result<i64>)
     }
 }
 
+/// Whether `container` runs. Only the engine's word that it is gone (404)
+/// or stopped counts as no: a failed request is not a stopped container.
 async fn is_running(docker: &Docker, container: &str) -> bool {
-    docker
+    match docker
         .inspect_container(
             container,
             None::<bollard::query_parameters::InspectContainerOptions>,
         )
         .await
-        .ok()
-        .and_then(|c| c.state)
-        .and_then(|s| s.running)
-        .unwrap_or(false)
+    {
+        Ok(inspect) => inspect.state.and_then(|s| s.running).unwrap_or(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => false,
+        Err(_) => true,
+    }
 }
 
 /// The agent container stopped, but not by claude's exit: killed from

@@ -28,7 +28,7 @@ refs=
 while IFS= read -r line && [ -n "$line" ]; do refs="$refs$line
 "; done
 git index-pack --stdin >/dev/null
-printf '%s' "$refs" | sed 's/^\([0-9a-f]*\) \(.*\)$/create \2 \1/' | git update-ref --stdin
+printf '%s' "$refs" | grep -v ' HEAD$' | sed 's/^\([0-9a-f]*\) \(.*\)$/create \2 \1/' | git update-ref --stdin
 if [ -n "$BRANCH" ]; then git checkout -q -f "$BRANCH"; else git checkout -q -f --detach "$HEAD_COMMIT"; fi
 [ -z "$NAME" ] || git config user.name "$NAME"
 [ -z "$EMAIL" ] || git config user.email "$EMAIL"
@@ -51,7 +51,16 @@ pub(super) async fn copy_in(
     let tips = repo.branches()?;
     let mut bundle = tokio::process::Command::from(git(
         &repo.root,
-        &["bundle", "create", "-q", "-", "--branches", "--tags"],
+        // HEAD too: a detached HEAD may be on no branch or tag.
+        &[
+            "bundle",
+            "create",
+            "-q",
+            "-",
+            "--branches",
+            "--tags",
+            "HEAD",
+        ],
     ))
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -147,10 +156,8 @@ async fn copy_untracked(
     let (root, files) = (repo.root.clone(), repo.untracked.files.clone());
     let written = tokio::task::spawn_blocking(move || {
         let mut archive = tar::Builder::new(tokio_util::io::SyncIoBridge::new(writer));
-        archive.follow_symlinks(false);
         for file in &files {
-            archive
-                .append_path_with_name(root.join(file), file)
+            append_untracked(&mut archive, &root, file)
                 .map_err(|err| Error::caused_by(format!("cannot read {}", file.display()), err))?;
         }
         archive
@@ -190,8 +197,47 @@ set --
 for commit in $KNOWN; do
   if git cat-file -e "$commit^{commit}" 2>/dev/null; then set -- "$@" "^$commit"; fi
 done
-[ -n "$(git rev-list -n 1 --branches "$@")" ] || exit 0
+new=$(git rev-list -n 1 --branches "$@")
+[ -n "$new" ] || exit 0
 git bundle create -q - --branches "$@""#;
+
+/// One untracked file: a link as a link (never what it points to), a
+/// regular file as exactly the size it had when its header was written, so
+/// one that grows or shrinks meanwhile cannot break the archive.
+fn append_untracked<W: std::io::Write>(
+    archive: &mut tar::Builder<W>,
+    root: &std::path::Path,
+    file: &std::path::Path,
+) -> std::io::Result<()> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = root.join(file);
+    let meta = std::fs::symlink_metadata(&path)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(meta.permissions().mode() & 0o7777);
+    header.set_mtime(
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs()),
+    );
+    if meta.file_type().is_symlink() {
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        return archive.append_link(&mut header, file, std::fs::read_link(&path)?);
+    }
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let size = meta.len();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(size);
+    let data = std::fs::File::open(&path)?
+        .take(size)
+        .chain(std::io::repeat(0))
+        .take(size);
+    archive.append_data(&mut header, file, data)
+}
 
 /// A bundle of the workspace's new commits, written to `to`, from the
 /// agent container `container` (as its own user).
