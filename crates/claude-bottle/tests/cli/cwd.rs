@@ -2,6 +2,7 @@
 //! repository goes into `/workspace` with its uncommitted changes, the host
 //! repository is not touched, and the agent's branches come home.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -227,6 +228,21 @@ async fn fetch_brings_a_running_instances_commits_home_now() {
         }),
     );
     repository(&sandbox.cwd);
+    // Thousands of branches: more tips than one environment variable holds.
+    let head = git(&sandbox.cwd, &["rev-parse", "HEAD"]);
+    let mut refs = String::new();
+    for n in 0..4000 {
+        let _ = writeln!(refs, "create refs/heads/many/{n} {head}");
+    }
+    let mut update = Command::new("git")
+        .arg("-C")
+        .arg(&sandbox.cwd)
+        .args(["update-ref", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut update.stdin.take().unwrap(), refs.as_bytes()).unwrap();
+    assert!(update.wait().unwrap().success());
     let session = Session::spawn(&sandbox, &["start", "a", "--cwd", "--yes"]);
     let instance = wait_for_instance(&session).await;
     let deadline = Instant::now() + Duration::from_secs(30);

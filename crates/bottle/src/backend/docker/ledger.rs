@@ -98,16 +98,47 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), String> {
     };
     let container = matches!(resource, Created::Container(_));
     match tokio::time::timeout(REMOVE_WITHIN, removal).await {
-        Ok(Ok(())) => Ok(()),
-        // 404: already gone. 409 on a container: its removal is already
-        // under way (auto-remove after the dead-man switch fired).
-        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code, .. }))
-            if status_code == 404 || (container && status_code == 409) =>
-        {
+        // Removed, or (404) already gone.
+        Ok(
             Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }),
+        ) => Ok(()),
+        // 409 on a container: its removal is already under way (auto-remove
+        // after the dead-man switch fired); done once the engine says gone.
+        Ok(Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        })) if container => {
+            let Created::Container(id) = resource else {
+                unreachable!("a container")
+            };
+            gone_within(docker, id, REMOVE_WITHIN).await
         }
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {} s", REMOVE_WITHIN.as_secs())),
+    }
+}
+
+/// Waits until the engine no longer knows the container `id`.
+async fn gone_within(docker: &Docker, id: &str, within: std::time::Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("still being removed after {} s", within.as_secs()));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
     }
 }
 

@@ -188,18 +188,19 @@ async fn copy_untracked(
     Ok(())
 }
 
-/// Bundles the workspace's branches less the history of `$KNOWN` (those of
-/// its commits the bottle has), so only new commits travel; writes nothing
-/// when there are none, as `git bundle` refuses an empty bundle.
+/// Bundles the workspace's branches less the history of the commits named
+/// on stdin (those the bottle has), so only new commits travel; writes
+/// nothing when there are none, as `git bundle` refuses an empty bundle.
+/// On stdin, not in the environment: a repository's thousands of branch
+/// tips exceed what one variable may hold.
 const BUNDLE_OUT: &str = r#"set -e
 cd "$WORKSPACE"
-set --
-for commit in $KNOWN; do
-  if git cat-file -e "$commit^{commit}" 2>/dev/null; then set -- "$@" "^$commit"; fi
-done
-new=$(git rev-list -n 1 --branches "$@")
+known=.git/claude-bottle-known
+trap 'rm -f "$known"' EXIT
+git cat-file --batch-check='%(objectname) %(objecttype)' | awk '$2 == "commit" { print "^" $1 }' >"$known"
+new=$(git rev-list -n 1 --branches --stdin <"$known")
 [ -n "$new" ] || exit 0
-git bundle create -q - --branches "$@""#;
+git bundle create -q - --branches --stdin <"$known""#;
 
 /// One untracked file: a link as a link (never what it points to), a
 /// regular file as exactly the size it had when its header was written, so
@@ -270,18 +271,27 @@ async fn write_bundle(
     let mut file = tokio::fs::File::create(to)
         .await
         .map_err(|err| Error::caused_by("cannot write the bottle's bundle", err))?;
-    let known: Vec<&str> = known
+    let mut lines = String::new();
+    for commit in known
         .iter()
-        .map(String::as_str)
         .filter(|c| c.chars().all(|c| c.is_ascii_hexdigit()))
-        .collect();
-    let env = vec![
-        format!("WORKSPACE={WORKSPACE}"),
-        format!("KNOWN={}", known.join(" ")),
-    ];
+    {
+        lines.push_str(commit);
+        lines.push('\n');
+    }
+    let env = vec![format!("WORKSPACE={WORKSPACE}")];
     let cmd = vec!["sh".to_owned(), "-c".to_owned(), BUNDLE_OUT.to_owned()];
-    let (code, said) =
-        exec::piped(docker, container, user, cmd, env, None, Some(&mut file)).await?;
+    let mut input = lines.as_bytes();
+    let (code, said) = exec::piped(
+        docker,
+        container,
+        user,
+        cmd,
+        env,
+        Some(&mut input),
+        Some(&mut file),
+    )
+    .await?;
     if code != 0 {
         return Err(Error::new(format!(
             "the bottle could not bundle its branches: {}",
