@@ -48,6 +48,23 @@ pub(crate) fn repository(dir: &Path) {
     std::fs::write(dir.join("untracked.txt"), "stays\n").unwrap();
 }
 
+/// The value of the first `KEY=value` line of `text` (what the fake
+/// claude's script echoed).
+#[track_caller]
+fn value_of<'t>(text: &'t str, key: &str) -> &'t str {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {text}"))
+}
+
+/// A bottle whose fake claude runs `script`, with no built-in hosts.
+fn script_bottle(label: &str, script: &str) -> Sandbox {
+    fake_claude_bottle(
+        label,
+        &json!({ "env": { "FAKE_CLAUDE_RUN": script }, "egress": { "builtin": false } }),
+    )
+}
+
 /// What must not change on the host: status, the index file, every ref.
 fn host_state(dir: &Path) -> (String, Vec<u8>, String) {
     (
@@ -70,10 +87,7 @@ async fn the_repository_goes_in_with_its_changes_and_the_agents_branches_come_ho
         && git checkout -qb agent-work && echo new >new.txt && git add new.txt \
         && git commit -qm on-a-new-branch-3f && echo agent-work=$(git rev-parse HEAD) \
         && git log -1 --format=author=%an";
-    let sandbox = fake_claude_bottle(
-        &label,
-        &json!({ "env": { "FAKE_CLAUDE_RUN": script }, "egress": { "builtin": false } }),
-    );
+    let sandbox = script_bottle(&label, script);
     repository(&sandbox.cwd);
     let before = host_state(&sandbox.cwd);
     let main_before = git(&sandbox.cwd, &["rev-parse", "main"]);
@@ -87,13 +101,7 @@ async fn the_repository_goes_in_with_its_changes_and_the_agents_branches_come_ho
 
     let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let said = |key: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.trim_end().strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {out:?}"))
-            .to_owned()
-    };
+    let said = |key: &str| value_of(&out.stdout, key).to_owned();
     assert_eq!(said("branch"), "main");
     assert_eq!(said("remotes"), "0", "the bottle's repository has a remote");
     assert_eq!(said("author"), "Ada Host");
@@ -113,15 +121,7 @@ async fn the_repository_goes_in_with_its_changes_and_the_agents_branches_come_ho
         "the index file changed"
     );
     assert_eq!(git(&sandbox.cwd, &["rev-parse", "main"]), main_before);
-    let instance = out
-        .stderr
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("instance")
-                .map(|n| n.trim().to_owned())
-        })
-        .unwrap();
+    let instance = instance_of(&out.stderr);
     for branch in ["main", "agent-work"] {
         let home = format!("claude-bottle/{instance}/{branch}");
         assert_eq!(
@@ -245,18 +245,8 @@ async fn fetch_brings_a_running_instances_commits_home_now() {
     assert!(update.wait().unwrap().success());
     let session = Session::spawn(&sandbox, &["start", "a", "--cwd", "--yes"]);
     let instance = wait_for_instance(&session).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mid = loop {
-        let seen = session.stdout.lock().unwrap().clone();
-        if let Some(hash) = seen.lines().find_map(|l| l.trim_end().strip_prefix("mid=")) {
-            break hash.to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never committed: {seen}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let seen = session.wait_for_stdout("mid=").await;
+    let mid = value_of(&seen, "mid").to_owned();
     let fetched = sandbox.run(&["fetch", &instance]);
     assert_eq!(fetched.code, 0, "{fetched:?}");
     let home = format!("claude-bottle/{instance}/mid");
@@ -402,10 +392,7 @@ async fn on_a_detached_head_the_bottle_is_detached_too_and_branches_come_home() 
     let script = "cd /workspace && echo head=$(git rev-parse --abbrev-ref HEAD) $(git rev-parse HEAD) \
         && git switch -qc from-detached && git commit -q --allow-empty -m on-it \
         && echo tip=$(git rev-parse HEAD)";
-    let sandbox = fake_claude_bottle(
-        &label,
-        &json!({ "env": { "FAKE_CLAUDE_RUN": script }, "egress": { "builtin": false } }),
-    );
+    let sandbox = script_bottle(&label, script);
     repository(&sandbox.cwd);
     git(&sandbox.cwd, &["commit", "-qam", "second"]);
     git(&sandbox.cwd, &["checkout", "-q", "--detach", "HEAD~1"]);
@@ -431,11 +418,7 @@ async fn on_a_detached_head_the_bottle_is_detached_too_and_branches_come_home() 
         out.stdout.contains(&format!("head=HEAD {first}")),
         "{out:?}"
     );
-    let tip = out
-        .stdout
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("tip="))
-        .unwrap();
+    let tip = value_of(&out.stdout, "tip");
     let home = format!("claude-bottle/{}/from-detached", instance_of(&out.stderr));
     assert_eq!(git(&sandbox.cwd, &["rev-parse", &home]), tip);
     assert!(out.stderr.contains(&format!("git log {home}")), "{out:?}");
@@ -450,10 +433,7 @@ async fn commits_that_cannot_come_home_are_named_and_on_a_terminal_the_bottle_wa
     let label = run_label("cwd-not-home");
     let script = "cd /workspace && git switch -qc stuck && git commit -q --allow-empty -m stuck \
         && echo stuck=$(git rev-parse HEAD)";
-    let sandbox = fake_claude_bottle(
-        &label,
-        &json!({ "env": { "FAKE_CLAUDE_RUN": script }, "egress": { "builtin": false } }),
-    );
+    let sandbox = script_bottle(&label, script);
     repository(&sandbox.cwd);
     // A branch named `claude-bottle` leaves no room for claude-bottle/…
     git(&sandbox.cwd, &["branch", "claude-bottle"]);
@@ -468,11 +448,7 @@ async fn commits_that_cannot_come_home_are_named_and_on_a_terminal_the_bottle_wa
     // Without a terminal: an error that names what is lost.
     let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
-    let stuck = out
-        .stdout
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("stuck="))
-        .unwrap();
+    let stuck = value_of(&out.stdout, "stuck");
     assert!(
         out.stderr
             .contains(&format!("not home: stuck at {}", &stuck[..12])),
@@ -518,10 +494,7 @@ async fn commits_that_cannot_come_home_are_named_and_on_a_terminal_the_bottle_wa
             "refs/heads/claude-bottle/",
         ],
     );
-    let stuck = shown
-        .lines()
-        .find_map(|l| l.trim_end().strip_prefix("stuck="))
-        .unwrap_or_else(|| panic!("no stuck= in {shown}"));
+    let stuck = value_of(&shown, "stuck");
     assert!(home.contains(&format!("/stuck {stuck}")), "{home}");
     assert!(shown.contains("came home: claude-bottle/"), "{shown}");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));

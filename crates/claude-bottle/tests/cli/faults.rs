@@ -7,21 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{
-    Session, TEST_LABEL, fake_claude_bottle, leftovers, run_label, running_agent, with_fake_claude,
+    Session, fake_claude_bottle, label_filter, leftovers, run_label, running_agent,
+    with_fake_claude,
 };
-
-/// Waits until the session's stdout has `line`.
-async fn wait_for_line(session: &Session, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !session.stdout.lock().unwrap().contains(line) {
-        assert!(
-            Instant::now() < deadline,
-            "`{line}` never showed: {}",
-            session.stderr.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn an_agent_killed_from_outside_is_reported_with_the_commits_it_took() {
@@ -41,7 +29,7 @@ async fn an_agent_killed_from_outside_is_reported_with_the_commits_it_took() {
     crate::cwd::repository(&sandbox.cwd);
     let session = Session::spawn(&sandbox, &["start", "a", "--cwd", "--yes"]);
     let agent = running_agent(&docker, &label, &session).await;
-    wait_for_line(&session, "committed").await;
+    session.wait_for_stdout("committed").await;
     docker
         .kill_container(
             agent.id.as_deref().unwrap(),
@@ -72,16 +60,12 @@ async fn a_gate_killed_mid_session_is_reported_and_the_bottle_has_no_way_out() {
     );
     let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     let agent = running_agent(&docker, &label, &session).await;
-    let filters = [(
-        "label".to_owned(),
-        vec![
-            format!("{TEST_LABEL}={label}"),
-            "io.claude-bottle.role=gate".to_owned(),
-        ],
-    )];
     let gate: Vec<String> = docker
         .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-            filters: Some(filters.into_iter().collect()),
+            filters: Some(label_filter(
+                &label,
+                Some("io.claude-bottle.role=gate".to_owned()),
+            )),
             ..Default::default()
         }))
         .await

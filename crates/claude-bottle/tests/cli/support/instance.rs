@@ -124,6 +124,23 @@ impl Session {
     }
 
     /// Ends the fake claude's `FAKE_CLAUDE_READ_STDIN` wait and the session.
+    /// Its stdout so far, once it holds `what`.
+    pub(crate) async fn wait_for_stdout(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = self.stdout.lock().unwrap().clone();
+            if seen.contains(what) {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{what}` never showed: {seen}; stderr: {}",
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) fn finish(mut self, input: &str) -> Output {
         let mut stdin = self.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
