@@ -238,24 +238,21 @@ async fn a_reused_pid_does_not_make_a_dead_instance_look_live() {
 
 #[tokio::test]
 async fn two_cleanups_at_the_same_time_both_succeed() {
-    let Some(docker) = with_fake_claude("concurrent cleanup").await else {
+    let Some(docker) = crate::support::connect("concurrent cleanup").await else {
         return;
     };
-    let (sandbox, label) = bottle_sandbox("cleanup-twice", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
-    // All up before any is killed: each start sweeps the dead it finds.
-    let mut sessions = Vec::new();
+    let label = run_label("cleanup-twice");
+    let sandbox = crate::support::Sandbox::new().env(
+        "CLAUDE_BOTTLE_EXTRA_LABELS",
+        &format!("{}={label}", crate::support::TEST_LABEL),
+    );
+    // Three dead instances: owned by this process's pid at another start.
+    let me = bottle::lifecycle::owner::Owner::current();
     let mut killed = Vec::new();
     for _ in 0..3 {
-        let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
-        killed.push(wait_for_instance(&session).await);
-        sessions.push(session);
-    }
-    for session in &sessions {
-        running_agent(&docker, &label, session).await;
-    }
-    for session in &mut sessions {
-        session.child.kill().unwrap();
-        session.child.wait().unwrap();
+        let name = run_label("claude-bottle-dead");
+        fake_instance(&docker, &label, &name, me.start_time + 12345).await;
+        killed.push(name);
     }
     let listed = list(&sandbox);
     for name in &killed {
