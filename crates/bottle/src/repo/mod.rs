@@ -8,6 +8,7 @@
 //! has been verified and whose every ref was checked first.
 
 pub mod home;
+pub mod objects;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,8 @@ pub(crate) fn git(root: &Path, args: &[&str]) -> Command {
         .arg(root)
         .args(args)
         .env("GIT_OPTIONAL_LOCKS", "0")
+        // A partial clone would fetch what it lacks; nothing here may dial.
+        .env("GIT_NO_LAZY_FETCH", "1")
         .env("GIT_TERMINAL_PROMPT", "0");
     command
 }
@@ -120,13 +123,8 @@ impl Repository {
                 "start without --cwd, or from a clone without submodules",
             );
         }
-        // A bundle of a shallow clone lacks the history its commits name.
-        let shallow = run(&root, &["rev-parse", "--is-shallow-repository"])?;
-        if text(&shallow) == "true" {
-            return refuse(
-                "a shallow clone, whose history is cut off",
-                "fetch the rest first (git fetch --unshallow), or start without --cwd",
-            );
+        if let Some((what, hint)) = missing_objects(&root)? {
+            return refuse(&what, hint);
         }
         let head = run(&root, &["rev-parse", "--verify", "-q", "HEAD"])?;
         if !head.status.success() {
@@ -201,6 +199,50 @@ impl Repository {
             .map(|(r, h)| (r.to_owned(), h.to_owned()))
             .collect())
     }
+}
+
+/// Why the repository at `root` lacks objects its history names, with what
+/// to do, or `None` when it holds them all in a form the bottle reads.
+fn missing_objects(root: &Path) -> Result<Option<(String, &'static str)>> {
+    let shallow = run(root, &["rev-parse", "--is-shallow-repository"])?;
+    if text(&shallow) == "true" {
+        return Ok(Some((
+            "a shallow clone, whose history is cut off".to_owned(),
+            "fetch the rest first (git fetch --unshallow), or start without --cwd",
+        )));
+    }
+    let format = run(root, &["rev-parse", "--show-object-format"])?;
+    if format.status.success() && text(&format) != "sha1" {
+        return Ok(Some((
+            format!("a repository of {} object names", text(&format)),
+            "--cwd copies repositories with SHA-1 object names; start without --cwd",
+        )));
+    }
+    // Older git marks a partial clone by the extension, newer git by the
+    // remote it promises objects from.
+    let promised = run(
+        root,
+        &[
+            "config",
+            "--get-regexp",
+            r"^(extensions\.partialclone|remote\..*\.promisor)$",
+        ],
+    )?;
+    let is_off = |value: &str| {
+        ["false", "no", "off", "0"]
+            .iter()
+            .any(|off| value.eq_ignore_ascii_case(off))
+    };
+    if text(&promised)
+        .lines()
+        .any(|l| !is_off(l.split_once(' ').map_or("", |(_, v)| v)))
+    {
+        return Ok(Some((
+            "a partial clone, whose objects are not all here".to_owned(),
+            "start without --cwd, or from a full clone",
+        )));
+    }
+    Ok(None)
 }
 
 /// `size` and `size-pack` of `git count-objects -v`, in bytes.

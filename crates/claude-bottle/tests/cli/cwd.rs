@@ -209,6 +209,35 @@ async fn what_cannot_be_copied_is_refused_clearly() {
         ],
     );
     refused(&shallow, "a shallow clone");
+    git(&main, &["config", "uploadpack.allowFilter", "true"]);
+    let partial = sandbox.cwd.join("partial");
+    git(
+        &sandbox.cwd,
+        &[
+            "clone",
+            "-q",
+            "--filter=blob:none",
+            &format!("file://{main_path}"),
+            partial.to_str().unwrap(),
+        ],
+    );
+    refused(&partial, "a partial clone");
+    let sha256 = dir("sha256", &["init", "-q", "--object-format=sha256"]);
+    std::fs::write(sha256.join("f"), "f\n").unwrap();
+    git(&sha256, &["add", "f"]);
+    git(
+        &sha256,
+        &[
+            "-c",
+            "user.name=A",
+            "-c",
+            "user.email=a@a.example",
+            "commit",
+            "-qm",
+            "f",
+        ],
+    );
+    refused(&sha256, "a repository of sha256 object names");
     refused(&outer.join("sub"), "a submodule");
 }
 
@@ -546,5 +575,117 @@ async fn a_commit_real_claude_code_makes_in_the_workspace_comes_home() {
         "one\nchanged on the host"
     );
     assert_eq!(git(&sandbox.cwd, &["rev-parse", "main"]), main_before);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+/// What a fake claude prints of the bottle's repository: whether `git fsck`
+/// passes, its pack files, and every object in it.
+const OBJECTS_SCRIPT: &str = "cd /workspace && git fsck --full --no-dangling 2>&1; echo fsck=$?; \
+    echo packs=$(ls .git/objects/pack | tr '\\n' ' '); \
+    git cat-file --batch-all-objects --batch-check='object %(objectname)'";
+
+/// The objects in the bottle, from what `OBJECTS_SCRIPT` printed.
+fn bottle_objects(stdout: &str) -> Vec<String> {
+    let mut ids: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("object "))
+        .map(str::to_owned)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Every object the host's branches, tags and HEAD reach.
+fn reachable(dir: &Path) -> Vec<String> {
+    let all = git(
+        dir,
+        &["rev-list", "--objects", "--branches", "--tags", "HEAD"],
+    );
+    let mut ids: Vec<String> = all.lines().map(|l| l[..40].to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test]
+async fn what_was_never_committed_or_was_dropped_stays_on_the_host() {
+    let Some(docker) = with_fake_claude("cwd unreachable").await else {
+        return;
+    };
+    let label = run_label("cwd-unreachable");
+    let sandbox = script_bottle(&label, OBJECTS_SCRIPT);
+    let dir = &sandbox.cwd;
+    // A staged change (its blob is in no commit), a branch that is packed
+    // and then deleted, a tag, and a blob written but never added.
+    repository(dir);
+    git(dir, &["checkout", "-qb", "dropped"]);
+    std::fs::write(dir.join("c.txt"), "dropped-5e\n").unwrap();
+    git(dir, &["add", "c.txt"]);
+    git(dir, &["commit", "-qm", "dropped", "c.txt"]);
+    let dropped = git(dir, &["rev-parse", "HEAD"]);
+    git(dir, &["checkout", "-q", "main"]);
+    git(dir, &["tag", "-a", "v1", "-m", "a tag"]);
+    git(dir, &["repack", "-adq"]);
+    git(dir, &["branch", "-qD", "dropped"]);
+    let staged = git(dir, &["rev-parse", ":b.txt"]);
+    std::fs::write(dir.join("never.txt"), "never committed 41\n").unwrap();
+    let never = git(dir, &["hash-object", "-w", "never.txt"]);
+    std::fs::remove_file(dir.join("never.txt")).unwrap();
+    let before = host_state(dir);
+
+    let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(value_of(&out.stdout, "fsck"), "0", "{out:?}");
+    let inside = bottle_objects(&out.stdout);
+    assert_eq!(
+        inside,
+        reachable(dir),
+        "the bottle holds exactly what is reachable"
+    );
+    for (what, id) in [
+        ("dropped", &dropped),
+        ("staged", &staged),
+        ("never", &never),
+    ] {
+        assert!(!inside.contains(id), "the {what} object went in");
+    }
+    assert_eq!(host_state(dir), before, "the host repository changed");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn packs_that_hold_only_reachable_objects_go_in_as_they_are() {
+    let Some(docker) = with_fake_claude("cwd packs").await else {
+        return;
+    };
+    let label = run_label("cwd-packs");
+    let sandbox = script_bottle(&label, OBJECTS_SCRIPT);
+    let dir = &sandbox.cwd;
+    repository(dir);
+    git(dir, &["commit", "-qam", "second"]);
+    git(dir, &["repack", "-adq"]);
+    std::fs::write(dir.join("a.txt"), "third\n").unwrap();
+    git(dir, &["commit", "-qam", "third, loose"]);
+    let packs = std::fs::read_dir(dir.join(".git/objects/pack"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| {
+            let kind = Path::new(n).extension().and_then(|e| e.to_str());
+            matches!(kind, Some("idx" | "pack"))
+        })
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(packs.len(), 2, "{packs:?}");
+
+    let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(value_of(&out.stdout, "fsck"), "0", "{out:?}");
+    // The host's own pack, by name (a pack is named by its content), and
+    // nothing else packed: the loose commit went in as it was too.
+    let inside: std::collections::BTreeSet<String> = value_of(&out.stdout, "packs")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(inside, packs, "{out:?}");
+    assert_eq!(bottle_objects(&out.stdout), reachable(dir));
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }

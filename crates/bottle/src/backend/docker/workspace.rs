@@ -1,40 +1,53 @@
-//! `--cwd` on Docker: the repository goes into `/workspace` as a bundle
-//! streamed through exec (no mount, no copy on the host's disk), and the
+//! `--cwd` on Docker: the repository goes into `/workspace` streamed
+//! through exec (no mount, no copy on the host's disk), and the
 //! agent's branches come home the same way, as a bundle the host checks
 //! before it fetches anything.
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::process::Stdio;
 
 use bollard::Docker;
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::io::SyncIoBridge;
 
 use super::exec;
 use super::image::{ImageFacts, WORKSPACE};
+use crate::archive;
 use crate::error::{Error, Result};
 use crate::lifecycle::stage::StageDir;
 use crate::repo::home::{Arrived, take_home};
+use crate::repo::objects::Objects;
 use crate::repo::{Repository, git};
-use crate::ui::{Counted, Ui, Work};
+use crate::ui::{Counted, Progress, Ui, Work};
 
-/// Unpacks the repository from a bundle on stdin, read as it arrives (no
-/// copy of it is written): the header's refs first, then its pack straight
-/// into `git index-pack`. Then HEAD's branch is checked out (or HEAD
-/// detached) and the host's identity set; there is no remote.
-const UNPACK: &str = r##"set -e
+/// Makes the repository and unpacks into its `.git` a tar of object files
+/// and the refs to create, read as it arrives (no copy of it is written).
+const RECEIVE: &str = r#"set -e
 cd "$WORKSPACE"
 git init -q
-IFS= read -r signature
-[ "$signature" = "# v2 git bundle" ] || { echo "not a v2 git bundle" >&2; exit 1; }
-refs=
-while IFS= read -r line && [ -n "$line" ]; do refs="$refs$line
-"; done
-git index-pack --stdin >/dev/null
-printf '%s' "$refs" | grep -v ' HEAD$' | sed 's/^\([0-9a-f]*\) \(.*\)$/create \2 \1/' | git update-ref --stdin
+tar -x -f - -C .git
+"#;
+
+/// Indexes the pack of the remaining objects on stdin (when `REST` is 1),
+/// creates the refs, and checks out HEAD's branch (or detaches HEAD) with
+/// the host's identity set; there is no remote.
+const SETTLE: &str = r#"set -e
+cd "$WORKSPACE"
+[ "$REST" = 0 ] || git index-pack --stdin >/dev/null
+git update-ref --stdin <.git/claude-bottle-refs
+rm .git/claude-bottle-refs
 if [ -n "$BRANCH" ]; then git checkout -q -f "$BRANCH"; else git checkout -q -f --detach "$HEAD_COMMIT"; fi
 [ -z "$NAME" ] || git config user.name "$NAME"
 [ -z "$EMAIL" ] || git config user.email "$EMAIL"
-"##;
+"#;
+
+/// The name the refs to create have in the tar, under `.git`.
+const REFS_FILE: &str = "claude-bottle-refs";
 
 /// The repository into the bottle; returns the branch tips that went in.
+/// Object files that hold only reachable objects go as they are stored;
+/// the other reachable objects follow as one pack (see `repo::objects`).
 pub(super) async fn copy_in(
     docker: &Docker,
     container: &str,
@@ -48,66 +61,64 @@ pub(super) async fn copy_in(
             repo.root.display()
         ))
     };
-    let tips = repo.branches()?;
-    let mut bundle = tokio::process::Command::from(git(
-        &repo.root,
-        // HEAD too: a detached HEAD may be on no branch or tag.
-        &[
-            "bundle",
-            "create",
-            "-q",
-            "-",
-            "--branches",
-            "--tags",
-            "HEAD",
-        ],
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .map_err(|err| Error::caused_by("cannot run git bundle", err))?;
     let progress = ui.progress(
         "Copying the repository into the bottle",
         Work::Bytes {
             total: Some(repo.size_bytes),
         },
     );
-    let mut stdout = Counted {
-        inner: bundle.stdout.take().expect("piped"),
-        progress: progress.as_ref(),
-    };
-    let env = vec![
-        format!("WORKSPACE={WORKSPACE}"),
-        format!("BRANCH={}", repo.branch.clone().unwrap_or_default()),
-        format!("HEAD_COMMIT={}", repo.head),
-        format!("NAME={}", repo.identity.0.clone().unwrap_or_default()),
-        format!("EMAIL={}", repo.identity.1.clone().unwrap_or_default()),
-    ];
-    let cmd = vec!["sh".to_owned(), "-c".to_owned(), UNPACK.to_owned()];
-    let (code, said) = exec::piped(
-        docker,
-        container,
-        &facts.user,
-        cmd,
-        env,
-        Some(&mut stdout),
-        None,
-    )
-    .await?;
-    let made = bundle
-        .wait_with_output()
+    let sorted = repo.clone();
+    let objects = tokio::task::spawn_blocking(move || sorted.objects())
         .await
-        .map_err(|err| Error::caused_by("cannot run git bundle", err))?;
-    if !made.status.success() {
-        return Err(failed(
-            "git bundle failed: ",
-            String::from_utf8_lossy(&made.stderr).trim().to_owned(),
-        ));
-    }
+        .map_err(|err| Error::caused_by("cannot read the repository", err.to_string()))??;
+    let tips: Vec<(String, String)> = objects
+        .refs
+        .iter()
+        .filter(|(r, _)| r.starts_with("refs/heads/"))
+        .cloned()
+        .collect();
+    let rest = !objects.rest.is_empty();
+    let unpacked = async {
+        let (code, said) =
+            send_files(docker, container, &facts.user, &objects, progress.as_ref()).await?;
+        if code != 0 {
+            return Ok((code, said));
+        }
+        let env = vec![
+            format!("WORKSPACE={WORKSPACE}"),
+            format!("REST={}", u8::from(rest)),
+            format!("BRANCH={}", repo.branch.clone().unwrap_or_default()),
+            format!("HEAD_COMMIT={}", repo.head),
+            format!("NAME={}", repo.identity.0.clone().unwrap_or_default()),
+            format!("EMAIL={}", repo.identity.1.clone().unwrap_or_default()),
+        ];
+        let cmd = vec!["sh".to_owned(), "-c".to_owned(), SETTLE.to_owned()];
+        if !rest {
+            return exec::piped(docker, container, &facts.user, cmd, env, None, None).await;
+        }
+        send_rest(
+            docker,
+            container,
+            &facts.user,
+            cmd,
+            env,
+            repo,
+            &objects,
+            progress.as_ref(),
+        )
+        .await
+    };
+    let (code, said) = match unpacked.await {
+        Ok(done) => done,
+        Err(err) => {
+            progress.finish("failed");
+            return Err(err);
+        }
+    };
     if code != 0 {
         progress.finish("failed");
         return Err(failed("unpacking it failed: ", said.trim().to_owned())
-            .hint("the bottle image needs git"));
+            .hint("the bottle image needs git and tar"));
     }
     progress.finish("done");
     if repo.uncommitted {
@@ -137,11 +148,111 @@ pub(super) async fn copy_in(
         }
     }
     if !repo.untracked.files.is_empty() {
-        copy_untracked(docker, container, &facts.user, repo)
+        copy_untracked(docker, container, &facts.user, repo, ui)
             .await
             .map_err(|err| failed("its untracked files: ", err.to_line()))?;
     }
     Ok(tips)
+}
+
+/// The object files and the refs to create into the new repository.
+async fn send_files(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    objects: &Objects,
+    progress: &dyn Progress,
+) -> Result<(i64, String)> {
+    let refs = objects
+        .refs
+        .iter()
+        .fold(String::new(), |mut lines, (name, id)| {
+            let _ = writeln!(lines, "create {name} {id}");
+            lines
+        });
+    let (dir, files) = (objects.dir.clone(), objects.files.clone());
+    let cmd = vec!["sh".to_owned(), "-c".to_owned(), RECEIVE.to_owned()];
+    let env = vec![format!("WORKSPACE={WORKSPACE}")];
+    tar_into(
+        docker,
+        container,
+        user,
+        cmd,
+        env,
+        progress,
+        move |archive| {
+            archive::append_file(
+                archive,
+                REFS_FILE,
+                0o600,
+                refs.len() as u64,
+                refs.as_bytes(),
+            )
+            .map_err(|err| Error::caused_by("cannot write the archive", err))?;
+            for file in &files {
+                archive::append_from_disk(
+                    archive,
+                    &dir.join(file),
+                    &Path::new("objects").join(file),
+                )
+                .map_err(|err| {
+                    Error::caused_by(format!("cannot read {}", dir.join(file).display()), err)
+                })?;
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Runs `cmd` (the settling script) with a pack of the reachable objects
+/// that no sent file holds on its stdin, made by `git pack-objects` as it
+/// is read.
+#[allow(clippy::too_many_arguments)]
+async fn send_rest(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    repo: &Repository,
+    objects: &Objects,
+    progress: &dyn Progress,
+) -> Result<(i64, String)> {
+    let failed = |err: &dyn std::fmt::Display| {
+        Error::caused_by("cannot run git pack-objects", err.to_string())
+    };
+    let mut pack_objects =
+        tokio::process::Command::from(git(&repo.root, &["pack-objects", "--stdout", "-q"]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| failed(&err))?;
+    let mut ids = pack_objects.stdin.take().expect("piped");
+    let wanted = objects.rest.join("\n") + "\n";
+    let feeder = tokio::spawn(async move { ids.write_all(wanted.as_bytes()).await });
+    let mut pack = Counted {
+        inner: pack_objects.stdout.take().expect("piped"),
+        progress,
+    };
+    let ran = exec::piped(docker, container, user, cmd, env, Some(&mut pack), None).await;
+    drop(pack);
+    let packed = pack_objects
+        .wait_with_output()
+        .await
+        .map_err(|err| failed(&err))?;
+    let _ = feeder.await;
+    let (code, said) = ran?;
+    if !packed.status.success() {
+        return Err(Error::new(format!(
+            "cannot copy {} into the bottle: git pack-objects failed: {}",
+            repo.root.display(),
+            String::from_utf8_lossy(&packed.stderr).trim()
+        )));
+    }
+    Ok((code, said))
 }
 
 /// The untracked files into the work tree, as a tar written while it is
@@ -151,41 +262,86 @@ async fn copy_untracked(
     container: &str,
     user: &str,
     repo: &Repository,
+    ui: &dyn Ui,
 ) -> Result<()> {
-    let (mut reader, writer) = tokio::io::duplex(1 << 16);
+    let progress = ui.progress(
+        "Copying the untracked files",
+        Work::Bytes {
+            total: Some(repo.untracked.bytes),
+        },
+    );
     let (root, files) = (repo.root.clone(), repo.untracked.files.clone());
-    let written = tokio::task::spawn_blocking(move || {
-        let mut archive = tar::Builder::new(tokio_util::io::SyncIoBridge::new(writer));
-        for file in &files {
-            append_untracked(&mut archive, &root, file)
-                .map_err(|err| Error::caused_by(format!("cannot read {}", file.display()), err))?;
-        }
-        archive
-            .into_inner()
-            .map_err(|err| Error::caused_by("cannot write the archive", err))?;
-        Ok::<_, Error>(())
-    });
-    let cmd = ["tar", "-x", "-C", WORKSPACE].map(String::from).to_vec();
-    let (code, said) = exec::piped(
+    let cmd = ["tar", "-x", "-f", "-", "-C", WORKSPACE]
+        .map(String::from)
+        .to_vec();
+    let ran = tar_into(
         docker,
         container,
         user,
         cmd,
         vec![],
-        Some(&mut reader),
-        None,
+        progress.as_ref(),
+        move |archive| {
+            for file in &files {
+                archive::append_from_disk(archive, &root.join(file), file).map_err(|err| {
+                    Error::caused_by(format!("cannot read {}", file.display()), err)
+                })?;
+            }
+            Ok(())
+        },
     )
-    .await?;
-    written
-        .await
-        .map_err(|err| Error::caused_by("cannot write the archive", err.to_string()))??;
+    .await;
+    let (code, said) = ran.inspect_err(|_| progress.finish("failed"))?;
     if code != 0 {
+        progress.finish("failed");
         return Err(Error::new(format!(
             "tar exited with {code}: {}",
             said.trim()
         )));
     }
+    progress.finish("done");
     Ok(())
+}
+
+/// The archive `fill` writes, on the stdin of `cmd` as it is read, its
+/// bytes counted on `progress`; returns what `cmd` returned. What `fill`
+/// could not read is the error, unless `cmd` failed first.
+#[allow(clippy::too_many_arguments)]
+async fn tar_into(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    progress: &dyn Progress,
+    fill: impl FnOnce(&mut tar::Builder<SyncIoBridge<tokio::io::DuplexStream>>) -> Result<()>
+    + Send
+    + 'static,
+) -> Result<(i64, String)> {
+    let (reader, writer) = tokio::io::duplex(1 << 20);
+    let written = tokio::task::spawn_blocking(move || {
+        let mut archive = tar::Builder::new(SyncIoBridge::new(writer));
+        fill(&mut archive)?;
+        archive
+            .into_inner()
+            .map_err(|err| Error::caused_by("cannot write the archive", err))?;
+        Ok::<_, Error>(())
+    });
+    let mut input = Counted {
+        inner: reader,
+        progress,
+    };
+    let ran = exec::piped(docker, container, user, cmd, env, Some(&mut input), None).await;
+    // The reader goes first, so a writer still blocked on it ends.
+    drop(input);
+    let written = written
+        .await
+        .map_err(|err| Error::caused_by("cannot write the archive", err.to_string()))?;
+    let (code, said) = ran?;
+    if code == 0 {
+        written?;
+    }
+    Ok((code, said))
 }
 
 /// Bundles the workspace's branches less the history of the commits named
@@ -201,44 +357,6 @@ git cat-file --batch-check='%(objectname) %(objecttype)' | awk '$2 == "commit" {
 new=$(git rev-list -n 1 --branches --stdin <"$known")
 [ -n "$new" ] || exit 0
 git bundle create -q - --branches --stdin <"$known""#;
-
-/// One untracked file: a link as a link (never what it points to), a
-/// regular file as exactly the size it had when its header was written, so
-/// one that grows or shrinks meanwhile cannot break the archive.
-fn append_untracked<W: std::io::Write>(
-    archive: &mut tar::Builder<W>,
-    root: &std::path::Path,
-    file: &std::path::Path,
-) -> std::io::Result<()> {
-    use std::io::Read as _;
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = root.join(file);
-    let meta = std::fs::symlink_metadata(&path)?;
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(meta.permissions().mode() & 0o7777);
-    header.set_mtime(
-        meta.modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs()),
-    );
-    if meta.file_type().is_symlink() {
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_size(0);
-        return archive.append_link(&mut header, file, std::fs::read_link(&path)?);
-    }
-    if !meta.is_file() {
-        return Ok(());
-    }
-    let size = meta.len();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(size);
-    let data = std::fs::File::open(&path)?
-        .take(size)
-        .chain(std::io::repeat(0))
-        .take(size);
-    archive.append_data(&mut header, file, data)
-}
 
 /// A bundle of the workspace's new commits, written to `to`, from the
 /// agent container `container` (as its own user).
