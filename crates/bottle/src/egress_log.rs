@@ -12,6 +12,8 @@ pub struct EgressSummary {
     pub allowed: usize,
     pub refused: usize,
     pub refused_hosts: Vec<String>,
+    /// Allowed, but the host could not be reached.
+    pub unreachable: usize,
 }
 
 impl EgressSummary {
@@ -20,6 +22,7 @@ impl EgressSummary {
         for decision in events.iter().filter_map(GateEvent::decision) {
             match decision.verdict {
                 Verdict::Allow => summary.allowed += 1,
+                Verdict::Unreachable => summary.unreachable += 1,
                 Verdict::Refuse => {
                     summary.refused += 1;
                     let host = format!("{}:{}", decision.host, decision.port);
@@ -43,6 +46,9 @@ impl fmt::Display for EgressSummary {
         if !self.refused_hosts.is_empty() {
             write!(f, " ({})", self.refused_hosts.join(", "))?;
         }
+        if self.unreachable > 0 {
+            write!(f, ", {} allowed but unreachable", self.unreachable)?;
+        }
         Ok(())
     }
 }
@@ -57,12 +63,13 @@ mod tests {
 {"time":2,"verdict":"allow","host":"pypi.org","port":443,"method":"CONNECT","rule":"pypi.org"}
 {"time":3,"verdict":"refuse","host":"example.com#1a2b3c4d","port":443,"method":"CONNECT","rule":"not-on-allowlist"}
 {"time":4,"verdict":"refuse","host":"example.com#1a2b3c4d","port":443,"method":"CONNECT","rule":"not-on-allowlist"}
+{"time":5,"verdict":"unreachable","host":"down.example","port":443,"method":"CONNECT","rule":"down.example"}
 not json"#;
         let events: Vec<GateEvent> = log.lines().filter_map(GateEvent::parse).collect();
         let summary = EgressSummary::from_events(&events);
         assert_eq!(
             summary.to_string(),
-            "egress: 1 allowed, 2 refused (example.com#1a2b3c4d:443)"
+            "egress: 1 allowed, 2 refused (example.com#1a2b3c4d:443), 1 allowed but unreachable"
         );
     }
 }

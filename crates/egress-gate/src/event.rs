@@ -63,6 +63,8 @@ pub struct Decision {
 pub enum Verdict {
     Allow,
     Refuse,
+    /// Allowed, but no address of the host could be reached.
+    Unreachable,
 }
 
 impl GateEvent {

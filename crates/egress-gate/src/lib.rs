@@ -8,8 +8,10 @@
 //! loads is exactly an entry the gate understands. No container-engine
 //! code lives here: the gate runs in a bare image.
 
+mod activity;
 mod address;
 pub mod event;
+mod forward;
 pub mod host;
 mod log;
 mod policy;

@@ -79,6 +79,10 @@ impl DecisionLog {
         self.decide(method, whole(host), port, Verdict::Allow, rule);
     }
 
+    pub(crate) fn unreachable(&self, method: &str, host: &Host, port: u16, rule: &str) {
+        self.decide(method, whole(host), port, Verdict::Unreachable, rule);
+    }
+
     pub(crate) fn refuse(&self, method: &str, host: Option<&Host>, port: u16, rule: &str) {
         let host = host.map_or_else(|| "(invalid)".to_owned(), |h| self.redacted(h));
         self.decide(method, host, port, Verdict::Refuse, rule);

@@ -41,6 +41,13 @@ pub enum Refusal {
     HostHeaderMismatch,
     SniMismatch,
     NotTls,
+    /// Encrypted Client Hello: the name it shows is a cover.
+    EncryptedHello,
+    /// A ClientHello that names its server more than one way.
+    AmbiguousHello,
+    /// A request a server could read other than the gate did (framing,
+    /// `Host`), or no proxy request at all.
+    MalformedRequest,
     Unresolvable,
 }
 
@@ -56,6 +63,9 @@ impl fmt::Display for Refusal {
             Self::HostHeaderMismatch => f.write_str("host-header-mismatch"),
             Self::SniMismatch => f.write_str("sni-mismatch"),
             Self::NotTls => f.write_str("not-tls"),
+            Self::EncryptedHello => f.write_str("encrypted-client-hello"),
+            Self::AmbiguousHello => f.write_str("ambiguous-client-hello"),
+            Self::MalformedRequest => f.write_str("malformed-request"),
             Self::Unresolvable => f.write_str("unresolvable"),
         }
     }

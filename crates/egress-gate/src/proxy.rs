@@ -3,19 +3,24 @@
 //!
 //! Bounds keep one client from starving the others: a request head may be
 //! at most [`MAX_HEAD`] bytes and must arrive within the header timeout,
-//! at most `max_connections` are served at once (more get a 503), and a
-//! connection with no traffic either way for the idle timeout is closed. A
-//! busy tunnel lives as long as it is used: Claude sessions are long.
+//! at most `max_connections` are served at once (more get a 503 while a
+//! few tasks may answer them, and are closed beyond), and a connection
+//! with no traffic either way for the idle timeout is closed. A busy
+//! tunnel lives as long as it is used: Claude sessions are long.
+//!
+//! Each request is logged once, when it is decided: allowed once its
+//! upstream is dialled, refused, or unreachable when no address answered.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::activity::Activity;
+use crate::forward::{self, Framing};
 use crate::host::{self, Host};
 use crate::log::DecisionLog;
 use crate::policy::{Grant, Method, Policy, Refusal};
@@ -24,7 +29,14 @@ use crate::sni::{self, Hello};
 
 /// The largest request head the gate reads.
 pub const MAX_HEAD: usize = 16 * 1024;
+/// How long one address may take to answer a dial.
 const DIAL_WITHIN: Duration = Duration::from_secs(10);
+/// At most this many tasks answer connections over the limit at once;
+/// beyond them a connection is closed unanswered.
+const MAX_TURNED_AWAY: usize = 64;
+/// The longest the accept loop waits after an error (out of descriptors)
+/// before it tries again.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,30 +77,34 @@ pub async fn serve_on(
         idle_timeout: config.idle_timeout,
     });
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let turning_away = Arc::new(Semaphore::new(MAX_TURNED_AWAY));
     gate.log.ready(listener.local_addr()?);
+    let mut backoff = Duration::ZERO;
     loop {
         let Ok((client, _)) = listener.accept().await else {
+            // EMFILE and the like: retrying at once would spin.
+            backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+            tokio::time::sleep(backoff).await;
             continue;
         };
+        backoff = Duration::ZERO;
         let gate = gate.clone();
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(async move {
-                    gate.handle(client).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tokio::spawn(async move {
-                    let mut client = client;
-                    let _ = respond(
-                        &mut client,
-                        503,
-                        "the gate is serving as many connections as it may; try again",
-                    )
-                    .await;
-                });
-            }
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                gate.handle(client).await;
+                drop(permit);
+            });
+        } else if let Ok(permit) = turning_away.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                let mut client = client;
+                let _ = respond(
+                    &mut client,
+                    503,
+                    "the gate is serving as many connections as it may; try again",
+                )
+                .await;
+                drop(permit);
+            });
         }
     }
 }
@@ -114,10 +130,13 @@ impl Gate {
         let head = match tokio::time::timeout(self.header_timeout, read_head(&mut client)).await {
             Ok(Ok(head)) => head,
             Ok(Err(HeadError::TooLarge)) => {
+                self.log.refuse("(unread)", None, 0, "head-too-large");
                 let _ = respond(&mut client, 431, "the request head is too large").await;
                 return;
             }
             Ok(Err(HeadError::Malformed)) => {
+                self.log
+                    .refuse("(unread)", None, 0, &Refusal::MalformedRequest.to_string());
                 let _ = respond(&mut client, 400, "not an HTTP request").await;
                 return;
             }
@@ -130,6 +149,12 @@ impl Gate {
         } else if head.method == "GET" && head.target == "/healthz" {
             let _ = respond(&mut client, 200, "ok").await;
         } else {
+            self.log.refuse(
+                &head.method,
+                None,
+                0,
+                &Refusal::MalformedRequest.to_string(),
+            );
             let _ = respond(
                 &mut client,
                 400,
@@ -153,14 +178,14 @@ impl Gate {
         let _ = respond(client, 403, &body).await;
     }
 
-    /// Checks the policy, resolves, and picks the first address it may dial.
+    /// Checks the policy and resolves: the grant, and every address it
+    /// may dial, in the resolver's order.
     async fn decide(
         &self,
-        method: &str,
         host: &Host,
         port: u16,
         kind: Method,
-    ) -> Result<(Grant, IpAddr), Refusal> {
+    ) -> Result<(Grant, Vec<IpAddr>), Refusal> {
         let grant = self.policy.check(host, port, kind)?;
         let addresses = match host {
             Host::Address(address) => vec![*address],
@@ -171,16 +196,38 @@ impl Gate {
                 .map_err(|_| Refusal::Unresolvable)?,
         };
         let mut refusal = Refusal::Unresolvable;
+        let mut permitted = Vec::new();
         for address in addresses {
             match Policy::may_dial(&grant, address) {
-                Ok(()) => {
-                    self.log.allow(method, host, port, &grant.rule);
-                    return Ok((grant, address));
-                }
+                Ok(()) => permitted.push(address),
                 Err(why) => refusal = why,
             }
         }
-        Err(refusal)
+        if permitted.is_empty() {
+            return Err(refusal);
+        }
+        Ok((grant, permitted))
+    }
+
+    /// Dials the addresses in turn; logs the request allowed when one
+    /// answers, and unreachable when none does.
+    async fn dial(
+        &self,
+        method: &str,
+        host: &Host,
+        port: u16,
+        grant: &Grant,
+        addresses: &[IpAddr],
+    ) -> Option<TcpStream> {
+        for address in addresses {
+            let dialled = tokio::time::timeout(DIAL_WITHIN, TcpStream::connect((*address, port)));
+            if let Ok(Ok(upstream)) = dialled.await {
+                self.log.allow(method, host, port, &grant.rule);
+                return Some(upstream);
+            }
+        }
+        self.log.unreachable(method, host, port, &grant.rule);
+        None
     }
 
     async fn connect(&self, mut client: TcpStream, head: Head) {
@@ -196,7 +243,7 @@ impl Gate {
                 )
                 .await;
         };
-        let (grant, address) = match self.decide("CONNECT", &host, port, Method::Connect).await {
+        let (grant, addresses) = match self.decide(&host, port, Method::Connect).await {
             Ok(decision) => decision,
             Err(refusal) => {
                 return self
@@ -225,17 +272,19 @@ impl Gate {
             let mut hello = head.rest;
             if let Err(refusal) = self.read_hello(&mut client, &mut hello, &host).await {
                 self.log
-                    .refuse("TLS", Some(&host), port, &refusal.to_string());
+                    .refuse("CONNECT", Some(&host), port, &refusal.to_string());
                 return;
             }
-            let Some(mut upstream) = dial(address, port).await else {
+            let Some(mut upstream) = self.dial("CONNECT", &host, port, &grant, &addresses).await
+            else {
                 return;
             };
             if upstream.write_all(&hello).await.is_ok() {
                 splice(client, upstream, self.idle_timeout).await;
             }
         } else {
-            let Some(mut upstream) = dial(address, port).await else {
+            let Some(mut upstream) = self.dial("CONNECT", &host, port, &grant, &addresses).await
+            else {
                 let _ = respond(&mut client, 502, "the gate could not reach the host").await;
                 return;
             };
@@ -271,6 +320,8 @@ impl Gate {
                 // An address may be reached without a name; a name may not.
                 Hello::NoServerName if matches!(host, Host::Address(_)) => return Ok(()),
                 Hello::NoServerName => return Err(Refusal::SniMismatch),
+                Hello::Encrypted => return Err(Refusal::EncryptedHello),
+                Hello::Ambiguous => return Err(Refusal::AmbiguousHello),
                 Hello::NotTls => return Err(Refusal::NotTls),
                 Hello::Incomplete if hello.len() >= MAX_HEAD => return Err(Refusal::NotTls),
                 Hello::Incomplete => {}
@@ -284,9 +335,9 @@ impl Gate {
         }
     }
 
-    /// Plain HTTP in absolute form, re-sent in origin form with
-    /// `Connection: close`, so the one upstream connection carries only
-    /// this request's exchange.
+    /// Plain HTTP in absolute form: one request, checked, re-sent in
+    /// origin form (see `forward`), and its response; then the connection
+    /// closes.
     async fn forward(&self, mut client: TcpStream, head: Head) {
         let method = head.method.clone();
         let target = split_url(&head.target)
@@ -303,16 +354,29 @@ impl Gate {
                 )
                 .await;
         };
-        let header_host = head
-            .headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("host"))
-            .and_then(|(_, value)| std::str::from_utf8(value).ok())
-            .and_then(|value| split_host_port(value.trim(), 80));
-        if header_host
-            .as_ref()
-            .is_some_and(|h| *h != (host.clone(), port))
-        {
+        let malformed = |why: &str| {
+            self.log.refuse(
+                &method,
+                Some(&host),
+                port,
+                &Refusal::MalformedRequest.to_string(),
+            );
+            format!("claude-bottle egress gate refused {method} {authority}: {why}")
+        };
+        let checked =
+            forward::host_header(&head.headers, |h| split_host_port(h, 80)).and_then(|header| {
+                let out = forward::rebuild(&method, &path, head.version, authority, &head.headers)?;
+                Ok((header, out))
+            });
+        let (header_host, outgoing) = match checked {
+            Ok(checked) => checked,
+            Err(why) => {
+                let body = malformed(why);
+                let _ = respond(&mut client, 400, &body).await;
+                return;
+            }
+        };
+        if header_host.is_some_and(|h| h != (host.clone(), port)) {
             return self
                 .refuse(
                     &mut client,
@@ -324,7 +388,7 @@ impl Gate {
                 )
                 .await;
         }
-        let (_, address) = match self.decide(&method, &host, port, Method::Http).await {
+        let (grant, addresses) = match self.decide(&host, port, Method::Http).await {
             Ok(decision) => decision,
             Err(refusal) => {
                 return self
@@ -332,34 +396,68 @@ impl Gate {
                     .await;
             }
         };
-        let Some(mut upstream) = dial(address, port).await else {
+        let Some(upstream) = self.dial(&method, &host, port, &grant, &addresses).await else {
             let _ = respond(&mut client, 502, "the gate could not reach the host").await;
             return;
         };
-        let mut out = format!("{} {path} HTTP/1.{}\r\n", head.method, head.version).into_bytes();
-        let hop_by_hop = [
-            "connection",
-            "proxy-connection",
-            "proxy-authorization",
-            "keep-alive",
-        ];
-        for (name, value) in &head.headers {
-            if !hop_by_hop.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value);
-                out.extend_from_slice(b"\r\n");
+        exchange(
+            client,
+            upstream,
+            head.rest,
+            outgoing.head,
+            outgoing.framing,
+            self.idle_timeout,
+        )
+        .await;
+    }
+}
+
+/// Sends one request (its head, then its body as `framing` says, read
+/// from `rest` and then the client) and relays the response, until the
+/// upstream closes or nothing moves for `idle`. Whatever the client sends
+/// after the body is read and dropped.
+async fn exchange(
+    client: TcpStream,
+    upstream: TcpStream,
+    rest: Vec<u8>,
+    head: Vec<u8>,
+    framing: Framing,
+    idle: Duration,
+) {
+    let activity = Activity::new();
+    let (client_read, mut client_write) = client.into_split();
+    let (upstream_read, mut upstream_write) = upstream.into_split();
+    let mut body = tokio::io::BufReader::new(std::io::Cursor::new(rest).chain(client_read));
+    {
+        let request = async {
+            upstream_write.write_all(&head).await?;
+            forward::copy_body(&mut body, &mut upstream_write, framing, &activity).await?;
+            upstream_write.flush().await
+        };
+        let response = pump(upstream_read, &mut client_write, &activity);
+        tokio::pin!(request, response);
+        let both = async {
+            tokio::select! {
+                // A body that breaks its framing ends the exchange at once.
+                sent = &mut request => if sent.is_ok() {
+                    (&mut response).await;
+                },
+                // An upstream may answer before it has read the whole body.
+                () = &mut response => {
+                    let _ = (&mut request).await;
+                }
             }
-        }
-        if header_host.is_none() {
-            out.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
-        }
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        out.extend_from_slice(&head.rest);
-        if upstream.write_all(&out).await.is_ok() {
-            splice(client, upstream, self.idle_timeout).await;
+        };
+        tokio::select! {
+            () = both => {}
+            () = activity.idle_for(idle) => {}
         }
     }
+    // A lingering close, so unread input cannot reset the response away.
+    let (_, mut client_read) = body.into_inner().into_inner();
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(client_read.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 async fn read_head(client: &mut TcpStream) -> Result<Head, HeadError> {
@@ -407,7 +505,7 @@ fn split_authority(target: &str) -> Option<(Host, u16)> {
 }
 
 /// `host[:port]`, with `default` when no port is given.
-fn split_host_port(authority: &str, default: u16) -> Option<(Host, u16)> {
+pub(crate) fn split_host_port(authority: &str, default: u16) -> Option<(Host, u16)> {
     if authority.ends_with(']') || !authority.contains(':') {
         return Some((host::parse(authority)?, default));
     }
@@ -428,13 +526,6 @@ fn split_url(url: &str) -> Option<(&str, String)> {
         p => p.to_owned(),
     };
     Some((authority, path))
-}
-
-async fn dial(address: IpAddr, port: u16) -> Option<TcpStream> {
-    tokio::time::timeout(DIAL_WITHIN, TcpStream::connect((address, port)))
-        .await
-        .ok()?
-        .ok()
 }
 
 async fn respond(client: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
@@ -464,38 +555,26 @@ async fn respond(client: &mut TcpStream, status: u16, body: &str) -> std::io::Re
 /// Copies both ways until both sides are done, or nothing moved either
 /// way for `idle`.
 async fn splice(client: TcpStream, upstream: TcpStream, idle: Duration) {
-    let start = Instant::now();
-    let last = Arc::new(AtomicU64::new(0));
+    let activity = Activity::new();
     let (client_read, client_write) = client.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
     let both = async {
         tokio::join!(
-            pump(client_read, upstream_write, start, &last),
-            pump(upstream_read, client_write, start, &last)
+            pump(client_read, upstream_write, &activity),
+            pump(upstream_read, client_write, &activity)
         )
-    };
-    let watchdog = async {
-        loop {
-            tokio::time::sleep(idle / 4).await;
-            let quiet = start
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-            if quiet >= idle {
-                return;
-            }
-        }
     };
     tokio::select! {
         _ = both => {}
-        () = watchdog => {}
+        () = activity.idle_for(idle) => {}
     }
 }
 
+/// Copies `from` to `to` until `from` ends, then shuts `to` down.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
-    start: Instant,
-    last: &AtomicU64,
+    activity: &Activity,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -505,10 +584,7 @@ async fn pump(
                 if to.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
-                last.store(
-                    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
+                activity.touch();
             }
         }
     }

@@ -3,7 +3,10 @@
 //! The gate reads it from the first bytes of a tunnel to port 443 and
 //! holds it against the CONNECT host, so a client cannot tunnel to an
 //! allowed name and then speak TLS to another one. Only the bytes needed
-//! are parsed; anything that does not read as a ClientHello is `None`.
+//! are parsed. A hello whose name cannot be trusted is refused: one with
+//! Encrypted Client Hello (its outer name is a cover, the real one is
+//! sealed), and one that could be read two ways (a repeated extension, a
+//! second host name), since a server may read it the other way.
 
 /// What the first bytes of a tunnel say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +15,10 @@ pub(crate) enum Hello {
     ServerName(String),
     /// A ClientHello without a server name.
     NoServerName,
+    /// A ClientHello with Encrypted Client Hello.
+    Encrypted,
+    /// A ClientHello that names its server more than one way.
+    Ambiguous,
     /// Not (yet) a complete ClientHello.
     Incomplete,
     NotTls,
@@ -19,8 +26,10 @@ pub(crate) enum Hello {
 
 pub(crate) fn read(bytes: &[u8]) -> Hello {
     match parse(bytes) {
-        Ok(Some(name)) => Hello::ServerName(name.to_ascii_lowercase()),
-        Ok(None) => Hello::NoServerName,
+        Ok(Parsed::Name(name)) => Hello::ServerName(name.to_ascii_lowercase()),
+        Ok(Parsed::NoName) => Hello::NoServerName,
+        Ok(Parsed::Encrypted) => Hello::Encrypted,
+        Ok(Parsed::Ambiguous) => Hello::Ambiguous,
         Err(Short) if bytes.is_empty() || bytes[0] == 0x16 => Hello::Incomplete,
         Err(_) => Hello::NotTls,
     }
@@ -28,6 +37,16 @@ pub(crate) fn read(bytes: &[u8]) -> Hello {
 
 #[derive(Debug)]
 struct Short;
+
+enum Parsed {
+    Name(String),
+    NoName,
+    Encrypted,
+    Ambiguous,
+}
+
+/// Encrypted Client Hello, as standardised and as first drafted.
+const ENCRYPTED_HELLO: [usize; 2] = [0xfe0d, 0xffce];
 
 struct Cursor<'a>(&'a [u8]);
 
@@ -56,7 +75,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Option<String>, Short> {
+fn parse(bytes: &[u8]) -> Result<Parsed, Short> {
     let mut record = Cursor(bytes);
     // Record header: handshake (22), version, length.
     if record.u8()? != 0x16 {
@@ -78,14 +97,23 @@ fn parse(bytes: &[u8]) -> Result<Option<String>, Short> {
     let compression = hello.u8()?;
     hello.take(compression)?;
     if hello.0.is_empty() {
-        return Ok(None);
+        return Ok(Parsed::NoName);
     }
     let length = hello.u16()?;
     let mut extensions = Cursor(hello.take(length)?);
+    let mut seen = Vec::new();
+    let mut name = None;
     while !extensions.0.is_empty() {
         let kind = extensions.u16()?;
         let length = extensions.u16()?;
         let mut data = Cursor(extensions.take(length)?);
+        if seen.contains(&kind) {
+            return Ok(Parsed::Ambiguous);
+        }
+        seen.push(kind);
+        if ENCRYPTED_HELLO.contains(&kind) {
+            return Ok(Parsed::Encrypted);
+        }
         if kind != 0 {
             continue;
         }
@@ -94,13 +122,16 @@ fn parse(bytes: &[u8]) -> Result<Option<String>, Short> {
         while !names.0.is_empty() {
             let name_type = names.u8()?;
             let length = names.u16()?;
-            let name = names.take(length)?;
+            let entry = names.take(length)?;
             if name_type == 0 {
-                return Ok(Some(String::from_utf8_lossy(name).into_owned()));
+                if name.is_some() {
+                    return Ok(Parsed::Ambiguous);
+                }
+                name = Some(String::from_utf8_lossy(entry).into_owned());
             }
         }
     }
-    Ok(None)
+    Ok(name.map_or(Parsed::NoName, Parsed::Name))
 }
 
 #[cfg(test)]
@@ -113,15 +144,32 @@ pub(crate) mod tests {
 
     /// A minimal ClientHello naming `server` (or none).
     pub(crate) fn client_hello(server: Option<&str>) -> Vec<u8> {
+        hello_with(
+            &server
+                .map(|s| server_names(&[s]))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A server name extension listing `names`.
+    fn server_names(names: &[&str]) -> (u16, Vec<u8>) {
+        let mut entries = Vec::new();
+        for name in names {
+            entries.push(0u8);
+            entries.extend(be16(name.len()));
+            entries.extend(name.as_bytes());
+        }
+        let mut data = be16(entries.len()).to_vec();
+        data.extend(entries);
+        (0, data)
+    }
+
+    /// A minimal ClientHello with these extensions, in this order.
+    pub(crate) fn hello_with(list: &[(u16, Vec<u8>)]) -> Vec<u8> {
         let mut extensions = Vec::new();
-        if let Some(name) = server {
-            let name = name.as_bytes();
-            let mut entry = vec![0u8];
-            entry.extend(be16(name.len()));
-            entry.extend(name);
-            let mut data = be16(entry.len()).to_vec();
-            data.extend(entry);
-            extensions.extend(0u16.to_be_bytes());
+        for (kind, data) in list {
+            extensions.extend(kind.to_be_bytes());
             extensions.extend(be16(data.len()));
             extensions.extend(data);
         }
@@ -152,5 +200,50 @@ pub(crate) mod tests {
         assert_eq!(read(&whole[..whole.len() - 3]), Hello::Incomplete);
         assert_eq!(read(b"GET / HTTP/1.1\r\n\r\n"), Hello::NotTls);
         assert_eq!(read(b""), Hello::Incomplete);
+    }
+
+    #[test]
+    fn a_hello_whose_name_cannot_be_trusted_is_told_apart() {
+        let named = |n: &str| server_names(&[n]);
+        let alpn = (16u16, vec![0, 3, 2, b'h', b'2']);
+        // Encrypted Client Hello, final and draft, wherever it sits.
+        for ech in [0xfe0d_u16, 0xffce] {
+            let outer = (ech, vec![0; 8]);
+            assert_eq!(
+                read(&hello_with(&[named("a.example"), outer.clone()])),
+                Hello::Encrypted
+            );
+            assert_eq!(
+                read(&hello_with(&[outer.clone(), named("a.example")])),
+                Hello::Encrypted
+            );
+            assert_eq!(read(&hello_with(&[outer])), Hello::Encrypted);
+        }
+        // Two names, in one extension or in two.
+        assert_eq!(
+            read(&hello_with(&[server_names(&["a.example", "b.example"])])),
+            Hello::Ambiguous
+        );
+        assert_eq!(
+            read(&hello_with(&[
+                named("a.example"),
+                alpn.clone(),
+                named("b.example")
+            ])),
+            Hello::Ambiguous
+        );
+        assert_eq!(
+            read(&hello_with(&[named("a.example"), named("a.example")])),
+            Hello::Ambiguous
+        );
+        assert_eq!(
+            read(&hello_with(&[alpn.clone(), alpn.clone()])),
+            Hello::Ambiguous
+        );
+        // Other extensions around one name are fine.
+        assert_eq!(
+            read(&hello_with(&[alpn, named("a.example")])),
+            Hello::ServerName("a.example".into())
+        );
     }
 }

@@ -373,7 +373,12 @@ async fn each_refusal_gets_a_403_naming_its_rule_and_nothing_arrives() {
     // before anything is dialled.
     let (code, _) = world.sh("curl -s --max-time 5 -x http://gate:3128 --connect-to other.test:443:allowed.test:443 https://other.test/").await;
     assert_ne!(code, 0);
-    assert_eq!(refusals(&world.log().await, "sni-mismatch").len(), 1);
+    let log = world.log().await;
+    assert_eq!(refusals(&log, "sni-mismatch").len(), 1);
+    assert!(
+        !log.iter().any(|l| l["verdict"] == "allow"),
+        "a refused tunnel was also logged allowed: {log:#?}"
+    );
     assert!(
         world.sink_records().is_empty(),
         "the sink got the mismatched tunnel"
@@ -384,6 +389,264 @@ async fn each_refusal_gets_a_403_naming_its_rule_and_nothing_arrives() {
         .await;
     assert_eq!((code, out.as_str()), (0, "sink\n"));
     assert_eq!(world.sink_records().len(), 1);
+}
+
+/// The sink's records once each of `count` connections has closed and
+/// recorded everything it received.
+async fn received(world: &World, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let records = world.sink_records();
+        if records.len() >= count && records.iter().all(|r| r["received"].is_string()) {
+            return records
+                .iter()
+                .map(|r| r["received"].as_str().unwrap().to_owned())
+                .collect();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink never recorded {count} whole connections: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn plain_http_heads_a_server_could_read_otherwise_get_a_400() {
+    let Some(world) = World::new("plain-http-400", &[]).await else {
+        return;
+    };
+    // Heads a server could read otherwise than the gate: a 400, logged,
+    // and nothing dialled.
+    let ambiguous = [
+        (
+            "GET http://allowed.test/two-hosts HTTP/1.1\r\nHost: allowed.test\r\nHost: evil.invalid\r\n\r\n",
+            "more than one Host",
+        ),
+        (
+            "GET http://allowed.test/same-twice HTTP/1.1\r\nHost: allowed.test\r\nhost: allowed.test\r\n\r\n",
+            "more than one Host",
+        ),
+        (
+            "GET http://allowed.test/bad-host HTTP/1.1\r\nHost: allowed.test:80:x\r\n\r\n",
+            "not host[:port]",
+        ),
+        (
+            "POST http://allowed.test/cl-te HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "both Content-Length",
+        ),
+        (
+            "POST http://allowed.test/two-lengths HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nbody",
+            "conflicting",
+        ),
+        (
+            "POST http://allowed.test/gzip HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "other than chunked",
+        ),
+        (
+            "POST http://allowed.test/strip HTTP/1.1\r\nConnection: content-length\r\nContent-Length: 4\r\n\r\nbody",
+            "the request's framing",
+        ),
+        (
+            "POST http://allowed.test/old HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.0",
+        ),
+    ];
+    for (request, why) in ambiguous {
+        let out = world.raw(request).await;
+        assert!(
+            out.starts_with("HTTP/1.1 400") && out.contains(why),
+            "{request:?}: {out}"
+        );
+    }
+    assert!(
+        world.sink_records().is_empty(),
+        "{:#?}",
+        world.sink_records()
+    );
+    let log = world.log().await;
+    assert_eq!(
+        refusals(&log, "malformed-request").len(),
+        ambiguous.len(),
+        "{log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_carries_one_request_with_one_host_and_nothing_after_its_body() {
+    let Some(world) = World::new("plain-http", &[]).await else {
+        return;
+    };
+    // Not a pipelined request, not one smuggled behind a chunk.
+    let requests = [
+        "GET http://allowed.test/first HTTP/1.1\r\nHost: allowed.test\r\nConnection: keep-alive, X-Hop\r\nX-Hop: hop-secret\r\nProxy-Authorization: Basic cHJveHk=\r\nUpgrade: websocket\r\n\r\nGET http://evil.invalid/second HTTP/1.1\r\nHost: evil.invalid\r\n\r\n",
+        "GET http://allowed.test/no-host HTTP/1.1\r\n\r\nGET /second-in-origin-form HTTP/1.1\r\nHost: evil.invalid\r\n\r\n",
+        "POST http://allowed.test/chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n0\r\n\r\nGET http://evil.invalid/smuggled HTTP/1.1\r\n\r\n",
+        "POST http://allowed.test/sized HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET http://evil.invalid/after-the-body HTTP/1.1\r\n\r\n",
+    ];
+    for request in requests {
+        let out = world.raw(request).await;
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with("sink\n"),
+            "{request:?}: {out}"
+        );
+        assert_eq!(out.matches("HTTP/1.").count(), 1, "one response: {out}");
+    }
+    let got = received(&world, requests.len()).await;
+    for (sent, text) in got.iter().enumerate() {
+        let hosts = text
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+            .collect::<Vec<_>>();
+        assert_eq!(hosts, ["Host: allowed.test"], "request {sent}: {text:?}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text:?}");
+        for never in ["evil.invalid", "second", "smuggled", "after-the-body"] {
+            assert!(!text.contains(never), "`{never}` went on: {text:?}");
+        }
+    }
+    assert!(
+        got[0].starts_with("GET /first HTTP/1.1\r\n"),
+        "{:?}",
+        got[0]
+    );
+    for hop in [
+        "hop-secret",
+        "X-Hop",
+        "Proxy-Authorization",
+        "Upgrade",
+        "keep-alive",
+    ] {
+        assert!(!got[0].contains(hop), "`{hop}` went on: {:?}", got[0]);
+    }
+    assert!(
+        got[2].ends_with("\r\n\r\n4\r\nwiki\r\n0\r\n\r\n"),
+        "{:?}",
+        got[2]
+    );
+    assert!(got[3].ends_with("\r\n\r\nbody"), "{:?}", got[3]);
+    let log = world.log().await;
+    let allowed = log.iter().filter(|l| l["verdict"] == "allow").count();
+    assert_eq!(
+        allowed,
+        requests.len(),
+        "each request logged once: {log:#?}"
+    );
+}
+
+/// `printf` escapes for `bytes`, for a shell line to send them raw.
+fn escaped(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\x{b:02x}"));
+        out
+    })
+}
+
+/// A minimal TLS 1.3 ClientHello with these extensions, in this order.
+fn client_hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let be16 = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
+    let mut body = Vec::new();
+    for (kind, data) in extensions {
+        body.extend(kind.to_be_bytes());
+        body.extend(be16(data.len()));
+        body.extend(data);
+    }
+    let mut hello = vec![3, 3];
+    hello.extend([7u8; 32]);
+    hello.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+    hello.extend(be16(body.len()));
+    hello.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend(be16(hello.len() + 4));
+    record.push(1);
+    record.extend(&u32::try_from(hello.len()).unwrap().to_be_bytes()[1..]);
+    record.extend(hello);
+    record
+}
+
+/// A server name extension listing `names`.
+fn server_names(names: &[&str]) -> (u16, Vec<u8>) {
+    let mut list = Vec::new();
+    for name in names {
+        list.push(0);
+        list.extend(u16::try_from(name.len()).unwrap().to_be_bytes());
+        list.extend(name.as_bytes());
+    }
+    let mut data = u16::try_from(list.len()).unwrap().to_be_bytes().to_vec();
+    data.extend(list);
+    (0, data)
+}
+
+#[tokio::test]
+async fn a_client_hello_whose_name_cannot_be_trusted_never_reaches_the_host() {
+    let Some(world) = World::new("client-hello", &[]).await else {
+        return;
+    };
+    let tunnel = |hello: &[u8]| {
+        format!(
+            "exec 3<>/dev/tcp/gate/3128; printf 'CONNECT allowed.test:443 HTTP/1.1\\r\\n\\r\\n' >&3; \
+             printf '{}' >&3; timeout 5 cat <&3 >/dev/null; echo closed",
+            escaped(hello)
+        )
+    };
+    let cases = [
+        (
+            client_hello(&[server_names(&["allowed.test"]), (0xfe0d, vec![0; 16])]),
+            "encrypted-client-hello",
+        ),
+        (
+            client_hello(&[(0xffce, vec![0; 16]), server_names(&["allowed.test"])]),
+            "encrypted-client-hello",
+        ),
+        (
+            client_hello(&[server_names(&["allowed.test", "evil.invalid"])]),
+            "ambiguous-client-hello",
+        ),
+        (
+            client_hello(&[
+                server_names(&["allowed.test"]),
+                server_names(&["evil.invalid"]),
+            ]),
+            "ambiguous-client-hello",
+        ),
+        (
+            client_hello(&[server_names(&["evil.invalid"])]),
+            "sni-mismatch",
+        ),
+    ];
+    for (hello, rule) in &cases {
+        let (_, out) = world.sh(&tunnel(hello)).await;
+        assert_eq!(out.trim(), "closed");
+        assert!(
+            world.sink_records().is_empty(),
+            "{rule}: the host was dialled"
+        );
+        let log = world.log().await;
+        assert_eq!(
+            refusals(&log, rule).last().map(|l| l["port"].clone()),
+            Some(443.into()),
+            "{rule}: {log:#?}"
+        );
+    }
+    let log = world.log().await;
+    assert_eq!(
+        log.iter().filter(|l| l["verdict"] == "refuse").count(),
+        cases.len(),
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|l| l["verdict"] == "allow"), "{log:#?}");
+    // The positive control: one plain name gets through.
+    let (_, out) = world
+        .sh(&tunnel(&client_hello(&[server_names(&["allowed.test"])])))
+        .await;
+    assert_eq!(out.trim(), "closed");
+    let records = world.sink_records();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert!(
+        records[0]["first_bytes"]
+            .as_str()
+            .unwrap()
+            .starts_with('\u{16}')
+    );
 }
 
 #[tokio::test]
