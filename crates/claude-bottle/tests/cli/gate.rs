@@ -47,14 +47,18 @@ impl World {
             .env("SINK_PORTS", "80,443,8443,8080")
             .start(&docker, &label)
             .await;
-        let records = format!("allowed.test={sink},other.test={sink},notprivate.test={sink}");
+        // The client has nothing listening: a dial to it is refused at once.
+        let (client, client_ip) = Service::idle(BASE_IMAGE, &network, "client")
+            .start(&docker, &label)
+            .await;
+        let records = format!(
+            "allowed.test={sink},other.test={sink},notprivate.test={sink},\
+             fallback.test={client_ip},fallback.test={sink},down.test={client_ip}"
+        );
         let (dns_container, dns) = Service::new(FIXTURES_IMAGE, &network)
             .cmd(&["fixture-dns"])
             .env("DNS_RECORDS", &records)
             .alias("dns")
-            .start(&docker, &label)
-            .await;
-        let (client, _) = Service::idle(BASE_IMAGE, &network, "client")
             .start(&docker, &label)
             .await;
         let dns_arg = format!("{dns}:53");
@@ -69,6 +73,14 @@ impl World {
             "allowed.test",
             "--private",
             "allowed.test:8443",
+            "--allow",
+            "fallback.test",
+            "--private",
+            "fallback.test",
+            "--allow",
+            "down.test",
+            "--private",
+            "down.test",
             "--dns",
             &dns_arg,
         ];
@@ -541,6 +553,15 @@ fn escaped(bytes: &[u8]) -> String {
     })
 }
 
+/// A shell line that opens a tunnel to `host:443` and sends `hello` raw.
+fn tunnel(host: &str, hello: &[u8]) -> String {
+    format!(
+        "exec 3<>/dev/tcp/gate/3128; printf 'CONNECT {host}:443 HTTP/1.1\\r\\n\\r\\n' >&3; \
+         printf '{}' >&3; timeout 5 cat <&3 >/dev/null; echo closed",
+        escaped(hello)
+    )
+}
+
 /// A minimal TLS 1.3 ClientHello with these extensions, in this order.
 fn client_hello(extensions: &[(u16, Vec<u8>)]) -> Vec<u8> {
     let be16 = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
@@ -581,13 +602,7 @@ async fn a_client_hello_whose_name_cannot_be_trusted_never_reaches_the_host() {
     let Some(world) = World::new("client-hello", &[]).await else {
         return;
     };
-    let tunnel = |hello: &[u8]| {
-        format!(
-            "exec 3<>/dev/tcp/gate/3128; printf 'CONNECT allowed.test:443 HTTP/1.1\\r\\n\\r\\n' >&3; \
-             printf '{}' >&3; timeout 5 cat <&3 >/dev/null; echo closed",
-            escaped(hello)
-        )
-    };
+    let tunnel = |hello: &[u8]| tunnel("allowed.test", hello);
     let cases = [
         (
             client_hello(&[server_names(&["allowed.test"]), (0xfe0d, vec![0; 16])]),
@@ -647,6 +662,47 @@ async fn a_client_hello_whose_name_cannot_be_trusted_never_reaches_the_host() {
             .unwrap()
             .starts_with('\u{16}')
     );
+}
+
+#[tokio::test]
+async fn each_permitted_address_is_dialled_in_turn_and_a_host_none_answers_for_is_logged() {
+    let Some(world) = World::new("fallback", &[]).await else {
+        return;
+    };
+    // fallback.test's first address refuses; its second is the sink.
+    let (code, out) = world
+        .sh("curl -s -x http://gate:3128 http://fallback.test/")
+        .await;
+    assert_eq!((code, out.as_str()), (0, "sink\n"));
+    let (_, out) = world
+        .sh("curl -s -o /dev/null -w %{http_code} -x http://gate:3128 http://down.test/")
+        .await;
+    assert_eq!(out, "502");
+    // After the 200 of a TLS tunnel, the dial failure is logged too.
+    let (_, out) = world
+        .sh(&tunnel(
+            "down.test",
+            &client_hello(&[server_names(&["down.test"])]),
+        ))
+        .await;
+    assert_eq!(out.trim(), "closed");
+    let log = world.log().await;
+    let decided: Vec<(String, String, String)> = log
+        .iter()
+        .filter(|l| l["verdict"].is_string())
+        .map(|l| {
+            let field = |k: &str| l[k].as_str().unwrap().to_owned();
+            (field("method"), field("host"), field("verdict"))
+        })
+        .collect();
+    let expected = [
+        ("GET", "fallback.test", "allow"),
+        ("GET", "down.test", "unreachable"),
+        ("CONNECT", "down.test", "unreachable"),
+    ]
+    .map(|(m, h, v)| (m.to_owned(), h.to_owned(), v.to_owned()));
+    assert_eq!(decided, expected, "{log:#?}");
+    assert_eq!(world.sink_records().len(), 1);
 }
 
 #[tokio::test]
