@@ -196,9 +196,10 @@ impl Plan {
         line(
             "limits",
             &format!(
-                "{} MiB memory, {} processes",
+                "{} MiB memory, {} processes, {} CPUs",
                 self.limits.memory_bytes >> 20,
-                self.limits.pids
+                self.limits.pids,
+                self.limits.cpus()
             ),
         );
         line("gate", &self.gate);

@@ -51,8 +51,11 @@ impl Provision {
         // remembers the answer by the key's last 20 characters. The file
         // lives in the bottle only, whose user has the key anyway.
         if let Some(key) = api_key {
+            // By characters: a byte index inside a character would panic,
+            // and the panic message would quote the key.
             let key = key.expose();
-            let tail = &key[key.len().saturating_sub(20)..];
+            let start = key.char_indices().rev().nth(19).map_or(0, |(at, _)| at);
+            let tail = &key[start..];
             state["customApiKeyResponses"] =
                 serde_json::json!({ "approved": [tail], "rejected": [] });
         }
@@ -156,5 +159,30 @@ mod tests {
         let paths: Vec<_> = files.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(paths, [".claude.json", ".claude/settings.json"]);
         assert_eq!(Provision::default().prompt_path("/home/agent"), None);
+    }
+
+    #[test]
+    fn the_remembered_key_is_its_last_20_characters_whatever_they_are() {
+        let approved = |key: &str| {
+            let files = entries(
+                &Provision::default()
+                    .home_archive("/workspace", Some(&Secret::new(key)))
+                    .unwrap(),
+            );
+            let state: serde_json::Value = serde_json::from_str(&files[0].1).unwrap();
+            state["customApiKeyResponses"]["approved"][0]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            approved("sk-ant-api03-abcdefghijklmnopqrstuvwxyz"),
+            "ghijklmnopqrstuvwxyz"
+        );
+        assert_eq!(approved("short"), "short");
+        // Multi-byte characters across the 20th from the end.
+        let key = format!("{}é{}", "ü".repeat(30), "ß".repeat(19));
+        assert_eq!(approved(&key), format!("é{}", "ß".repeat(19)));
+        assert_eq!(approved("日本語のキー"), "日本語のキー");
     }
 }

@@ -58,6 +58,10 @@ pub const PIDS: Variable = Variable {
     name: "CLAUDE_BOTTLE_PIDS",
     help: "Process limit of the agent container (default `1024`).",
 };
+pub const CPUS: Variable = Variable {
+    name: "CLAUDE_BOTTLE_CPUS",
+    help: "CPUs the agent container may use, e.g. `2` or `1.5` (default `2`); its gate gets at most one.",
+};
 pub const GATE_DNS: Variable = Variable {
     name: "CLAUDE_BOTTLE_GATE_DNS",
     help: "The DNS server (`addr:port`) the egress gate asks (default: the gate container's resolver).",
@@ -124,6 +128,7 @@ pub const ALL: &[&Variable] = &[
     &EXTRA_LABELS,
     &MEMORY,
     &PIDS,
+    &CPUS,
     &GATE_DNS,
     &GATE_IMAGE,
     &GATE_NETWORKS,
@@ -167,6 +172,60 @@ impl fmt::Display for RuntimeChoice {
 pub struct Limits {
     pub memory_bytes: i64,
     pub pids: i64,
+    /// In billionths of a CPU, as the engine takes it.
+    pub nano_cpus: i64,
+}
+
+impl Limits {
+    /// The limits the variables set, the defaults for the rest.
+    fn read(get: &impl Fn(&Variable) -> Option<String>) -> Result<Self> {
+        let mut limits = Self::default();
+        if let Some(memory) = get(&MEMORY) {
+            limits.memory_bytes = parse_size(&memory).ok_or_else(|| {
+                Error::new(format!(
+                    "{} is `{memory}`, which is not a size",
+                    MEMORY.name
+                ))
+                .hint("write a number with an optional unit k, m or g, e.g. 4g or 512m")
+            })?;
+        }
+        if let Some(pids) = get(&PIDS) {
+            limits.pids = pids.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+                Error::new(format!(
+                    "{} is `{pids}`, which is not a process count",
+                    PIDS.name
+                ))
+                .hint("write a whole number such as 1024")
+            })?;
+        }
+        if let Some(cpus) = get(&CPUS) {
+            limits.nano_cpus = parse_cpus(&cpus).ok_or_else(|| {
+                Error::new(format!(
+                    "{} is `{cpus}`, which is not a number of CPUs",
+                    CPUS.name
+                ))
+                .hint("write a number such as 2 or 0.5")
+            })?;
+        }
+        Ok(limits)
+    }
+
+    /// The agent's CPUs as a decimal number: `2`, `1.5`.
+    pub fn cpus(&self) -> String {
+        let (whole, fraction) = (
+            self.nano_cpus / 1_000_000_000,
+            self.nano_cpus % 1_000_000_000,
+        );
+        if fraction == 0 {
+            return whole.to_string();
+        }
+        format!("{whole}.{}", format!("{fraction:09}").trim_end_matches('0'))
+    }
+
+    /// The gate's CPU share: one CPU, or the agent's when that is less.
+    pub fn gate_nano_cpus(&self) -> i64 {
+        self.nano_cpus.min(1_000_000_000)
+    }
 }
 
 impl Default for Limits {
@@ -174,6 +233,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 4 << 30,
             pids: 1024,
+            nano_cpus: 2_000_000_000,
         }
     }
 }
@@ -217,25 +277,7 @@ impl Settings {
                 .hint(format!("use one of: {}", RuntimeChoice::NAMES.join(", "))));
             }
         };
-        let mut limits = Limits::default();
-        if let Some(memory) = get(&MEMORY) {
-            limits.memory_bytes = parse_size(&memory).ok_or_else(|| {
-                Error::new(format!(
-                    "{} is `{memory}`, which is not a size",
-                    MEMORY.name
-                ))
-                .hint("write a number with an optional unit k, m or g, e.g. 4g or 512m")
-            })?;
-        }
-        if let Some(pids) = get(&PIDS) {
-            limits.pids = pids.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
-                Error::new(format!(
-                    "{} is `{pids}`, which is not a process count",
-                    PIDS.name
-                ))
-                .hint("write a whole number such as 1024")
-            })?;
-        }
+        let limits = Limits::read(&get)?;
         let npm_registry = match get(&NPM_REGISTRY) {
             None => claude_code::DEFAULT_REGISTRY.to_owned(),
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
@@ -347,6 +389,28 @@ impl Settings {
 }
 
 /// `512m`, `4g`, `1048576`: bytes.
+/// `2`, `1.5` or `0.25` CPUs, in billionths, at least a thousandth and at
+/// most 1024 CPUs.
+fn parse_cpus(text: &str) -> Option<i64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty()
+        || !digits(whole)
+        || !digits(fraction)
+        || whole.len() > 4
+        || fraction.len() > 9
+    {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction: i64 = format!("{fraction:0<9}").parse().ok()?;
+    Some(whole * 1_000_000_000 + fraction).filter(|n| (1_000_000..=1_024_000_000_000).contains(n))
+}
+
 fn parse_size(text: &str) -> Option<i64> {
     let lower = text.to_ascii_lowercase();
     let (number, shift) = match lower.strip_suffix(['k', 'm', 'g']) {
@@ -424,8 +488,37 @@ mod tests {
             settings.limits,
             Limits {
                 memory_bytes: 4 << 30,
-                pids: 64
+                pids: 64,
+                nano_cpus: 2_000_000_000,
             }
+        );
+    }
+
+    #[test]
+    fn cpus_are_a_decimal_number_within_bounds() {
+        assert_eq!(parse_cpus("2"), Some(2_000_000_000));
+        assert_eq!(parse_cpus("1.5"), Some(1_500_000_000));
+        assert_eq!(parse_cpus("0.25"), Some(250_000_000));
+        assert_eq!(parse_cpus(".5"), Some(500_000_000));
+        assert_eq!(parse_cpus("3."), Some(3_000_000_000));
+        for bad in [
+            "", ".", "0", "0.0001", "-1", "1e3", "2 ", "1.2.3", "99999", "½", "1,5",
+        ] {
+            assert_eq!(parse_cpus(bad), None, "{bad}");
+        }
+        let limits =
+            |value: &str| Settings::from_lookup(|n| (n == CPUS.name).then(|| value.into()));
+        assert_eq!(limits("0.5").unwrap().limits.nano_cpus, 500_000_000);
+        assert_eq!(limits("0.50").unwrap().limits.cpus(), "0.5");
+        assert_eq!(limits("12.125").unwrap().limits.cpus(), "12.125");
+        assert_eq!(limits("3").unwrap().limits.cpus(), "3");
+        assert_eq!(limits("0.5").unwrap().limits.gate_nano_cpus(), 500_000_000);
+        assert_eq!(limits("4").unwrap().limits.gate_nano_cpus(), 1_000_000_000);
+        let err = limits("lots").unwrap_err();
+        assert!(
+            err.message().contains("CLAUDE_BOTTLE_CPUS is `lots`"),
+            "{}",
+            err.message()
         );
     }
 

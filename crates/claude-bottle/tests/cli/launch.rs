@@ -104,7 +104,8 @@ async fn hardened_lifecycle(runtime: &str) {
     let sandbox = sandbox
         .env("CLAUDE_BOTTLE_RUNTIME", runtime)
         .env("CLAUDE_BOTTLE_MEMORY", "768m")
-        .env("CLAUDE_BOTTLE_PIDS", "321");
+        .env("CLAUDE_BOTTLE_PIDS", "321")
+        .env("CLAUDE_BOTTLE_CPUS", "1.5");
     let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     let agent = running_agent(&docker, &label, &session).await;
     let (containers, networks) = leftovers(&docker, &label).await;
@@ -123,7 +124,9 @@ async fn hardened_lifecycle(runtime: &str) {
     assert_eq!(host.init, Some(true));
     assert_eq!(host.memory, Some(768 << 20));
     assert_eq!(host.pids_limit, Some(321));
+    assert_eq!(host.nano_cpus, Some(1_500_000_000));
     assert_eq!(host.runtime.as_deref(), Some(runtime));
+    gate_is_bounded(&docker, &containers).await;
     let config = agent.config.clone().unwrap();
     assert_eq!(config.user.as_deref(), Some("agent"));
     let labels = config.labels.clone().unwrap();
@@ -195,6 +198,30 @@ async fn hardened_lifecycle(runtime: &str) {
         "networks left: {left_networks:?}"
     );
     assert_eq!((left_containers, left_networks), (vec![], vec![]));
+}
+
+/// The gate among `containers` has its memory, CPU and log bounded.
+async fn gate_is_bounded(docker: &bollard::Docker, containers: &[String]) {
+    for id in containers {
+        let inspect = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let labels = inspect.config.unwrap().labels.unwrap_or_default();
+        if labels.get("io.claude-bottle.role").map(String::as_str) != Some("gate") {
+            continue;
+        }
+        let host = inspect.host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(1_000_000_000), "at most one CPU");
+        assert_eq!(host.memory, Some(256 << 20));
+        let log = host.log_config.unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        let options = log.config.unwrap();
+        assert_eq!(options.get("max-size").map(String::as_str), Some("8m"));
+        assert_eq!(options.get("max-file").map(String::as_str), Some("2"));
+        return;
+    }
+    panic!("no gate among {containers:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,9 @@ use tokio::io::AsyncWriteExt;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, ListContainersOptions, LogsOptions,
     StartContainerOptions,
@@ -27,6 +29,10 @@ pub(super) const ALIAS: &str = "gate";
 pub(super) const PORT: u16 = 3128;
 const READY_WITHIN: Duration = Duration::from_secs(15);
 const FLUSHED_WITHIN: Duration = Duration::from_secs(5);
+/// What the engine keeps of the gate's log, in each of two files.
+const LOG_FILE_SIZE: &str = "8m";
+/// The most of the gate's log read back, a little over what it keeps.
+const MAX_LOG_READ: usize = 20 << 20;
 
 /// A started gate: its container, and the stdin that keeps it alive.
 pub(super) struct Gate {
@@ -120,16 +126,7 @@ pub(super) async fn start(
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
-                host_config: Some(HostConfig {
-                    network_mode: Some(spec.egress.to_owned()),
-                    cap_drop: Some(vec!["ALL".into()]),
-                    security_opt: Some(vec!["no-new-privileges".into()]),
-                    readonly_rootfs: Some(true),
-                    memory: Some(256 << 20),
-                    pids_limit: Some(256),
-                    auto_remove: Some(true),
-                    ..Default::default()
-                }),
+                host_config: Some(host_config(plan, spec)),
                 ..Default::default()
             },
         )
@@ -215,15 +212,26 @@ async fn follow_until(
         }),
     );
     let seen = async {
+        // Each line is looked at once, as it completes.
+        let mut line = String::new();
         while let Some(Ok(chunk)) = logs.next().await {
-            said.push_str(&chunk.to_string());
-            if said
-                .lines()
-                .filter_map(GateEvent::parse)
-                .any(|e| wanted(&e))
-            {
-                return Followed::Seen;
+            let text = chunk.to_string();
+            if said.len() < MAX_LOG_READ {
+                said.push_str(&text);
             }
+            for piece in text.split_inclusive('\n') {
+                line.push_str(piece);
+                if !line.ends_with('\n') {
+                    continue;
+                }
+                if GateEvent::parse(line.trim_end()).is_some_and(|e| wanted(&e)) {
+                    return Followed::Seen;
+                }
+                line.clear();
+            }
+        }
+        if GateEvent::parse(&line).is_some_and(|e| wanted(&e)) {
+            return Followed::Seen;
         }
         Followed::Ended
     };
@@ -257,6 +265,34 @@ async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
     }
 }
 
+/// The gate's container: no capabilities, a read-only root, bounded
+/// memory, processes, CPU and log.
+fn host_config(plan: &Plan, spec: &GateSpec<'_>) -> HostConfig {
+    HostConfig {
+        network_mode: Some(spec.egress.to_owned()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        readonly_rootfs: Some(true),
+        memory: Some(256 << 20),
+        pids_limit: Some(256),
+        nano_cpus: Some(plan.limits.gate_nano_cpus()),
+        // A busy or hostile agent makes decisions without end;
+        // the engine keeps only the newest of them.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(
+                [
+                    ("max-size".to_owned(), LOG_FILE_SIZE.to_owned()),
+                    ("max-file".to_owned(), "2".to_owned()),
+                ]
+                .into(),
+            ),
+        }),
+        auto_remove: Some(true),
+        ..Default::default()
+    }
+}
+
 /// The gate's decision log so far.
 pub(super) async fn log(docker: &Docker, id: &str) -> Result<Vec<GateEvent>> {
     let mut logs = docker.logs(
@@ -269,7 +305,9 @@ pub(super) async fn log(docker: &Docker, id: &str) -> Result<Vec<GateEvent>> {
     let mut text = String::new();
     while let Some(chunk) = logs.next().await {
         match chunk {
-            Ok(LogOutput::StdOut { message }) => text.push_str(&String::from_utf8_lossy(&message)),
+            Ok(LogOutput::StdOut { message }) if text.len() < MAX_LOG_READ => {
+                text.push_str(&String::from_utf8_lossy(&message));
+            }
             Ok(_) => {}
             Err(err) => return Err(Error::caused_by("cannot read the gate's log", err)),
         }

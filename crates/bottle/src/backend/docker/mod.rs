@@ -585,6 +585,7 @@ async fn create_agent(
                     init: Some(true),
                     memory: Some(launch.plan.limits.memory_bytes),
                     pids_limit: Some(launch.plan.limits.pids),
+                    nano_cpus: Some(launch.plan.limits.nano_cpus),
                     runtime: Some(launch.runtime.as_str().to_owned()),
                     auto_remove: Some(true),
                     tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
