@@ -210,6 +210,92 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
     assert_eq!(leftovers(&docker, &other_label).await, (vec![], vec![]));
 }
 
+/// `perl -e` that sends a DNS query for an A record of `$2` to `$1` and
+/// prints `none` when nothing answers within 2 s, else the answer's rcode
+/// and count. Perl is in every Debian image; bash's /dev/udp reads too
+/// early.
+const DNS_QUERY: &str = "perl -MIO::Socket::INET -e '($a, $n) = @ARGV; \
+    $s = IO::Socket::INET->new(PeerAddr => $a, PeerPort => 53, Proto => q(udp)) or do { print qq(none\\n); exit }; \
+    $s->send(pack(q(n6), 0x1234, 0x0100, 1, 0, 0, 0) . join(q(), map { chr(length) . $_ } split /[.]/, $n) . qq(\\0) . pack(q(nn), 1, 1)); \
+    vec($v, fileno($s), 1) = 1; $r = q(); $s->recv($r, 512) if select($v, undef, undef, 2); \
+    print $r eq q() ? qq(none\\n) : sprintf(qq(rcode=%d answers=%d\\n), ord(substr($r, 3, 1)) & 15, unpack(q(n), substr($r, 6, 2)))'";
+
+#[tokio::test]
+async fn no_dns_query_from_a_bottle_is_answered_from_outside_it() {
+    let Some(docker) = engine_with("dns from a bottle", &[FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE]).await
+    else {
+        return;
+    };
+    let label = label("dns");
+    // `allowed` and `sink` are names on the network the gate joins: the
+    // bottle's outside.
+    let outside = Outside::new(&docker, &label, None).await;
+    let script = format!(
+        "gate=$(getent hosts gate | cut -d' ' -f1); echo gate=$gate; \
+         for server in 127.0.0.11 $(awk '/^nameserver/ {{ print $2 }}' /etc/resolv.conf) $gate; do \
+           for name in allowed sink; do echo \"dns $server $name $({DNS_QUERY} $server $name)\"; done; \
+         done; \
+         echo \"inside $({DNS_QUERY} 127.0.0.11 gate)\"; \
+         echo ipv6=$(grep -vc ' lo$' /proc/net/if_inet6 2>/dev/null); \
+         echo disable_ipv6=$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null || echo absent)"
+    );
+    let bottle = sandbox(
+        &label,
+        &outside,
+        FAKE_CLAUDE_IMAGE,
+        &json!({ "FAKE_CLAUDE_RUN": script }),
+    );
+    let out = bottle.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let said = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout))
+            .to_owned()
+    };
+    // The gate is known without DNS.
+    let gate = said("gate");
+    assert!(gate.parse::<std::net::Ipv4Addr>().is_ok(), "{}", out.stdout);
+    let answers: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("dns "))
+        .collect();
+    assert!(
+        answers.len() >= 6,
+        "127.0.0.11, resolv.conf and the gate: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|l| l.starts_with(&format!("dns {gate} ")))
+    );
+    for line in &answers {
+        assert!(
+            line.ends_with(" none") || line.contains(" answers=0"),
+            "answered from outside the bottle: {line}"
+        );
+    }
+    // The positive control: the same query is answered for a name of the
+    // bottle's own network.
+    let inside = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("inside "))
+        .unwrap();
+    assert!(inside.ends_with("rcode=0 answers=1"), "{}", out.stdout);
+    // No IPv6 address but loopback's; where the setting exists, it is on.
+    assert_eq!(said("ipv6"), "0", "{}", out.stdout);
+    assert!(
+        ["1", "absent"].contains(&said("disable_ipv6").as_str()),
+        "{}",
+        out.stdout
+    );
+    assert!(Outside::records(&outside.sink).is_empty());
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
 #[tokio::test]
 async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refused() {
     let Some(docker) = with_real_claude("real claude behind the gate").await else {

@@ -115,18 +115,8 @@ async fn hardened_lifecycle(runtime: &str) {
         "agent and gate, two networks"
     );
 
-    let host = agent.host_config.clone().unwrap();
-    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
-    assert_eq!(
-        host.security_opt,
-        Some(vec!["no-new-privileges".to_owned()])
-    );
-    assert_eq!(host.init, Some(true));
-    assert_eq!(host.memory, Some(768 << 20));
-    assert_eq!(host.pids_limit, Some(321));
-    assert_eq!(host.nano_cpus, Some(1_500_000_000));
-    assert_eq!(host.runtime.as_deref(), Some(runtime));
-    gate_is_bounded(&docker, &containers).await;
+    let gate = gate_is_bounded(&docker, &containers).await;
+    assert_agent_hardened(&agent.host_config.clone().unwrap(), runtime, gate);
     let config = agent.config.clone().unwrap();
     assert_eq!(config.user.as_deref(), Some("agent"));
     let labels = config.labels.clone().unwrap();
@@ -200,8 +190,42 @@ async fn hardened_lifecycle(runtime: &str) {
     assert_eq!((left_containers, left_networks), (vec![], vec![]));
 }
 
-/// The gate among `containers` has its memory, CPU and log bounded.
-async fn gate_is_bounded(docker: &bollard::Docker, containers: &[String]) {
+/// The agent's container: no capabilities or new privileges, an init, the
+/// limits the sandbox set, no IPv6, and the gate at `gate` by address.
+fn assert_agent_hardened(host: &bollard::models::HostConfig, runtime: &str, gate: String) {
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(
+        host.security_opt,
+        Some(vec!["no-new-privileges".to_owned()])
+    );
+    assert_eq!(host.init, Some(true));
+    assert_eq!(host.memory, Some(768 << 20));
+    assert_eq!(host.pids_limit, Some(321));
+    assert_eq!(host.nano_cpus, Some(1_500_000_000));
+    assert_eq!(host.runtime.as_deref(), Some(runtime));
+    assert_no_ipv6(host);
+    // The gate by address, and the engine's resolver pointed at it, where
+    // nothing answers DNS.
+    assert_eq!(host.extra_hosts, Some(vec![format!("gate:{gate}")]));
+    assert_eq!(host.dns, Some(vec![gate]));
+}
+
+/// IPv6 is off in a container, whatever the engine's default.
+fn assert_no_ipv6(host: &bollard::models::HostConfig) {
+    let sysctls = host.sysctls.clone().unwrap_or_default();
+    for scope in ["all", "default"] {
+        let key = format!("net.ipv6.conf.{scope}.disable_ipv6");
+        assert_eq!(
+            sysctls.get(&key).map(String::as_str),
+            Some("1"),
+            "{sysctls:?}"
+        );
+    }
+}
+
+/// The gate among `containers` has its memory, CPU and log bounded, and
+/// no IPv6; returns its address on the bottle's network.
+async fn gate_is_bounded(docker: &bollard::Docker, containers: &[String]) -> String {
     for id in containers {
         let inspect = docker
             .inspect_container(id, None::<InspectContainerOptions>)
@@ -214,12 +238,18 @@ async fn gate_is_bounded(docker: &bollard::Docker, containers: &[String]) {
         let host = inspect.host_config.unwrap();
         assert_eq!(host.nano_cpus, Some(1_000_000_000), "at most one CPU");
         assert_eq!(host.memory, Some(256 << 20));
-        let log = host.log_config.unwrap();
+        let log = host.log_config.clone().unwrap();
         assert_eq!(log.typ.as_deref(), Some("json-file"));
         let options = log.config.unwrap();
         assert_eq!(options.get("max-size").map(String::as_str), Some("8m"));
         assert_eq!(options.get("max-file").map(String::as_str), Some("2"));
-        return;
+        assert_no_ipv6(&host);
+        let networks = inspect.network_settings.unwrap().networks.unwrap();
+        return networks
+            .into_iter()
+            .find(|(name, _)| name.ends_with("-internal"))
+            .and_then(|(_, e)| e.ip_address)
+            .unwrap();
     }
     panic!("no gate among {containers:?}");
 }
@@ -345,7 +375,8 @@ async fn two_instances_of_one_agent_run_at_once_and_both_clean_up() {
 /// A listener on all of the host's addresses that answers HTTP and counts
 /// who reached it.
 fn host_listener() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    // `[::]` takes IPv4 too (the control below proves it).
+    let listener = TcpListener::bind("[::]:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
@@ -370,6 +401,111 @@ fn host_addresses() -> Vec<String> {
         .filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
         .map(ToOwned::to_owned)
         .collect()
+}
+
+/// Every IPv6 address of the host but loopback, as URL authorities: a
+/// link-local one with the zone of the container's interface, `eth0`.
+fn host_ipv6_authorities(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-6", "-o", "addr", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .next()
+                .map(str::to_owned)
+        })
+        .filter_map(|a| a.parse::<std::net::Ipv6Addr>().ok())
+        .filter(|a| !a.is_loopback())
+        .map(|a| {
+            if a.is_unicast_link_local() {
+                format!("[{a}%25eth0]:{port}")
+            } else {
+                format!("[{a}]:{port}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn no_ipv6_address_of_the_host_is_reachable_from_inside_a_bottle() {
+    let Some(docker) = with_fake_claude("ipv6 isolation").await else {
+        return;
+    };
+    let (port, hits) = host_listener();
+    let (sandbox, label) = bottle_sandbox("ipv6", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let agent = running_agent(&docker, &label, &session).await;
+    // Taken now: the bottle's own bridges have their link-local addresses.
+    let targets = host_ipv6_authorities(port);
+    let script = format!(
+        "for a in {}; do \
+           if curl -g -s --noproxy '*' --max-time 2 \"http://$a/\" >/dev/null; then echo \"reached $a\"; else echo \"blocked $a\"; fi; \
+         done",
+        targets.join(" ")
+    );
+    let (_, out) = crate::support::exec(
+        &docker,
+        agent.id.as_deref().unwrap(),
+        &["sh", "-c", &script],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("blocked ")).count(),
+        targets.len(),
+        "{out}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the host listener was reached: {out}"
+    );
+    assert_eq!(session.finish("").code, 0);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    // The control: from the host, each of those addresses reaches the
+    // listener (a link-local one through its own interface).
+    let links = std::process::Command::new("ip")
+        .args(["-6", "-o", "addr", "show"])
+        .output()
+        .unwrap();
+    let mut reached = 0;
+    for line in String::from_utf8(links.stdout).unwrap().lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(address) = fields[3]
+            .split('/')
+            .next()
+            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+        else {
+            continue;
+        };
+        if address.is_loopback() || fields[5] != "global" && !address.is_unicast_link_local() {
+            continue;
+        }
+        let zone = if address.is_unicast_link_local() {
+            format!("%25{}", fields[1].split('@').next().unwrap())
+        } else {
+            String::new()
+        };
+        let url = format!("http://[{address}{zone}]:{port}/");
+        let ok = std::process::Command::new("curl")
+            .args(["-g", "-s", "--noproxy", "*", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&ok.stdout) == "host\n" {
+            reached += 1;
+        }
+    }
+    assert!(
+        targets.is_empty() || reached > 0,
+        "the control reached no IPv6 address of the host"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), reached);
 }
 
 #[tokio::test]

@@ -37,6 +37,8 @@ const MAX_LOG_READ: usize = 20 << 20;
 /// A started gate: its container, and the stdin that keeps it alive.
 pub(super) struct Gate {
     pub(super) id: String,
+    /// Its address on the internal network, where the agent reaches it.
+    pub(super) address: String,
     stdin: GateControl,
 }
 
@@ -126,7 +128,7 @@ pub(super) async fn start(
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
-                host_config: Some(host_config(plan, spec)),
+                host_config: Some(host_config(plan, spec, uses_ipv6(docker, spec).await)),
                 ..Default::default()
             },
         )
@@ -179,8 +181,10 @@ pub(super) async fn start(
                 .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
         })?;
     wait_ready(docker, &created.id).await?;
+    let address = internal_address(docker, &created.id, spec.internal).await?;
     Ok(Gate {
         id: created.id,
+        address,
         stdin: GateControl(std::sync::Arc::new(tokio::sync::Mutex::new(attached.input))),
     })
 }
@@ -266,9 +270,11 @@ async fn wait_ready(docker: &Docker, id: &str) -> Result<()> {
 }
 
 /// The gate's container: no capabilities, a read-only root, bounded
-/// memory, processes, CPU and log.
-fn host_config(plan: &Plan, spec: &GateSpec<'_>) -> HostConfig {
+/// memory, processes, CPU and log, and no IPv6 unless a network it joins
+/// for the user has it.
+fn host_config(plan: &Plan, spec: &GateSpec<'_>, ipv6: bool) -> HostConfig {
     HostConfig {
+        sysctls: (!ipv6).then(super::no_ipv6),
         network_mode: Some(spec.egress.to_owned()),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
@@ -291,6 +297,45 @@ fn host_config(plan: &Plan, spec: &GateSpec<'_>) -> HostConfig {
         auto_remove: Some(true),
         ..Default::default()
     }
+}
+
+/// Whether a network named in `CLAUDE_BOTTLE_GATE_NETWORKS` has IPv6:
+/// then the gate keeps it, to reach services there.
+async fn uses_ipv6(docker: &Docker, spec: &GateSpec<'_>) -> bool {
+    for network in spec.extra_networks {
+        let inspected = docker
+            .inspect_network(
+                network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await;
+        if inspected.is_ok_and(|n| n.enable_ipv6 == Some(true)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The container's address on `network`.
+async fn internal_address(docker: &Docker, id: &str, network: &str) -> Result<String> {
+    docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .ok()
+        .and_then(|c| {
+            // Keyed by name; `network` may be its name or its ID.
+            c.network_settings?
+                .networks?
+                .into_iter()
+                .find(|(name, e)| name == network || e.network_id.as_deref() == Some(network))?
+                .1
+                .ip_address
+        })
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| Error::new("the egress gate has no address on the bottle's network"))
 }
 
 /// The gate's decision log so far.

@@ -219,7 +219,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     )
     .await?;
 
-    let container = create_agent(docker, launch, &image, &facts, &labels, &internal).await?;
+    let container = create_agent(docker, launch, &image, &facts, &labels, &internal, &gate).await?;
     ledger.record(Created::Container(container.clone()));
     let deadman = start_with_deadman(docker, &container).await?;
 
@@ -542,7 +542,10 @@ async fn provision_home(
 }
 
 /// The agent container: hardened, on the internal network only, its first
-/// process the dead-man switch.
+/// process the dead-man switch. It needs no name resolved: `gate` is in
+/// its hosts file, and the engine's resolver may ask only the gate's
+/// address, where nothing answers DNS; so no query is answered from
+/// outside the bottle, whatever the engine does on an internal network.
 async fn create_agent(
     docker: &Docker,
     launch: &Launch,
@@ -550,7 +553,9 @@ async fn create_agent(
     facts: &ImageFacts,
     labels: &InstanceLabels,
     internal: &str,
+    gate: &gate::Gate,
 ) -> Result<String> {
+    let gate_address = &gate.address;
     let mut tmpfs = HashMap::new();
     if !facts.workspace_writable {
         tmpfs.insert(
@@ -586,6 +591,10 @@ async fn create_agent(
                     memory: Some(launch.plan.limits.memory_bytes),
                     pids_limit: Some(launch.plan.limits.pids),
                     nano_cpus: Some(launch.plan.limits.nano_cpus),
+                    extra_hosts: Some(vec![format!("{}:{gate_address}", gate::ALIAS)]),
+                    dns: Some(vec![gate_address.to_owned()]),
+                    dns_search: Some(vec![]),
+                    sysctls: Some(no_ipv6()),
                     runtime: Some(launch.runtime.as_str().to_owned()),
                     auto_remove: Some(true),
                     tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
@@ -597,6 +606,21 @@ async fn create_agent(
         .await
         .map(|created| created.id)
         .map_err(|err| Error::caused_by("cannot create the agent container", err))
+}
+
+/// IPv6 off, whatever the engine's default: an engine has given
+/// containers on IPv4-only networks IPv6 addresses (CVE-2024-32473), and a
+/// link-local route reaches the host, where an internal network's rules do
+/// not apply. gVisor takes the setting and has no IPv6 there either.
+fn no_ipv6() -> HashMap<String, String> {
+    ["all", "default"]
+        .map(|scope| {
+            (
+                format!("net.ipv6.conf.{scope}.disable_ipv6"),
+                "1".to_owned(),
+            )
+        })
+        .into()
 }
 
 /// The proxy settings every process in the bottle sees, in both cases.
