@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, ResourcesUlimits,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, InspectContainerOptions, LogsOptions,
     StartContainerOptions,
@@ -40,6 +42,11 @@ struct World {
 
 impl World {
     async fn new(test: &str, gate_args: &[&str]) -> Option<Self> {
+        Self::with_files(test, gate_args, None).await
+    }
+
+    /// A world whose gate may open at most `files` descriptors.
+    async fn with_files(test: &str, gate_args: &[&str], files: Option<i64>) -> Option<Self> {
         let docker = engine_with(test, &[GATE_IMAGE, FIXTURES_IMAGE, BASE_IMAGE]).await?;
         let label = run_label(&format!("gate-{test}"));
         let network = TestNetwork::create(&docker, &label).await;
@@ -85,7 +92,7 @@ impl World {
             &dns_arg,
         ];
         args.extend(gate_args);
-        let (gate, gate_stdin) = start_gate(&docker, &label, &network, &args).await;
+        let (gate, gate_stdin) = start_gate(&docker, &label, &network, &args, files).await;
         let world = Self {
             docker,
             sink,
@@ -194,6 +201,7 @@ async fn start_gate(
     label: &str,
     network: &TestNetwork,
     args: &[&str],
+    files: Option<i64>,
 ) -> (
     TestContainer,
     std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
@@ -211,6 +219,13 @@ async fn start_gate(
                 host_config: Some(HostConfig {
                     network_mode: Some(network.name.clone()),
                     cap_drop: Some(vec!["ALL".into()]),
+                    ulimits: files.map(|n| {
+                        vec![ResourcesUlimits {
+                            name: Some("nofile".into()),
+                            soft: Some(n),
+                            hard: Some(n),
+                        }]
+                    }),
                     ..Default::default()
                 }),
                 networking_config: Some(NetworkingConfig {
@@ -803,6 +818,69 @@ async fn bad_requests_get_4xx_bounds_hold_and_the_gate_keeps_serving() {
     assert!((1..=4).contains(&waited), "{out}");
     let (code, out) = world
         .sh("curl -s -x http://gate:3128 http://allowed.test/")
+        .await;
+    assert_eq!((code, out.as_str()), (0, "sink\n"));
+}
+
+/// CPU time the container has used, in nanoseconds.
+async fn cpu_used(docker: &Docker, id: &str) -> u64 {
+    let mut stats = docker.stats(
+        id,
+        Some(bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: false,
+        }),
+    );
+    let stats = stats.next().await.unwrap().unwrap();
+    stats
+        .cpu_stats
+        .unwrap()
+        .cpu_usage
+        .unwrap()
+        .total_usage
+        .unwrap()
+}
+
+#[tokio::test]
+async fn out_of_descriptors_the_gate_waits_instead_of_spinning_and_then_serves_again() {
+    let Some(world) = World::with_files(
+        "descriptors",
+        &["--max-connections", "500", "--header-timeout", "8"],
+        Some(48),
+    )
+    .await
+    else {
+        return;
+    };
+    // 80 connections that send nothing, held until the header timeout:
+    // the gate runs out of descriptors and accept fails while they last.
+    let client = world.client.id.clone();
+    let docker = world.docker.clone();
+    let holder = tokio::spawn(async move {
+        exec(
+            &docker,
+            &client,
+            &[
+                "bash",
+                "-c",
+                "for i in $(seq 80); do exec {fd}<>/dev/tcp/gate/3128 || break; done; sleep 7",
+            ],
+            &[],
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = cpu_used(&world.docker, &world.gate.id).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_used(&world.docker, &world.gate.id).await - before;
+    // A loop that retried at once would burn the whole 3 s on a core.
+    assert!(
+        used < 1_000_000_000,
+        "the gate used {used} ns of CPU in 3 s"
+    );
+    holder.await.unwrap();
+    let (code, out) = world
+        .sh("sleep 2; curl -s --max-time 10 -x http://gate:3128 http://allowed.test/")
         .await;
     assert_eq!((code, out.as_str()), (0, "sink\n"));
 }
