@@ -12,6 +12,7 @@ use crate::env::Secret;
 use crate::error::{Error, Result};
 use crate::images::CurrentImages;
 use crate::images::claude_code::{self, DefaultImage};
+use crate::lifecycle::pause::{PauseAt, Phase};
 
 /// One variable the program reads.
 #[derive(Debug)]
@@ -61,6 +62,11 @@ pub const PIDS: Variable = Variable {
 pub const CPUS: Variable = Variable {
     name: "CLAUDE_BOTTLE_CPUS",
     help: "CPUs the agent container may use, e.g. `2` or `1.5` (default `2`); its gate gets at most one.",
+};
+pub const PAUSE_AT: Variable = Variable {
+    name: "CLAUDE_BOTTLE_PAUSE_AT",
+    help: "A test hook: `start` stops at this phase (image, networks, gate, agent, provision, session, \
+           home or teardown) and waits until a signal ends it.",
 };
 pub const GATE_DNS: Variable = Variable {
     name: "CLAUDE_BOTTLE_GATE_DNS",
@@ -129,6 +135,7 @@ pub const ALL: &[&Variable] = &[
     &MEMORY,
     &PIDS,
     &CPUS,
+    &PAUSE_AT,
     &GATE_DNS,
     &GATE_IMAGE,
     &GATE_NETWORKS,
@@ -255,6 +262,7 @@ pub struct Settings {
     /// Ends with `/`.
     pub npm_registry: String,
     pub claude_version: String,
+    pub pause_at: PauseAt,
 }
 
 impl Settings {
@@ -278,6 +286,14 @@ impl Settings {
             }
         };
         let limits = Limits::read(&get)?;
+        let pause_at = match get(&PAUSE_AT) {
+            None => PauseAt(None),
+            Some(name) => PauseAt(Some(Phase::parse(&name).ok_or_else(|| {
+                Error::new(format!("{} is `{name}`, which is no phase", PAUSE_AT.name)).hint(
+                    format!("use one of: {}", Phase::ALL.map(Phase::name).join(", ")),
+                )
+            })?)),
+        };
         let npm_registry = match get(&NPM_REGISTRY) {
             None => claude_code::DEFAULT_REGISTRY.to_owned(),
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
@@ -324,6 +340,7 @@ impl Settings {
             base_image,
             npm_registry,
             claude_version,
+            pause_at,
             backend: get(&BACKEND).unwrap_or_else(|| "docker".to_owned()),
             oauth_token: get(&OAUTH_TOKEN).map(Secret::new),
             image: get(&IMAGE),
@@ -546,6 +563,22 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.message().contains("not an image reference"));
+    }
+
+    #[test]
+    fn the_pause_hook_names_a_phase() {
+        let at =
+            |value: &str| Settings::from_lookup(|n| (n == PAUSE_AT.name).then(|| value.into()));
+        assert_eq!(at("gate").unwrap().pause_at, PauseAt(Some(Phase::Gate)));
+        assert_eq!(
+            Settings::from_lookup(|_| None).unwrap().pause_at,
+            PauseAt(None)
+        );
+        let err = at("lunch").unwrap_err();
+        assert_eq!(
+            err.hints(),
+            ["use one of: image, networks, gate, agent, provision, session, home, teardown"]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::env::{CLAUDE_OAUTH_TOKEN, ResolvedEnv};
 use crate::error::{Error, Result};
 use crate::images::{CurrentImages, StaleImage};
 use crate::lifecycle::instance::Instance;
+use crate::lifecycle::pause::{PauseAt, Phase};
 use crate::lifecycle::stage::StageDir;
 use crate::plan::{DefaultImagePlan, Plan};
 use crate::prepare::Prepared;
@@ -60,6 +61,7 @@ pub struct Launch {
     /// Passed to claude after the tool's own flags.
     pub claude_args: Vec<String>,
     pub extra_labels: Vec<(String, String)>,
+    pub pause_at: PauseAt,
     pub ui: Arc<dyn Ui>,
 }
 
@@ -96,8 +98,17 @@ impl Launch {
             ssh_keys,
             claude_args,
             extra_labels: settings.extra_labels.clone(),
+            pause_at: settings.pause_at,
             ui,
         })
+    }
+}
+
+impl Launch {
+    /// The test hook: waits here for ever when `CLAUDE_BOTTLE_PAUSE_AT`
+    /// names `phase`.
+    pub async fn pause(&self, phase: Phase) {
+        self.pause_at.reached(phase, self.ui.as_ref()).await;
     }
 }
 

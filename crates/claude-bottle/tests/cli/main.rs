@@ -15,6 +15,7 @@ mod harness;
 mod init_edit;
 mod launch;
 mod manifest_errors;
+mod phases;
 mod secrets;
 mod session;
 mod ssh;

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::images::claude_code::{DefaultImage, IMAGE_REPOSITORY, Platform};
 use crate::images::npm::{self, Fetch, Integrity};
 use crate::lifecycle::labels;
+use crate::lifecycle::pause::{PauseAt, Phase};
 use crate::plan::DefaultImagePlan;
 use crate::settings::{BASE_IMAGE, IMAGE};
 use crate::ui::{Ui, Work};
@@ -166,6 +167,7 @@ pub(super) async fn ensure(
     recipe: &DefaultImage,
     probe_labels: HashMap<String, String>,
     ui: &dyn Ui,
+    pause_at: PauseAt,
 ) -> Result<String> {
     let platform = platform(&engine.architecture)?;
     let docker = &engine.docker;
@@ -217,7 +219,7 @@ pub(super) async fn ensure(
         .await
         .map_err(|err| Error::caused_by("unpacking claude failed", err))??;
     unpacking.finish("done");
-    build(docker, recipe, &tag, &context, &missing, ui).await?;
+    build(docker, recipe, &tag, &context, &missing, ui, pause_at).await?;
     Ok(tag)
 }
 
@@ -322,6 +324,7 @@ async fn build(
     context: &tempfile::NamedTempFile,
     missing: &[&str],
     ui: &dyn Ui,
+    pause_at: PauseAt,
 ) -> Result<()> {
     let failed = |detail: &dyn std::fmt::Display| {
         Error::new(format!("cannot build the default image {tag}: {detail}"))
@@ -367,6 +370,10 @@ async fn build(
             if let Some(text) = step.stream.as_deref() {
                 if text.starts_with("Step ") {
                     progress.status(text);
+                    // The engine is building: the test hook's phase.
+                    if text.starts_with("Step 1/") {
+                        pause_at.reached(Phase::Image, ui).await;
+                    }
                 }
                 output.push(text);
             }

@@ -60,12 +60,24 @@ impl Ledger {
     /// removed (already-gone counts as removed).
     pub(super) async fn teardown(&mut self) -> Vec<String> {
         let mut failures = Vec::new();
-        while let Some(resource) = self.created.pop() {
-            if let Err(err) = remove(&self.docker, &resource).await {
-                failures.push(format!("{resource:?}: {err}"));
+        while !self.created.is_empty() {
+            if let Err(failure) = self.remove_newest().await {
+                failures.push(failure);
             }
         }
         failures
+    }
+
+    /// Removes the newest resource recorded. It leaves the record only
+    /// once removed (or given up on), so a teardown cut short by a signal
+    /// leaves it to the teardown on drop.
+    pub(super) async fn remove_newest(&mut self) -> Result<(), String> {
+        let Some(resource) = self.created.last() else {
+            return Ok(());
+        };
+        let removed = remove(&self.docker, resource).await;
+        let resource = self.created.pop().expect("the newest is still there");
+        removed.map_err(|err| format!("{resource:?}: {err}"))
     }
 }
 

@@ -36,6 +36,7 @@ use crate::images::{CurrentImages, StaleImage};
 use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{InstanceLabels, Role};
 use crate::lifecycle::owner::Owner;
+use crate::lifecycle::pause::Phase;
 use crate::lifecycle::stage::StageDir;
 use crate::spec::BottleSpec;
 use engine::Engine;
@@ -96,6 +97,11 @@ impl Backend for DockerBackend {
         let engine = engine::ask().await?;
         let mut ledger = Ledger::new(&engine.docker).warning_to(launch.ui.clone());
         let outcome = run(&engine, &launch, &mut ledger).await;
+        if launch.pause_at.0 == Some(Phase::Teardown) {
+            // A failure shows in the teardown that follows.
+            let _ = ledger.remove_newest().await;
+            launch.pause(Phase::Teardown).await;
+        }
         ledger.teardown_and_warn().await;
         drop(launch.stage);
         let code = outcome?;
@@ -171,38 +177,12 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     );
     // Before anything of the instance exists: a failed build leaves nothing.
     let image = bottle_image(engine, launch, &labels).await?;
-    // The probe, the two networks and the gate image do not depend on
-    // each other.
-    let mut probe_ledger = Ledger::new(docker);
-    let (facts, internal, egress, gate_image) = tokio::join!(
-        image::probe(
-            docker,
-            &image,
-            labels.for_role(Role::Probe),
-            &mut probe_ledger
-        ),
-        create_network(
-            docker,
-            &launch.networks.internal,
-            true,
-            labels.for_role(Role::InternalNetwork)
-        ),
-        create_network(
-            docker,
-            &launch.networks.egress,
-            false,
-            labels.for_role(Role::EgressNetwork)
-        ),
-        gate_image::ensure(docker, &engine.architecture, &launch.gate.image),
-    );
-    probe_ledger.teardown().await;
-    for network in [&internal, &egress].into_iter().flatten() {
-        ledger.record(Created::Network(network.clone()));
-    }
-    let (facts, internal, egress, gate_image) = (facts?, internal?, egress?, gate_image?);
+    let (facts, internal, egress, gate_image) =
+        prerequisites(engine, launch, &labels, &image, ledger).await?;
     if !launch.ssh.is_empty() && !facts.has_ssh {
         return Err(lacks_ssh(&image));
     }
+    launch.pause(Phase::Networks).await;
 
     let gate = gate::start(
         docker,
@@ -219,11 +199,13 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     )
     .await?;
 
+    launch.pause(Phase::Gate).await;
     let container = create_agent(docker, launch, &image, &facts, &labels, &internal, &gate).await?;
     ledger.record(Created::Container(container.clone()));
     let deadman = start_with_deadman(docker, &container).await?;
-
+    launch.pause(Phase::Agent).await;
     provision_home(docker, launch, &container, &facts).await?;
+    launch.pause(Phase::Provision).await;
     let holder = start_ssh(
         docker,
         launch,
@@ -236,6 +218,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     let copied = copy_repository(docker, launch, &container, &facts).await?;
 
     let env = claude_env(launch, &facts, holder.is_some());
+    launch.pause(Phase::Session).await;
     let gate_watch = watch_gate(docker, &gate.id, launch.ui.clone());
     let code = exec::run_claude(
         docker,
@@ -350,6 +333,7 @@ async fn bottle_image(engine: &Engine, launch: &Launch, labels: &InstanceLabels)
                 recipe,
                 labels.for_role(Role::Probe),
                 launch.ui.as_ref(),
+                launch.pause_at,
             )
             .await?
         }
@@ -413,6 +397,7 @@ async fn come_home(
     code: i64,
 ) -> Result<i64> {
     let instance = &launch.plan.instance;
+    launch.pause(Phase::Home).await;
     loop {
         let err = match workspace::bring_home(
             docker,
@@ -499,6 +484,46 @@ async fn start_ssh(
     Ok(Some(
         ssh::start(docker, container, &facts.user, &facts.home, keys, gate).await?,
     ))
+}
+
+/// What the gate and the agent need, made at the same time since none
+/// depends on another: the image's facts, the two networks (recorded in
+/// `ledger`) and the gate image.
+async fn prerequisites(
+    engine: &Engine,
+    launch: &Launch,
+    labels: &InstanceLabels,
+    image: &str,
+    ledger: &mut Ledger,
+) -> Result<(ImageFacts, String, String, String)> {
+    let docker = &engine.docker;
+    let mut probe_ledger = Ledger::new(docker);
+    let (facts, internal, egress, gate_image) = tokio::join!(
+        image::probe(
+            docker,
+            image,
+            labels.for_role(Role::Probe),
+            &mut probe_ledger
+        ),
+        create_network(
+            docker,
+            &launch.networks.internal,
+            true,
+            labels.for_role(Role::InternalNetwork)
+        ),
+        create_network(
+            docker,
+            &launch.networks.egress,
+            false,
+            labels.for_role(Role::EgressNetwork)
+        ),
+        gate_image::ensure(docker, &engine.architecture, &launch.gate.image),
+    );
+    probe_ledger.teardown().await;
+    for network in [&internal, &egress].into_iter().flatten() {
+        ledger.record(Created::Network(network.clone()));
+    }
+    Ok((facts?, internal?, egress?, gate_image?))
 }
 
 /// Starts the agent container with its first process's stdin held: the
