@@ -15,8 +15,9 @@ use bottle::images::claude_code::{PINNED_VERSION, Platform};
 use bottle::images::npm::Integrity;
 
 use crate::support::{
-    BASE_IMAGE, BIN, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Output, Sandbox, Service, TEST_LABEL,
-    TestContainer, TestImage, TestNetwork, connect, fixture_json, leftovers, run_label, skip,
+    BASE_IMAGE, BIN, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Output, Sandbox, Service, Session,
+    TEST_LABEL, TestContainer, TestImage, TestNetwork, connect, fixture_json, leftovers, run_label,
+    skip,
 };
 
 /// The engine here is x86-64, like the tarball `scripts/fixture-images`
@@ -723,4 +724,50 @@ async fn an_https_registry_is_trusted_through_ssl_cert_file() {
         "{out:?}"
     );
     assert!(downloads(&sandbox).is_empty(), "{:?}", downloads(&sandbox));
+}
+
+/// A start paused while the engine builds the default image, then cut
+/// short by `signal` (`KILL`, `TERM`); nothing labelled is left, and the
+/// next start has a working image.
+async fn cut_short_while_building(signal: &str) {
+    let test = "default image build cut short";
+    let Some(docker) = engine_and_tarball(test).await else {
+        return;
+    };
+    let label = run_label(&format!("image-{}", signal.to_ascii_lowercase()));
+    // Labelled apart, so the fixtures are not taken for leftovers.
+    let (_network, registry) =
+        Registry::publishing_claude_code(&docker, &format!("{label}-registry")).await;
+    let sandbox = default_image_sandbox(&label, BASE_IMAGE, &registry.url());
+    let (tag, _) = planned_image(&sandbox);
+    let _image = TestImage::adopt(&docker, &tag);
+    let sandbox = sandbox.env("CLAUDE_BOTTLE_PAUSE_AT", "image");
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes", "--", "--version"]);
+    crate::phases::wait_paused(&session, "image").await;
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), session.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = session.wait();
+    if signal == "TERM" {
+        assert_eq!(out.code, 143, "{out:?}");
+    }
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    // Whatever the engine did with the build, the next start has an image
+    // that works.
+    let sandbox = sandbox.env("CLAUDE_BOTTLE_PAUSE_AT", "");
+    let out = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
+    assert_runs_pinned_claude(&out);
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn kill_9_while_the_default_image_builds_leaves_nothing_and_the_next_start_works() {
+    cut_short_while_building("KILL").await;
+}
+
+#[tokio::test]
+async fn sigterm_while_the_default_image_builds_leaves_nothing_and_the_next_start_works() {
+    cut_short_while_building("TERM").await;
 }

@@ -39,7 +39,7 @@ fn paused_start(test: &str, phase: &str) -> (String, Sandbox, Session) {
 }
 
 /// Waits until `session` says it paused at `phase`.
-async fn wait_paused(session: &Session, phase: &str) {
+pub(crate) async fn wait_paused(session: &Session, phase: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let expected = format!("paused at {phase} ");
     while !session.stderr.lock().unwrap().contains(&expected) {
