@@ -255,6 +255,7 @@ async fn copy_exactly(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         list.iter()
@@ -396,5 +397,50 @@ mod tests {
             assert!(body(Framing::Chunked, bad).await.is_err(), "{bad:?}");
         }
         assert!(body(Framing::Length(5), b"abc").await.is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// Any body after any framing: nothing panics, and nothing is sent
+        /// on that did not arrive, nor past a first request's end.
+        #[test]
+        fn a_body_sends_on_at_most_what_arrived(
+            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            framing in proptest::prop_oneof![
+                proptest::prelude::Just(Framing::None),
+                proptest::prelude::Just(Framing::Chunked),
+                (0u64..400).prop_map(Framing::Length),
+            ],
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            if let Ok(sent) = runtime.block_on(body(framing, &input)) {
+                proptest::prop_assert!(input.starts_with(&sent));
+            }
+        }
+
+        /// Any headers: checked or refused, never a panic; what is sent on
+        /// has one Host.
+        #[test]
+        fn any_headers_are_rebuilt_or_refused(
+            list in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["Host", "Content-Length", "Transfer-Encoding", "Connection", "X-A", "TE", "Upgrade"]),
+                    "[ -~]{0,20}",
+                ),
+                0..8,
+            ),
+            version in 0u8..2,
+        ) {
+            let headers: Vec<(String, Vec<u8>)> = list
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            let _ = host_header(&headers, |h| crate::proxy::split_host_port(h, 80));
+            if let Ok(out) = rebuild("GET", "/", version, "a.example", &headers) {
+                let head = String::from_utf8_lossy(&out.head).to_ascii_lowercase();
+                proptest::prop_assert_eq!(head.matches("\r\nhost:").count(), 1, "{}", head);
+            }
+        }
     }
 }

@@ -634,4 +634,19 @@ mod tests {
             Some((Host::Address("::1".parse().unwrap()), 80))
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 5000, ..Default::default() })]
+
+        /// Any request target: split or refused, never a panic; an
+        /// authority that splits names a host that parses.
+        #[test]
+        fn any_target_splits_or_is_refused(target in "(http://)?[ -~\\u{80}-\\u{3000}]{0,40}") {
+            if let Some((authority, path)) = split_url(&target) {
+                proptest::prop_assert!(path.starts_with('/'));
+                let _ = split_host_port(authority, 80);
+            }
+            let _ = split_authority(&target);
+        }
+    }
 }

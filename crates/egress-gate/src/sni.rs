@@ -246,4 +246,34 @@ pub(crate) mod tests {
             Hello::ServerName("a.example".into())
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 5000, ..Default::default() })]
+
+        /// Bytes a client may send after its CONNECT: nothing panics.
+        #[test]
+        fn any_bytes_read_as_some_hello(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = read(&bytes);
+        }
+
+        /// A real hello with bytes changed: it reads as a hello, or as
+        /// not one, and never names a server it does not hold.
+        #[test]
+        fn a_hello_with_bytes_changed_names_only_what_it_holds(
+            name in "[a-z]{1,10}\\.example",
+            changes in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 1..6),
+            cut in 0usize..200,
+        ) {
+            let mut hello = client_hello(Some(&name));
+            for (at, byte) in changes {
+                let at = at % hello.len();
+                hello[at] = byte;
+            }
+            hello.truncate(cut.max(1).min(hello.len()));
+            if let Hello::ServerName(read) = read(&hello) {
+                let text = String::from_utf8_lossy(&hello).to_ascii_lowercase();
+                proptest::prop_assert!(text.contains(&read), "{read} is not in the hello");
+            }
+        }
+    }
 }

@@ -110,3 +110,18 @@ proptest! {
         prop_assert_eq!(classify(mapped.into()), classify(any.into()));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+    /// Any allowlist entry or host: read or refused, never a panic; an
+    /// entry that reads reads the same from its own spelling.
+    #[test]
+    fn any_entry_or_host_reads_or_is_refused(text in "[ -~\\u{80}-\\u{3000}]{0,40}") {
+        let _ = host::parse(&text);
+        if let Ok(rule) = text.parse::<EgressRule>() {
+            let again: EgressRule = rule.to_string().parse().unwrap();
+            prop_assert_eq!(again, rule);
+        }
+    }
+}

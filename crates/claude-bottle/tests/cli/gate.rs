@@ -816,6 +816,14 @@ async fn bad_requests_get_4xx_bounds_hold_and_the_gate_keeps_serving() {
     let (_, out) = world.sh("exec 3<>/dev/tcp/gate/3128; start=$SECONDS; timeout 10 cat <&3; echo \"closed after $((SECONDS - start))\"").await;
     let waited: u64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
     assert!((1..=4).contains(&waited), "{out}");
+    // So is one whose head trickles in a byte at a time (slowloris).
+    let (_, out) = world
+        .sh("exec 3<>/dev/tcp/gate/3128; start=$SECONDS; \
+             (for i in $(seq 30); do printf 'G' >&3 2>/dev/null || exit 0; sleep 0.3; done) & \
+             timeout 10 cat <&3; echo \"closed after $((SECONDS - start))\"")
+        .await;
+    let waited: u64 = out.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((1..=4).contains(&waited), "{out}");
     let (code, out) = world
         .sh("curl -s -x http://gate:3128 http://allowed.test/")
         .await;
