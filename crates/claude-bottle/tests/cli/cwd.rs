@@ -11,8 +11,8 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Sandbox, Session, Terminal, fake_claude_bottle, leftovers, run_label, wait_for_instance,
-    with_fake_claude, with_real_claude,
+    Sandbox, Session, Terminal, fake_claude_bottle, leftovers, run_label, value_of,
+    wait_for_instance, with_fake_claude, with_real_claude,
 };
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -46,15 +46,6 @@ pub(crate) fn repository(dir: &Path) {
     std::fs::write(dir.join("b.txt"), "bee\nstaged\n").unwrap();
     git(dir, &["add", "b.txt"]);
     std::fs::write(dir.join("untracked.txt"), "stays\n").unwrap();
-}
-
-/// The value of the first `KEY=value` line of `text` (what the fake
-/// claude's script echoed).
-#[track_caller]
-fn value_of<'t>(text: &'t str, key: &str) -> &'t str {
-    text.lines()
-        .find_map(|l| l.trim_end().strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key}= in {text}"))
 }
 
 /// A bottle whose fake claude runs `script`, with no built-in hosts.

@@ -744,11 +744,7 @@ async fn cut_short_while_building(signal: &str) {
     let sandbox = sandbox.env("CLAUDE_BOTTLE_PAUSE_AT", "image");
     let session = Session::spawn(&sandbox, &["start", "a", "--yes", "--", "--version"]);
     crate::phases::wait_paused(&session, "image").await;
-    let sent = std::process::Command::new("kill")
-        .args([format!("-{signal}"), session.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    session.signal(signal);
     let out = session.wait();
     if signal == "TERM" {
         assert_eq!(out.code, 143, "{out:?}");

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::support::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Sandbox, Service, Session,
     TEST_LABEL, TestContainer, TestNetwork, engine_with, fixture_json, kill_9, leftovers,
-    run_label, running_agent, with_real_claude,
+    run_label, running_agent, value_of, with_real_claude,
 };
 
 /// "The internet" for one test: an allowed service and a sink that must
@@ -76,6 +76,19 @@ fn sandbox(label: &str, outside: &Outside, image: &str, env: &Value) -> Sandbox 
             &format!("{TEST_LABEL}={label}"),
         )
         .env("CLAUDE_BOTTLE_GATE_NETWORKS", &outside.network.name)
+}
+
+/// Starts a bottle of `outside` whose fake claude runs `script`, to its end.
+fn run_script(label: &str, outside: &Outside, script: &str) -> crate::support::Output {
+    let bottle = sandbox(
+        label,
+        outside,
+        FAKE_CLAUDE_IMAGE,
+        &json!({ "FAKE_CLAUDE_RUN": script }),
+    );
+    let out = bottle.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    out
 }
 
 fn label(test: &str) -> String {
@@ -143,21 +156,8 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
          curl -s --noproxy '*' --max-time 3 http://{other_agent}:80/ >/dev/null; echo other-agent=$?; \
          echo via-gate-to-other=$(curl -s -w ' %{{http_code}}' http://{other_gate}:3128/healthz)"
     );
-    let bottle = sandbox(
-        &label,
-        &outside,
-        FAKE_CLAUDE_IMAGE,
-        &json!({ "FAKE_CLAUDE_RUN": script }),
-    );
-    let out = bottle.run(&["start", "a", "--yes"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let said = |key: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout))
-            .to_owned()
-    };
+    let out = run_script(&label, &outside, &script);
+    let said = |key: &str| value_of(&out.stdout, key).to_owned();
     assert_eq!(said("allowed"), "sink", "the positive control");
     assert!(
         said("refused").contains("egress gate refused") && said("refused").ends_with("403"),
@@ -239,21 +239,8 @@ async fn no_dns_query_from_a_bottle_is_answered_from_outside_it() {
          echo ipv6=$(grep -vc ' lo$' /proc/net/if_inet6 2>/dev/null); \
          echo disable_ipv6=$(cat /proc/sys/net/ipv6/conf/all/disable_ipv6 2>/dev/null || echo absent)"
     );
-    let bottle = sandbox(
-        &label,
-        &outside,
-        FAKE_CLAUDE_IMAGE,
-        &json!({ "FAKE_CLAUDE_RUN": script }),
-    );
-    let out = bottle.run(&["start", "a", "--yes"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    let said = |key: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout))
-            .to_owned()
-    };
+    let out = run_script(&label, &outside, &script);
+    let said = |key: &str| value_of(&out.stdout, key).to_owned();
     // The gate is known without DNS.
     let gate = said("gate");
     assert!(gate.parse::<std::net::Ipv4Addr>().is_ok(), "{}", out.stdout);

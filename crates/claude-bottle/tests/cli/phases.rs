@@ -95,11 +95,7 @@ async fn signal_at_every_phase(signal: &str, code: i32) {
     let starts: Vec<_> = PHASES.iter().map(|p| (p, paused_start(&test, p))).collect();
     for (phase, (label, _sandbox, session)) in starts {
         wait_paused(&session, phase).await;
-        let sent = std::process::Command::new("kill")
-            .args([format!("-{signal}"), session.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        session.signal(signal);
         let out = session.wait();
         assert_eq!(out.code, code, "at {phase}: {out:?}");
         assert_eq!(

@@ -141,6 +141,15 @@ impl Session {
         }
     }
 
+    /// Sends `signal` (`TERM`, `HUP`, `KILL`) to the CLI.
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
+    }
+
     pub(crate) fn finish(mut self, input: &str) -> Output {
         let mut stdin = self.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
@@ -293,4 +302,13 @@ pub(crate) async fn real_claude(
             _network: network,
         },
     )
+}
+
+/// The value of the first `KEY=value` line of `text` (what the fake
+/// claude's script echoed).
+#[track_caller]
+pub(crate) fn value_of<'t>(text: &'t str, key: &str) -> &'t str {
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {text}"))
 }

@@ -20,7 +20,7 @@ pub(crate) use fixture::{
 };
 pub(crate) use instance::{
     Session, bottle_sandbox, fake_claude_bottle, kill_9, label_filter, leftovers, real_claude,
-    running_agent, wait_for_instance,
+    running_agent, value_of, wait_for_instance,
 };
 pub(crate) use label::run_label;
 pub(crate) use sandbox::{BIN, Output, SIMPLE, Sandbox};
