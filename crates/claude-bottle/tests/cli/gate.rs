@@ -830,6 +830,29 @@ async fn bad_requests_get_4xx_bounds_hold_and_the_gate_keeps_serving() {
     assert_eq!((code, out.as_str()), (0, "sink\n"));
 }
 
+#[tokio::test]
+async fn over_the_limit_only_a_bounded_few_are_answered_and_the_rest_are_closed() {
+    let Some(world) = World::new("turned-away", &["--max-connections", "2"]).await else {
+        return;
+    };
+    // Two idle connections fill the limit; then 150 more ask at once and
+    // wait for an answer. A few tasks answer them (each lingering a
+    // moment); beyond those a connection is closed unanswered, so what is
+    // turned away cannot pile up tasks.
+    let (code, out) = world
+        .sh("trap '' PIPE; exec 3<>/dev/tcp/gate/3128 4<>/dev/tcp/gate/3128; sleep 0.3; fds=(); \
+             for i in $(seq 150); do exec {fd}<>/dev/tcp/gate/3128; printf 'GET http://allowed.test/ HTTP/1.1\\r\\n\\r\\n' >&$fd 2>/dev/null; fds+=($fd); done; \
+             for fd in \"${fds[@]}\"; do if timeout 3 head -c 12 <&$fd 2>/dev/null | grep -q 503; then echo answered; else echo closed; fi; done")
+        .await;
+    let answered = out.lines().filter(|l| *l == "answered").count();
+    let closed = out.lines().filter(|l| *l == "closed").count();
+    assert_eq!(answered + closed, 150, "{code}: {out}");
+    assert!(answered > 0, "none got the 503: {out}");
+    assert!(closed > 0, "every one of 150 got its own task: {out}");
+    let (_, out) = world.sh("sleep 1; curl -s http://gate:3128/healthz").await;
+    assert_eq!(out.trim(), "ok");
+}
+
 /// CPU time the container has used, in nanoseconds.
 async fn cpu_used(docker: &Docker, id: &str) -> u64 {
     let mut stats = docker.stats(
