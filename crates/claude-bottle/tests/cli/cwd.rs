@@ -680,3 +680,42 @@ async fn packs_that_hold_only_reachable_objects_go_in_as_they_are() {
     assert_eq!(bottle_objects(&out.stdout), reachable(dir));
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
+
+#[tokio::test]
+async fn a_workspace_that_fills_as_the_repository_streams_in_fails_clearly_and_leaves_nothing() {
+    let Some(docker) = with_fake_claude("cwd workspace full").await else {
+        return;
+    };
+    let label = run_label("cwd-full");
+    // An image without /workspace gets one in memory, half of 96 MiB.
+    let sandbox = script_bottle(&label, "echo claude-ran")
+        .env("CLAUDE_BOTTLE_IMAGE", "claude-bottle-test/no-workspace")
+        .env("CLAUDE_BOTTLE_MEMORY", "96m");
+    let dir = &sandbox.cwd;
+    repository(dir);
+    let mut blob = vec![0u8; 64 << 20];
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for byte in &mut blob {
+        // Noise, so nothing compresses it below the space there is.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state.to_le_bytes()[0];
+    }
+    std::fs::write(dir.join("big.bin"), &blob).unwrap();
+    git(dir, &["add", "big.bin"]);
+    git(dir, &["commit", "-qm", "64 MiB", "big.bin"]);
+    let before = host_state(dir);
+
+    let out = sandbox.run(&["start", "a", "--cwd", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("No space left on device"), "{out:?}");
+    assert!(
+        out.stderr.contains("/workspace is full") && out.stderr.contains("CLAUDE_BOTTLE_MEMORY"),
+        "{out:?}"
+    );
+    assert!(!out.stdout.contains("claude-ran"), "claude ran: {out:?}");
+    assert_eq!(host_state(dir), before, "the host repository changed");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+    assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
+}

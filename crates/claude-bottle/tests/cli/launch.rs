@@ -628,11 +628,7 @@ async fn signal_during_session(signal: &str, code: i32) {
     let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     running_agent(&docker, &label, &session).await;
     let (containers, networks) = leftovers(&docker, &label).await;
-    let sent = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &session.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    session.signal(signal);
     let out = session.wait();
     assert_eq!(out.code, code, "{out:?}");
     let (left_containers, left_networks) = leftovers(&docker, &label).await;

@@ -583,9 +583,16 @@ async fn create_agent(
     let gate_address = &gate.address;
     let mut tmpfs = HashMap::new();
     if !facts.workspace_writable {
+        // Half the memory limit: a repository that does not fit fails with
+        // "no space" on the copy, rather than the container being killed.
         tmpfs.insert(
             WORKSPACE.to_owned(),
-            format!("uid={},gid={},mode=0755", facts.uid, facts.gid),
+            format!(
+                "uid={},gid={},mode=0755,size={}",
+                facts.uid,
+                facts.gid,
+                launch.plan.limits.memory_bytes / 2
+            ),
         );
     }
     docker

@@ -117,35 +117,22 @@ pub(super) async fn copy_in(
     };
     if code != 0 {
         progress.finish("failed");
-        return Err(failed("unpacking it failed: ", said.trim().to_owned())
-            .hint("the bottle image needs git and tar"));
+        let err = failed("unpacking it failed: ", said.trim().to_owned());
+        return Err(if said.contains("No space left on device") {
+            err.hint(format!(
+                "the bottle's /workspace is full; where the image has none it is in memory, \
+                 half of {}: raise that, or use an image with a writable /workspace",
+                crate::settings::MEMORY.name
+            ))
+        } else {
+            err.hint("the bottle image needs git and tar")
+        });
     }
     progress.finish("done");
     if repo.uncommitted {
-        // Staged and unstaged changes to tracked files, as one patch.
-        let diff = git(&repo.root, &["diff", "--binary", "HEAD", "--"])
-            .output()
-            .map_err(|err| Error::caused_by("cannot run git diff", err))?;
-        let cmd = ["git", "-C", WORKSPACE, "apply", "--whitespace=nowarn"]
-            .map(String::from)
-            .to_vec();
-        let mut patch: &[u8] = &diff.stdout;
-        let (code, said) = exec::piped(
-            docker,
-            container,
-            &facts.user,
-            cmd,
-            vec![],
-            Some(&mut patch),
-            None,
-        )
-        .await?;
-        if code != 0 {
-            return Err(failed(
-                "its uncommitted changes did not apply: ",
-                said.trim().to_owned(),
-            ));
-        }
+        apply_uncommitted(docker, container, &facts.user, repo)
+            .await
+            .map_err(|err| failed("its uncommitted changes did not apply: ", err.to_line()))?;
     }
     if !repo.untracked.files.is_empty() {
         copy_untracked(docker, container, &facts.user, repo, ui)
@@ -153,6 +140,29 @@ pub(super) async fn copy_in(
             .map_err(|err| failed("its untracked files: ", err.to_line()))?;
     }
     Ok(tips)
+}
+
+/// Staged and unstaged changes to tracked files, as one patch applied to
+/// the bottle's work tree.
+async fn apply_uncommitted(
+    docker: &Docker,
+    container: &str,
+    user: &str,
+    repo: &Repository,
+) -> Result<()> {
+    let diff = git(&repo.root, &["diff", "--binary", "HEAD", "--"])
+        .output()
+        .map_err(|err| Error::caused_by("cannot run git diff", err))?;
+    let cmd = ["git", "-C", WORKSPACE, "apply", "--whitespace=nowarn"]
+        .map(String::from)
+        .to_vec();
+    let mut patch: &[u8] = &diff.stdout;
+    let (code, said) =
+        exec::piped(docker, container, user, cmd, vec![], Some(&mut patch), None).await?;
+    if code != 0 {
+        return Err(Error::new(said.trim().to_owned()));
+    }
+    Ok(())
 }
 
 /// The object files and the refs to create into the new repository.
