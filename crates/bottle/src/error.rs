@@ -70,10 +70,27 @@ impl Error {
         }
     }
 
-    /// `message`, because of `cause`; shown as `message: cause: ...`.
+    /// `message`, because of `cause`; shown as `message: cause: ...`. An
+    /// engine call that timed out says how long it was given, and what to
+    /// do.
     pub fn caused_by(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        let cause: Cause = cause.into();
+        if matches!(
+            cause.downcast_ref(),
+            Some(bollard::errors::Error::RequestTimeoutError)
+        ) {
+            let seconds = crate::settings::engine_timeout().map_or(120, |t| t.as_secs());
+            return Self::caused_by(
+                message,
+                Self::new(format!("the engine did not answer within {seconds} s")),
+            )
+            .hint(format!(
+                "the engine is hung or slow: check it (docker info), or give it longer with {}",
+                crate::settings::ENGINE_TIMEOUT.name
+            ));
+        }
         Self {
-            cause: Some(cause.into()),
+            cause: Some(cause),
             ..Self::new(message)
         }
     }

@@ -63,6 +63,11 @@ pub const CPUS: Variable = Variable {
     name: "CLAUDE_BOTTLE_CPUS",
     help: "CPUs the agent container may use, e.g. `2` or `1.5` (default `2`); its gate gets at most one.",
 };
+pub const ENGINE_TIMEOUT: Variable = Variable {
+    name: "CLAUDE_BOTTLE_ENGINE_TIMEOUT",
+    help: "Seconds an engine call may take to begin its answer before it fails (default `120`; \
+           streams, once begun, are not cut).",
+};
 pub const PAUSE_AT: Variable = Variable {
     name: "CLAUDE_BOTTLE_PAUSE_AT",
     help: "A test hook: `start` stops at this phase (image, networks, gate, agent, provision, session, \
@@ -136,6 +141,7 @@ pub const ALL: &[&Variable] = &[
     &PIDS,
     &CPUS,
     &PAUSE_AT,
+    &ENGINE_TIMEOUT,
     &GATE_DNS,
     &GATE_IMAGE,
     &GATE_NETWORKS,
@@ -406,6 +412,30 @@ impl Settings {
 }
 
 /// `512m`, `4g`, `1048576`: bytes.
+/// How long an engine call may take to begin its answer, from
+/// `CLAUDE_BOTTLE_ENGINE_TIMEOUT`. Read where the engine is connected,
+/// which every command does, with or without the other settings.
+pub fn engine_timeout() -> Result<std::time::Duration> {
+    let Some(value) = std::env::var(ENGINE_TIMEOUT.name)
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(std::time::Duration::from_secs(120));
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=86_400).contains(s))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| {
+            Error::new(format!(
+                "{} is `{value}`, which is not a number of seconds",
+                ENGINE_TIMEOUT.name
+            ))
+            .hint("write whole seconds, such as 120")
+        })
+}
+
 /// `2`, `1.5` or `0.25` CPUs, in billionths, at least a thousandth and at
 /// most 1024 CPUs.
 fn parse_cpus(text: &str) -> Option<i64> {

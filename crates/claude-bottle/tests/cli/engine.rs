@@ -89,3 +89,40 @@ async fn an_explicit_runtime_must_be_one_the_engine_has() {
         .run(&["start", "a", "--dry-run", "--format", "json"]);
     assert_eq!(out.json()["runtime"], "runc");
 }
+
+#[tokio::test]
+async fn a_hung_engine_fails_the_start_with_a_message_and_cleanup_takes_what_was_left() {
+    let Some(docker) = crate::support::with_fake_claude("hung engine").await else {
+        return;
+    };
+    // The engine answers until the bottle's first container is asked for,
+    // then nothing more: calls time out after the 3 s the sandbox allows.
+    let relay = EngineRelay::hanging_from(Some("/containers/create"));
+    let (sandbox, label) = crate::support::bottle_sandbox("hung-engine", &[]);
+    let engine =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let sandbox = sandbox
+        .env("DOCKER_HOST", &relay.url)
+        .env("CLAUDE_BOTTLE_ENGINE_TIMEOUT", "3");
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("did not answer within 3 s"), "{out:?}");
+    assert!(
+        out.stderr.contains("CLAUDE_BOTTLE_ENGINE_TIMEOUT"),
+        "{out:?}"
+    );
+    assert!(
+        relay
+            .requests()
+            .iter()
+            .any(|r| r.contains("/containers/create")),
+        "{:?}",
+        relay.requests()
+    );
+    // Once the engine answers again, cleanup removes what the start could
+    // not (a network made before the hang, say).
+    let sandbox = sandbox.env("DOCKER_HOST", &engine);
+    let out = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}

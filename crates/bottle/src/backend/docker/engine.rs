@@ -12,7 +12,11 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Connects as `DOCKER_HOST` says (the local socket by default).
 pub(super) async fn connect() -> Result<Docker> {
-    let docker = Docker::connect_with_defaults().map_err(|err| unreachable(&err))?;
+    // Every call is bounded: a hung engine fails the command, with a
+    // message, instead of holding it for good.
+    let docker = Docker::connect_with_defaults()
+        .map_err(|err| unreachable(&err))?
+        .with_timeout(crate::settings::engine_timeout()?);
     tokio::time::timeout(ANSWER_WITHIN, docker.negotiate_version())
         .await
         .map_err(|_| unreachable(&"no answer within 5 s"))?

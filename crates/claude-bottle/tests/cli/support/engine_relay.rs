@@ -1,10 +1,12 @@
 //! A relay in front of the engine that records the request line of every
 //! API call passing through: what a command asked the engine, whatever
-//! else the tests running alongside do to it.
+//! else the tests running alongside do to it. It can also play an engine
+//! that hangs: from a given request on, nothing more is passed either way.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Listens on loopback; each connection is relayed to the engine that
@@ -13,6 +15,26 @@ pub(crate) struct EngineRelay {
     /// For the command's `DOCKER_HOST`.
     pub(crate) url: String,
     requests: Arc<Mutex<Vec<String>>>,
+}
+
+/// When the relay stops passing anything on: from the first request whose
+/// line holds `from` on, for every connection, old and new.
+struct Hang {
+    from: Option<String>,
+    hung: AtomicBool,
+}
+
+impl Hang {
+    fn is_hung(&self) -> bool {
+        self.hung.load(Ordering::SeqCst)
+    }
+
+    /// Holds the calling thread for good once hung.
+    fn hold_if_hung(&self) {
+        while self.is_hung() {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
 }
 
 trait Stream: Read + Write + Send {
@@ -45,6 +67,15 @@ fn dial_engine() -> std::io::Result<Box<dyn Stream>> {
 
 impl EngineRelay {
     pub(crate) fn start() -> Self {
+        Self::hanging_from(None)
+    }
+
+    /// A relay that hangs from the first request whose line holds `from`.
+    pub(crate) fn hanging_from(from: Option<&str>) -> Self {
+        let hang = Arc::new(Hang {
+            from: from.map(str::to_owned),
+            hung: AtomicBool::new(false),
+        });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("tcp://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -52,8 +83,11 @@ impl EngineRelay {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let seen = seen.clone();
-                std::thread::spawn(move || relay(client, &seen));
+                let (seen, hang) = (seen.clone(), hang.clone());
+                std::thread::spawn(move || {
+                    hang.hold_if_hung();
+                    relay(client, &seen, &hang);
+                });
             }
         });
         Self { url, requests }
@@ -68,7 +102,7 @@ impl EngineRelay {
 /// Copies the engine's answers back as they come, and the client's
 /// requests forward one at a time, recording each request line. After an
 /// upgrade (attach, exec) or a chunked body the rest is copied unread.
-fn relay(client: TcpStream, seen: &Mutex<Vec<String>>) {
+fn relay(client: TcpStream, seen: &Mutex<Vec<String>>, hang: &Hang) {
     let Ok(mut engine) = dial_engine() else {
         return;
     };
@@ -94,6 +128,15 @@ fn relay(client: TcpStream, seen: &Mutex<Vec<String>>) {
             if head.is_empty() {
                 let request: Vec<&str> = line.split_whitespace().take(2).collect();
                 seen.lock().unwrap().push(request.join(" "));
+                if hang
+                    .from
+                    .as_ref()
+                    .is_some_and(|from| line.contains(from.as_str()))
+                {
+                    hang.hung.store(true, Ordering::SeqCst);
+                }
+                // The connection stays open, and nothing is answered.
+                hang.hold_if_hung();
             }
             let lower = line.to_ascii_lowercase();
             if let Some(value) = lower.strip_prefix("content-length:") {
