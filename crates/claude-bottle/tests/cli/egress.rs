@@ -95,7 +95,7 @@ fn label(test: &str) -> String {
     run_label(&format!("egress-{test}"))
 }
 
-async fn container_address(docker: &Docker, label: &str, role: &str) -> String {
+pub(crate) async fn container_address(docker: &Docker, label: &str, role: &str) -> String {
     let found = docker
         .list_containers(Some(ListContainersOptions {
             filters: Some(HashMap::from([(

@@ -14,6 +14,7 @@ mod gate_load;
 mod harness;
 mod init_edit;
 mod launch;
+mod load;
 mod manifest_errors;
 mod phases;
 mod secrets;
