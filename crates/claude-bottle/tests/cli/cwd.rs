@@ -11,7 +11,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Sandbox, Session, Terminal, fake_claude_bottle, leftovers, run_label, value_of,
+    Sandbox, Session, Terminal, fake_claude_bottle, instance_of, leftovers, run_label, value_of,
     wait_for_instance, with_fake_claude, with_real_claude,
 };
 
@@ -285,18 +285,6 @@ async fn fetch_brings_a_running_instances_commits_home_now() {
     assert_eq!(gone.code, 125, "{gone:?}");
     assert!(gone.stderr.contains("no running instance"), "{gone:?}");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
-}
-
-/// The instance a start's preflight named.
-fn instance_of(stderr: &str) -> String {
-    stderr
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("instance")
-                .map(|n| n.trim().to_owned())
-        })
-        .unwrap_or_else(|| panic!("no instance in {stderr}"))
 }
 
 #[tokio::test]

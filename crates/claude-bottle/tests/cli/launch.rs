@@ -403,33 +403,47 @@ fn host_addresses() -> Vec<String> {
         .collect()
 }
 
-/// Every IPv6 address of the host but loopback, as URL authorities: a
-/// link-local one with the zone of the container's interface, `eth0`.
-fn host_ipv6_authorities(port: u16) -> Vec<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-6", "-o", "addr", "show"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            l.split_whitespace()
-                .nth(3)?
-                .split('/')
-                .next()
-                .map(str::to_owned)
-        })
-        .filter_map(|a| a.parse::<std::net::Ipv6Addr>().ok())
-        .filter(|a| !a.is_loopback())
-        .map(|a| {
-            if a.is_unicast_link_local() {
-                format!("[{a}%25eth0]:{port}")
-            } else {
-                format!("[{a}]:{port}")
-            }
-        })
-        .collect()
+/// One IPv6 address of the host: its interface, and whether its scope is
+/// global.
+struct HostIpv6 {
+    interface: String,
+    address: std::net::Ipv6Addr,
+    global: bool,
+}
+
+impl HostIpv6 {
+    /// Every IPv6 address of the host but loopback, from `ip -6 -o addr`.
+    fn all() -> Vec<Self> {
+        let out = std::process::Command::new("ip")
+            .args(["-6", "-o", "addr", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let address = fields.get(3)?.split('/').next()?.parse().ok()?;
+                Some(Self {
+                    // A veth is named `vethX@ifN`; its zone is `vethX`.
+                    interface: fields[1].split('@').next()?.to_owned(),
+                    address,
+                    global: fields.get(5) == Some(&"global"),
+                })
+            })
+            .filter(|a| !a.address.is_loopback())
+            .collect()
+    }
+
+    /// As a URL authority; a link-local address with the zone `interface`.
+    fn authority(&self, interface: &str, port: u16) -> String {
+        let address = self.address;
+        if address.is_unicast_link_local() {
+            format!("[{address}%25{interface}]:{port}")
+        } else {
+            format!("[{address}]:{port}")
+        }
+    }
 }
 
 #[tokio::test]
@@ -442,7 +456,12 @@ async fn no_ipv6_address_of_the_host_is_reachable_from_inside_a_bottle() {
     let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     let agent = running_agent(&docker, &label, &session).await;
     // Taken now: the bottle's own bridges have their link-local addresses.
-    let targets = host_ipv6_authorities(port);
+    // From inside, a link-local one is tried through the bottle's `eth0`.
+    let addresses = HostIpv6::all();
+    let targets: Vec<String> = addresses
+        .iter()
+        .map(|a| a.authority("eth0", port))
+        .collect();
     let script = format!(
         "for a in {}; do \
            if curl -g -s --noproxy '*' --max-time 2 \"http://$a/\" >/dev/null; then echo \"reached $a\"; else echo \"blocked $a\"; fi; \
@@ -470,29 +489,12 @@ async fn no_ipv6_address_of_the_host_is_reachable_from_inside_a_bottle() {
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
     // The control: from the host, each of those addresses reaches the
     // listener (a link-local one through its own interface).
-    let links = std::process::Command::new("ip")
-        .args(["-6", "-o", "addr", "show"])
-        .output()
-        .unwrap();
     let mut reached = 0;
-    for line in String::from_utf8(links.stdout).unwrap().lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some(address) = fields[3]
-            .split('/')
-            .next()
-            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
-        else {
-            continue;
-        };
-        if address.is_loopback() || fields[5] != "global" && !address.is_unicast_link_local() {
+    for host in addresses {
+        if !host.global && !host.address.is_unicast_link_local() {
             continue;
         }
-        let zone = if address.is_unicast_link_local() {
-            format!("%25{}", fields[1].split('@').next().unwrap())
-        } else {
-            String::new()
-        };
-        let url = format!("http://[{address}{zone}]:{port}/");
+        let url = format!("http://{}/", host.authority(&host.interface, port));
         let ok = std::process::Command::new("curl")
             .args(["-g", "-s", "--noproxy", "*", "--max-time", "2", &url])
             .output()

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use crate::support::{
-    FAKE_CLAUDE_IMAGE, Sandbox, Session, TEST_LABEL, fake_claude_bottle, leftovers, run_label,
-    running_agent, value_of, with_fake_claude,
+    FAKE_CLAUDE_IMAGE, Sandbox, Session, TEST_LABEL, fake_claude_bottle, instance_of, leftovers,
+    run_label, running_agent, value_of, with_fake_claude,
 };
 
 const ROUNDS: usize = 20;
@@ -82,15 +82,7 @@ async fn eight_bottles_at_once_for_twenty_rounds_collide_leak_and_cross_in_nothi
                 "0",
                 "{mark} reached the other agent"
             );
-            let instance = out
-                .stderr
-                .lines()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_prefix("instance")
-                        .map(|n| n.trim().to_owned())
-                })
-                .unwrap();
+            let instance = instance_of(&out.stderr);
             assert!(instances.insert(instance.clone()), "{instance} came twice");
         }
         assert_eq!(

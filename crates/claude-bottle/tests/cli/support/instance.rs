@@ -230,15 +230,26 @@ pub(crate) async fn kill_9(mut session: Session, docker: &Docker, label: &str, w
     }
 }
 
+/// The instance a start's preflight named in `stderr`, if it has yet.
+fn named_instance(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("instance")
+            .map(|n| n.trim().to_owned())
+    })
+}
+
+/// The instance a finished start's preflight named.
+#[track_caller]
+pub(crate) fn instance_of(stderr: &str) -> String {
+    named_instance(stderr).unwrap_or_else(|| panic!("no instance in {stderr}"))
+}
+
 /// The instance name the preflight of `session` shows.
 pub(crate) async fn wait_for_instance(session: &Session) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(name) = session.stderr.lock().unwrap().lines().find_map(|l| {
-            l.trim()
-                .strip_prefix("instance")
-                .map(|n| n.trim().to_owned())
-        }) {
+        if let Some(name) = named_instance(&session.stderr.lock().unwrap()) {
             return name;
         }
         assert!(Instant::now() < deadline, "no preflight");
