@@ -57,6 +57,9 @@ pub struct Error {
     /// Off for errors about env values: the line would show the value.
     quote_source: bool,
     hints: Vec<String>,
+    /// The engine stopped answering: whatever the call was, the one thing
+    /// to do is to bring it back, so the callers' hints are not added.
+    engine_lost: bool,
 }
 
 impl Error {
@@ -67,14 +70,36 @@ impl Error {
             at: None,
             quote_source: true,
             hints: Vec::new(),
+            engine_lost: false,
         }
     }
 
     /// `message`, because of `cause`; shown as `message: cause: ...`. An
     /// engine call that timed out says how long it was given, and what to
-    /// do.
+    /// do; one whose engine went away says so, and what was left.
     pub fn caused_by(message: impl Into<String>, cause: impl Into<Cause>) -> Self {
         let cause: Cause = cause.into();
+        if let Some(detail) = cause.downcast_ref().and_then(lost_engine) {
+            let mut lost = Self::caused_by(
+                message,
+                Self::new(format!("the engine stopped answering ({detail})")),
+            )
+            .hint(
+                "check the engine (docker info); once it answers again, \
+                 `claude-bottle cleanup` removes what this bottle left",
+            );
+            lost.engine_lost = true;
+            return lost;
+        }
+        if let Some(err) = cause.downcast_ref::<Self>() {
+            if err.engine_lost {
+                return Self {
+                    engine_lost: true,
+                    cause: Some(cause),
+                    ..Self::new(message)
+                };
+            }
+        }
         if matches!(
             cause.downcast_ref(),
             Some(bollard::errors::Error::RequestTimeoutError)
@@ -112,8 +137,15 @@ impl Error {
 
     #[must_use]
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hints.push(hint.into());
+        if !self.engine_lost || self.hints.is_empty() {
+            self.hints.push(hint.into());
+        }
         self
+    }
+
+    /// Whether the engine stopped answering the call that failed.
+    pub fn engine_lost(&self) -> bool {
+        self.engine_lost
     }
 
     /// The error's own words, without its causes.
@@ -208,6 +240,37 @@ impl fmt::Display for Error {
             }
         }
     }
+}
+
+/// What a failed engine call says when the engine itself went away (its
+/// socket refused, reset or closed the connection), not a refusal of the
+/// request.
+pub(crate) fn lost_engine(err: &bollard::errors::Error) -> Option<String> {
+    use bollard::errors::Error as Engine;
+    use std::io::ErrorKind;
+    let transport = matches!(
+        err,
+        Engine::HyperLegacyError { .. } | Engine::HyperResponseError { .. }
+    );
+    let io = std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|e| e.downcast_ref::<std::io::Error>());
+    let dropped = io.is_some_and(|io| {
+        matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::NotFound
+                | ErrorKind::UnexpectedEof
+        )
+    });
+    if !transport && !dropped {
+        return None;
+    }
+    Some(io.map_or_else(|| err.to_string(), |io| io.kind().to_string()))
 }
 
 impl std::error::Error for Error {

@@ -71,7 +71,7 @@ pub const ENGINE_TIMEOUT: Variable = Variable {
 pub const PAUSE_AT: Variable = Variable {
     name: "CLAUDE_BOTTLE_PAUSE_AT",
     help: "A test hook: `start` stops at this phase (image, networks, gate, agent, provision, session, \
-           home or teardown) and waits until a signal ends it.",
+           home or teardown) and waits until SIGUSR1 resumes it or another signal ends it.",
 };
 pub const GATE_DNS: Variable = Variable {
     name: "CLAUDE_BOTTLE_GATE_DNS",

@@ -1,7 +1,8 @@
 //! A test hook: `CLAUDE_BOTTLE_PAUSE_AT=<phase>` makes `start` stop at that
-//! phase of a launch and wait there until a signal ends it, so a test can
-//! kill the CLI at exactly that point and check what is left. The tests
-//! drive the normal binary, so the hook is a setting like any other.
+//! phase of a launch and wait there until SIGUSR1 resumes it or another
+//! signal ends it, so a test can kill the CLI at exactly that point, or
+//! break something under it and let it go on, and check what is left. The
+//! tests drive the normal binary, so the hook is a setting like any other.
 
 use std::fmt;
 
@@ -69,15 +70,24 @@ impl fmt::Display for Phase {
 pub struct PauseAt(pub Option<Phase>);
 
 impl PauseAt {
-    /// At `phase`, says so and waits for ever (a signal ends the wait by
-    /// dropping the launch); elsewhere returns at once.
+    /// At `phase`, says so and waits until SIGUSR1 (another signal ends
+    /// the wait by dropping the launch); elsewhere returns at once.
     pub async fn reached(self, phase: Phase, ui: &dyn Ui) {
         if self.0 == Some(phase) {
+            use tokio::signal::unix::{SignalKind, signal};
+            // Listened for before the notice: a resume sent on seeing it
+            // must not meet SIGUSR1's default action, which is to exit.
+            let resume = signal(SignalKind::user_defined1());
             ui.warn(&format!(
-                "paused at {phase} ({}); a signal ends it",
+                "paused at {phase} ({}); SIGUSR1 resumes it, another signal ends it",
                 crate::settings::PAUSE_AT.name
             ));
-            std::future::pending::<()>().await;
+            match resume {
+                Ok(mut resume) => {
+                    resume.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
         }
     }
 }

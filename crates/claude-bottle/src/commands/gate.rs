@@ -17,6 +17,20 @@ use egress_gate::{Config, DecisionLog, EgressRule, Policy, host};
 use crate::cli::GateArgs;
 use crate::error::CommandError;
 
+/// Raises the soft limit on open files to the hard one: each connection
+/// holds two descriptors (the client's and the upstream's), and engines
+/// since Docker 25 start containers at a soft 1024, which would hold the
+/// gate to about 500 connections whatever its cap.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        // Where it cannot be raised, the accept loop's backoff bounds the rest.
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+}
+
 pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
     let rules = |entries: &[String]| -> Result<Vec<EgressRule>, CommandError> {
         entries
@@ -51,6 +65,7 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
         idle_timeout: Duration::from_secs(args.idle_timeout),
     };
     let log = DecisionLog::stdout();
+    raise_descriptor_limit();
     // The dead-man switch: stdin reaching its end ends the gate. Before
     // that, a `flush` line asks for a notice once the log is written.
     let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();

@@ -57,7 +57,7 @@ fn script_bottle(label: &str, script: &str) -> Sandbox {
 }
 
 /// What must not change on the host: status, the index file, every ref.
-fn host_state(dir: &Path) -> (String, Vec<u8>, String) {
+pub(crate) fn host_state(dir: &Path) -> (String, Vec<u8>, String) {
     (
         git(dir, &["status", "--porcelain"]),
         std::fs::read(dir.join(".git/index")).unwrap(),

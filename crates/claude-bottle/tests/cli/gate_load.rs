@@ -49,6 +49,70 @@ fn this_machines_address() -> Ipv4Addr {
         .expect("this machine has a non-loopback IPv4 address")
 }
 
+/// Sends back what each connection sends, until it closes.
+fn echo_upstream() -> (String, u16) {
+    let address = this_machines_address();
+    let listener = TcpListener::bind((address, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // A thousand of these at once: small stacks.
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = stream.read(&mut buf) {
+                        if stream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .unwrap();
+        }
+    });
+    (address.to_string(), port)
+}
+
+/// Lets this process hold a few thousand sockets.
+fn raise_own_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).unwrap();
+    let open = getrlimit(Resource::Nofile).current;
+    assert!(
+        open.is_none_or(|open| open > 4 * 1024),
+        "this test holds about 2,200 sockets and may open only {open:?} files"
+    );
+}
+
+/// Writes `word` through `stream` and reads it back.
+fn ping(stream: &mut TcpStream, word: &str) -> Result<(), String> {
+    stream
+        .write_all(word.as_bytes())
+        .map_err(|err| format!("write: {err}"))?;
+    let mut back = vec![0u8; word.len()];
+    stream
+        .read_exact(&mut back)
+        .map_err(|err| format!("read: {err}"))?;
+    if back == word.as_bytes() {
+        Ok(())
+    } else {
+        Err(format!("came back as {:?}", String::from_utf8_lossy(&back)))
+    }
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmHWM`, `VmRSS`).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
 struct Gate {
     child: Child,
     address: String,
@@ -58,9 +122,16 @@ struct Gate {
 
 impl Gate {
     fn start(allow: &str) -> Self {
-        let mut child = Command::new(BIN)
+        Self::start_with(allow, &["--max-connections", "1024"])
+    }
+
+    /// A gate started as an engine since Docker 25 starts a container: at a
+    /// soft limit of 1024 open files (and the hard limit this process has).
+    fn start_with(allow: &str, args: &[&str]) -> Self {
+        let mut child = Command::new("sh")
+            .args(["-c", r#"ulimit -S -n 1024 && exec "$@""#, "sh", BIN])
             .args(["gate", "--listen", "127.0.0.1:0", "--allow", allow])
-            .args(["--max-connections", "1024"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -116,6 +187,105 @@ impl Gate {
         let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
         (stream, code)
     }
+}
+
+/// Opens `count` tunnels to `upstream` and proves each carries bytes.
+fn hold_tunnels(gate: &Gate, upstream: &str, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|i| {
+            let (mut stream, code) = gate.connect(upstream);
+            assert_eq!(code, 200, "tunnel {i} of {count} was refused");
+            ping(&mut stream, &format!("hello {i}\n"))
+                .unwrap_or_else(|err| panic!("tunnel {i} of {count}: {err}"));
+            stream
+        })
+        .collect()
+}
+
+/// Proves every one of `tunnels` still carries bytes both ways.
+fn all_carry(tunnels: &mut [TcpStream], when: &str) {
+    for (i, stream) in tunnels.iter_mut().enumerate() {
+        ping(stream, &format!("still {i}\n"))
+            .unwrap_or_else(|err| panic!("{when}: tunnel {i} no longer carries: {err}"));
+    }
+}
+
+#[test]
+#[allow(clippy::cast_precision_loss, reason = "figures to print")]
+fn a_thousand_tunnels_are_held_in_bounded_memory_while_new_requests_are_decided() {
+    if !std::path::Path::new(BIN).exists() {
+        skip::<()>("a thousand tunnels", format!("{BIN} is not built"));
+        return;
+    }
+    raise_own_file_limit();
+    let (address, port) = echo_upstream();
+    let upstream = format!("{address}:{port}");
+    let mut gate = Gate::start_with(&upstream, &["--max-connections", "1100"]);
+    gate.drain_log();
+    let pid = gate.child.id();
+    let idle = memory_kib(pid, "VmRSS");
+
+    let started = Instant::now();
+    let mut tunnels = hold_tunnels(&gate, &upstream, 1000);
+    let opened_in = started.elapsed();
+    // Held, the gate still decides: one more tunnel, and a refusal.
+    let started = Instant::now();
+    let (mut another, allowed) = gate.connect(&upstream);
+    let (_, refused) = gate.connect("elsewhere.invalid:443");
+    let decided_in = started.elapsed();
+    assert_eq!((allowed, refused), (200, 403));
+    ping(&mut another, "one more\n").unwrap();
+    all_carry(&mut tunnels, "after the new requests");
+
+    let peak = memory_kib(pid, "VmHWM");
+    // Two 16 KiB copy buffers a tunnel and the runtime's own: a gate that
+    // grew without bound, or buffered whole streams, would pass this.
+    assert!(
+        peak < 128 * 1024,
+        "the gate peaked at {peak} KiB holding 1,000 tunnels"
+    );
+    eprintln!(
+        "a thousand tunnels: opened in {:.2} s; gate memory {idle} KiB idle, peak {peak} KiB \
+         ({:.1} KiB a tunnel); an allowed and a refused request decided in {:.1} ms while held",
+        opened_in.as_secs_f64(),
+        (peak - idle) as f64 / 1000.0,
+        decided_in.as_secs_f64() * 1e3,
+    );
+}
+
+#[test]
+fn over_the_default_cap_connections_get_a_503_and_the_tunnels_held_go_on() {
+    if !std::path::Path::new(BIN).exists() {
+        skip::<()>("over the default cap", format!("{BIN} is not built"));
+        return;
+    }
+    raise_own_file_limit();
+    let (address, port) = echo_upstream();
+    let upstream = format!("{address}:{port}");
+    let mut gate = Gate::start_with(&upstream, &[]);
+    gate.drain_log();
+    // The default cap, as `gate --help` gives it.
+    let cap = 256;
+    let mut tunnels = hold_tunnels(&gate, &upstream, cap);
+    for extra in 0..20 {
+        let (_, code) = gate.connect(&upstream);
+        assert_eq!(code, 503, "connection {extra} over the cap");
+    }
+    all_carry(&mut tunnels, "after the 503s");
+    // A tunnel that closes makes room for the next.
+    drop(tunnels.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut next = loop {
+        let (stream, code) = gate.connect(&upstream);
+        if code == 200 {
+            break stream;
+        }
+        assert_eq!(code, 503);
+        assert!(Instant::now() < deadline, "no room after a tunnel closed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    ping(&mut next, "room\n").unwrap();
+    all_carry(&mut tunnels, "after one closed");
 }
 
 impl Drop for Gate {

@@ -48,9 +48,8 @@ pub(super) struct ClaudeExec<'a> {
 /// Runs claude with the user's streams, a TTY when the user has one, and
 /// returns its exit code.
 pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn Ui) -> Result<i64> {
-    let failed = |err: &dyn std::fmt::Display| {
-        Error::caused_by("cannot run claude in the bottle", err.to_string())
-    };
+    let failed =
+        |err: crate::error::Cause| Error::caused_by("cannot run claude in the bottle", err);
     let tty = ui.is_tty();
     let mut env = spec.env;
     if tty {
@@ -72,10 +71,10 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
         },
     )
     .await
-    .map_err(|e| failed(&e))?;
+    .map_err(failed)?;
     let _raw = if tty {
         resize(docker, &exec, ui).await;
-        Some(ui.raw_mode().map_err(|e| failed(&e))?)
+        Some(ui.raw_mode().map_err(|e| failed(e.into()))?)
     } else {
         None
     };
@@ -100,7 +99,7 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
                         break;
                     }
                 }
-                Some(Err(err)) => return Err(failed(&err)),
+                Some(Err(err)) => return Err(failed(err.into())),
                 None => break,
             },
             chunk = stdin.recv(), if stdin_open => {
@@ -114,7 +113,10 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
             Some(()) = resized.recv(), if tty => resize(docker, &exec, ui).await,
         }
     }
-    let inspect = docker.inspect_exec(&exec).await.map_err(|e| failed(&e))?;
+    let inspect = docker
+        .inspect_exec(&exec)
+        .await
+        .map_err(|e| failed(e.into()))?;
     match inspect.exit_code {
         // 126/127 come from the runtime: claude could not be started at all.
         Some(code @ (126 | 127)) => Err(Error::new(format!(
@@ -122,7 +124,7 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
         ))
         .hint("check that the image has an executable `claude` on its PATH")),
         Some(code) => Ok(code),
-        None => Err(failed(&"no exit code")),
+        None => Err(failed("no exit code".into())),
     }
 }
 
@@ -141,26 +143,31 @@ pub(super) async fn attached(
     docker: &Docker,
     container: &str,
     config: ExecConfig,
-) -> Result<(String, Output, Input), String> {
+) -> Result<(String, Output, Input), crate::error::Cause> {
     let config = ExecConfig {
         attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         ..config
     };
-    let exec = docker
-        .create_exec(container, config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let exec =
+        docker
+            .create_exec(container, config)
+            .await
+            .map_err(|err| -> crate::error::Cause {
+                match err {
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404, ..
+                    } => "its container is gone: removed from outside, or the engine restarted"
+                        .into(),
+                    err => err.into(),
+                }
+            })?;
     // Started without start options: with a TTY, bollard would otherwise
     // split the raw stream into frames and corrupt it.
-    match docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    match docker.start_exec(&exec.id, None).await? {
         StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
-        StartExecResults::Detached => Err("the exec did not attach".to_owned()),
+        StartExecResults::Detached => Err("the exec did not attach".into()),
     }
 }
 
@@ -195,11 +202,8 @@ pub(super) async fn piped(
     input: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
     output: Option<&mut (dyn tokio::io::AsyncWrite + Unpin + Send)>,
 ) -> Result<(i64, String)> {
-    let failed = |err: &dyn std::fmt::Display| {
-        Error::caused_by(
-            format!("cannot run {} in the bottle", cmd[0]),
-            err.to_string(),
-        )
+    let failed = |err: crate::error::Cause| {
+        Error::caused_by(format!("cannot run {} in the bottle", cmd[0]), err)
     };
     let (exec, mut stream, mut stdin) = attached(
         docker,
@@ -212,7 +216,7 @@ pub(super) async fn piped(
         },
     )
     .await
-    .map_err(|e| failed(&e))?;
+    .map_err(failed)?;
     let feed = async {
         if let Some(input) = input {
             // Large writes: a repository moves in far fewer syscalls.
@@ -225,27 +229,29 @@ pub(super) async fn piped(
     let drain = async {
         let mut output = output;
         while let Some(chunk) = stream.next().await {
-            match chunk.map_err(|e| failed(&e))? {
+            match chunk.map_err(|e| failed(e.into()))? {
                 bollard::container::LogOutput::StdOut { message } => {
                     if let Some(out) = &mut output {
-                        out.write_all(&message).await.map_err(|e| failed(&e))?;
+                        out.write_all(&message)
+                            .await
+                            .map_err(|e| failed(e.into()))?;
                     }
                 }
                 other => said.push_str(&String::from_utf8_lossy(&other.into_bytes())),
             }
         }
         if let Some(out) = &mut output {
-            out.flush().await.map_err(|e| failed(&e))?;
+            out.flush().await.map_err(|e| failed(e.into()))?;
         }
         Ok::<_, Error>(())
     };
     let (written, drained) = tokio::join!(feed, drain);
     drained?;
-    written.map_err(|e| failed(&e))?;
+    written.map_err(|e| failed(e.into()))?;
     let code = docker
         .inspect_exec(&exec)
         .await
-        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(e.into()))?
         .exit_code
         .unwrap_or(-1);
     Ok((code, said))

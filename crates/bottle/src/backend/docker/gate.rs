@@ -98,8 +98,8 @@ pub(super) async fn start(
     labels: &InstanceLabels,
     ledger: &mut Ledger,
 ) -> Result<Gate> {
-    let failed = |what: &str, err: &dyn std::fmt::Display| {
-        Error::caused_by(format!("the egress gate {what}"), err.to_string())
+    let failed = |what: &str, err: crate::error::Cause| {
+        Error::caused_by(format!("the egress gate {what}"), err)
     };
     let mut args = vec!["--listen".to_owned(), format!("0.0.0.0:{PORT}")];
     for entry in &plan.egress.allowlist {
@@ -134,7 +134,7 @@ pub(super) async fn start(
         )
         .await
         .map_err(|err| {
-            failed("could not be created", &err)
+            failed("could not be created", err.into())
                 .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
         })?;
     ledger.record(Created::Container(created.id.clone()));
@@ -148,7 +148,7 @@ pub(super) async fn start(
     docker
         .connect_network(spec.internal, join(Some(vec![ALIAS.to_owned()])))
         .await
-        .map_err(|err| failed("could not join the internal network", &err))?;
+        .map_err(|err| failed("could not join the internal network", err.into()))?;
     for network in spec.extra_networks {
         docker
             .connect_network(network, join(None))
@@ -172,12 +172,12 @@ pub(super) async fn start(
             }),
         )
         .await
-        .map_err(|err| failed("could not be attached", &err))?;
+        .map_err(|err| failed("could not be attached", err.into()))?;
     docker
         .start_container(&created.id, None::<StartContainerOptions>)
         .await
         .map_err(|err| {
-            failed("could not start", &err)
+            failed("could not start", err.into())
                 .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
         })?;
     wait_ready(docker, &created.id).await?;

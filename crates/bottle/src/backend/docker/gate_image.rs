@@ -108,18 +108,17 @@ fn build_hint() -> String {
 }
 
 async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
-    let failed = |err: &dyn std::fmt::Display| {
-        Error::caused_by("cannot build the gate image", err.to_string())
-    };
+    let failed = |err: crate::error::Cause| Error::caused_by("cannot build the gate image", err);
     let dockerfile = "FROM scratch\nCOPY claude-bottle /claude-bottle\nENTRYPOINT [\"/claude-bottle\", \"gate\"]\n";
     let mut context = tar::Builder::new(Vec::new());
     for (name, bytes, mode) in [
         ("Dockerfile", dockerfile.as_bytes(), 0o644),
         ("claude-bottle", exe, 0o755),
     ] {
-        append_file(&mut context, name, mode, bytes.len() as u64, bytes).map_err(|e| failed(&e))?;
+        append_file(&mut context, name, mode, bytes.len() as u64, bytes)
+            .map_err(|e| failed(e.into()))?;
     }
-    let context = context.into_inner().map_err(|e| failed(&e))?;
+    let context = context.into_inner().map_err(|e| failed(e.into()))?;
     let options = BuildImageOptions {
         t: Some(tag.to_owned()),
         rm: true,
@@ -129,9 +128,9 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
     };
     let mut progress = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(step) = progress.next().await {
-        let step = step.map_err(|e| failed(&e))?;
+        let step = step.map_err(|e| failed(e.into()))?;
         if let Some(detail) = step.error_detail.and_then(|d| d.message) {
-            return Err(failed(&detail));
+            return Err(failed(detail.into()));
         }
     }
     Ok(())
@@ -155,20 +154,20 @@ pub(super) async fn helper(
             .await
             .map_err(|err| Error::caused_by("cannot read this executable", err));
     }
-    let failed = |err: &dyn std::fmt::Display| {
+    let failed = |err: crate::error::Cause| {
         Error::caused_by(
             format!("cannot take the SSH helper from the gate image `{tag}`"),
-            err.to_string(),
+            err,
         )
     };
     let path = docker
         .inspect_image(tag)
         .await
-        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(e.into()))?
         .config
         .and_then(|c| c.entrypoint)
         .and_then(|e| e.into_iter().next())
-        .ok_or_else(|| failed(&"its ENTRYPOINT names no executable"))?;
+        .ok_or_else(|| failed("its ENTRYPOINT names no executable".into()))?;
     let created = docker
         .create_container(
             None::<CreateContainerOptions>,
@@ -180,7 +179,7 @@ pub(super) async fn helper(
             },
         )
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| failed(e.into()))?;
     ledger.record(Created::Container(created.id.clone()));
     let mut archive = Vec::new();
     let mut stream = docker.download_from_container(
@@ -188,24 +187,27 @@ pub(super) async fn helper(
         Some(DownloadFromContainerOptions { path: path.clone() }),
     );
     while let Some(chunk) = stream.next().await {
-        archive.extend_from_slice(&chunk.map_err(|e| failed(&e))?);
+        archive.extend_from_slice(&chunk.map_err(|e| failed(e.into()))?);
     }
     ledger.teardown().await;
     let mut entries = tar::Archive::new(archive.as_slice());
     let mut entry = entries
         .entries()
         .and_then(|mut e| e.next().transpose())
-        .map_err(|e| failed(&e))?
-        .ok_or_else(|| failed(&format!("{path} is not in it")))?;
+        .map_err(|e| failed(e.into()))?
+        .ok_or_else(|| failed(format!("{path} is not in it").into()))?;
     if entry.header().entry_type() != tar::EntryType::Regular {
-        return Err(failed(&format!(
-            "{path} is not a regular file (a link?); name the executable itself in ENTRYPOINT"
-        )));
+        return Err(failed(
+            format!(
+                "{path} is not a regular file (a link?); name the executable itself in ENTRYPOINT"
+            )
+            .into(),
+        ));
     }
     let mut exe = Vec::new();
-    std::io::Read::read_to_end(&mut entry, &mut exe).map_err(|e| failed(&e))?;
+    std::io::Read::read_to_end(&mut entry, &mut exe).map_err(|e| failed(e.into()))?;
     if !exe.starts_with(b"\x7fELF") {
-        return Err(failed(&format!("{path} is not a Linux executable")));
+        return Err(failed(format!("{path} is not a Linux executable").into()));
     }
     Ok(exe)
 }

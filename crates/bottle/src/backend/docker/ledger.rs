@@ -23,6 +23,45 @@ pub(super) enum Created {
     Network(String),
 }
 
+impl std::fmt::Display for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, id) = match self {
+            Self::Container(id) => ("container", id),
+            Self::Network(id) => ("network", id),
+        };
+        write!(f, "{kind} {}", id.get(..12).unwrap_or(id))
+    }
+}
+
+/// A resource a teardown could not remove, and why.
+#[derive(Debug)]
+pub(super) struct Left {
+    pub(super) resource: Created,
+    why: Why,
+}
+
+#[derive(Debug)]
+enum Why {
+    /// The engine stopped answering: nothing more can be removed now.
+    EngineLost(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for Left {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.why {
+            Why::EngineLost(detail) => {
+                write!(
+                    f,
+                    "{} (the engine stopped answering: {detail})",
+                    self.resource
+                )
+            }
+            Why::Failed(why) => write!(f, "{} ({why})", self.resource),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Ledger {
     docker: Docker,
@@ -57,41 +96,82 @@ impl Ledger {
     }
 
     /// Removes everything recorded, newest first; returns what could not be
-    /// removed (already-gone counts as removed).
-    pub(super) async fn teardown(&mut self) -> Vec<String> {
-        let mut failures = Vec::new();
+    /// removed (already-gone counts as removed). Once the engine stops
+    /// answering, the rest is left without asking it.
+    pub(super) async fn teardown(&mut self) -> Vec<Left> {
+        let mut left = Vec::new();
         while !self.created.is_empty() {
             if let Err(failure) = self.remove_newest().await {
-                failures.push(failure);
+                let lost = match &failure.why {
+                    Why::EngineLost(detail) => Some(detail.clone()),
+                    Why::Failed(_) => None,
+                };
+                left.push(failure);
+                if let Some(detail) = lost {
+                    left.extend(self.created.drain(..).rev().map(|resource| Left {
+                        resource,
+                        why: Why::EngineLost(detail.clone()),
+                    }));
+                }
             }
         }
-        failures
+        left
     }
 
     /// Removes the newest resource recorded. It leaves the record only
     /// once removed (or given up on), so a teardown cut short by a signal
     /// leaves it to the teardown on drop.
-    pub(super) async fn remove_newest(&mut self) -> Result<(), String> {
+    pub(super) async fn remove_newest(&mut self) -> Result<(), Left> {
         let Some(resource) = self.created.last() else {
             return Ok(());
         };
         let removed = remove(&self.docker, resource).await;
         let resource = self.created.pop().expect("the newest is still there");
-        removed.map_err(|err| format!("{resource:?}: {err}"))
+        removed.map_err(|why| Left { resource, why })
     }
 }
 
-fn warn_left(ui: Option<&dyn Ui>, failures: &[String]) {
-    if let Some(ui) = ui {
-        for failure in failures {
-            ui.warn(&format!(
-                "teardown left {failure}; `claude-bottle cleanup` removes it"
-            ));
-        }
+/// One warning per resource left, or one for all of them when the engine
+/// stopped answering.
+fn warn_left(ui: Option<&dyn Ui>, left: &[Left]) {
+    let Some(ui) = ui else { return };
+    let lost: Vec<_> = left
+        .iter()
+        .filter_map(|l| match &l.why {
+            Why::EngineLost(detail) => Some((&l.resource, detail)),
+            Why::Failed(_) => None,
+        })
+        .collect();
+    if let Some((_, detail)) = lost.first() {
+        let count = |container: bool| {
+            lost.iter()
+                .filter(|(r, _)| matches!(r, Created::Container(_)) == container)
+                .count()
+        };
+        ui.warn(&format!(
+            "the engine stopped answering ({detail}), so the teardown left {}; once it \
+             answers again, `claude-bottle cleanup` removes them",
+            counted(&[(count(true), "container"), (count(false), "network")])
+        ));
+    }
+    for failure in left.iter().filter(|l| matches!(l.why, Why::Failed(_))) {
+        ui.warn(&format!(
+            "teardown left {failure}; `claude-bottle cleanup` removes it"
+        ));
     }
 }
 
-async fn remove(docker: &Docker, resource: &Created) -> Result<(), String> {
+/// `2 containers and 1 network`, leaving out what there are none of.
+fn counted(counts: &[(usize, &str)]) -> String {
+    counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
     let removal = async {
         match resource {
             Created::Container(id) => {
@@ -125,10 +205,16 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), String> {
             let Created::Container(id) = resource else {
                 unreachable!("a container")
             };
-            gone_within(docker, id, REMOVE_WITHIN).await
+            gone_within(docker, id, REMOVE_WITHIN)
+                .await
+                .map_err(Why::Failed)
         }
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err(format!("no answer within {} s", REMOVE_WITHIN.as_secs())),
+        Ok(Err(err)) => Err(crate::error::lost_engine(&err)
+            .map_or_else(|| Why::Failed(err.to_string()), Why::EngineLost)),
+        Err(_) => Err(Why::Failed(format!(
+            "no answer within {} s",
+            REMOVE_WITHIN.as_secs()
+        ))),
     }
 }
 

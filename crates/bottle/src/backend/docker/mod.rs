@@ -152,14 +152,17 @@ impl Backend for DockerBackend {
         for container in &instance.containers {
             ledger.record(Created::Container(container.id.clone()));
         }
-        let failures = ledger.teardown().await;
-        if failures.is_empty() {
+        let left = ledger.teardown().await;
+        if left.is_empty() {
             Ok(())
         } else {
             Err(Error::new(format!(
                 "could not remove all of {}: {}",
                 instance.instance,
-                failures.join("; ")
+                left.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )))
         }
     }

@@ -90,7 +90,7 @@ pub(super) async fn start(
         },
     )
     .await
-    .map_err(|err| failed(&format!("cannot start: {err}")))?;
+    .map_err(|err| Error::caused_by("the SSH agent relay cannot start", err))?;
     let mut decoder = Decoder::default();
     let ready = async {
         while let Some(Ok(chunk)) = output.next().await {

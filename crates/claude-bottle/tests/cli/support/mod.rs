@@ -7,6 +7,7 @@ pub(crate) mod engine_relay;
 pub(crate) mod fixture;
 pub(crate) mod instance;
 pub(crate) mod label;
+pub(crate) mod own_engine;
 pub(crate) mod sandbox;
 pub(crate) mod terminal;
 
@@ -23,5 +24,6 @@ pub(crate) use instance::{
     real_claude, running_agent, value_of, wait_for_instance,
 };
 pub(crate) use label::run_label;
+pub(crate) use own_engine::{DOCKERD_IMAGE, OwnEngine};
 pub(crate) use sandbox::{BIN, Output, SIMPLE, Sandbox};
 pub(crate) use terminal::Terminal;
