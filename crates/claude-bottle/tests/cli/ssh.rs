@@ -10,78 +10,11 @@ use fixtures::report::frames;
 use serde_json::{Value, json};
 
 use crate::support::{
-    BASE_IMAGE, FAKE_CLAUDE_IMAGE, GATE_IMAGE, SSHD_IMAGE, Sandbox, Service, Session, TEST_LABEL,
-    Terminal, TestContainer, TestImage, TestNetwork, engine_with, exec, fake_claude_bottle,
-    leftovers, run_label, running_agent, runtimes, wait_for_instance,
+    BASE_IMAGE, FAKE_CLAUDE_IMAGE, GATE_IMAGE, SSHD_IMAGE, Sandbox, Service, Session,
+    SshHostFixture, TEST_LABEL, Terminal, TestImage, TestNetwork, copy_keys, engine_with, entry,
+    fake_claude_bottle, files_holding, key_lines, leftovers, run_label, running_agent, runtimes,
+    wait_for_instance,
 };
-
-/// An sshd fixture: its container, its alias on the network, its host key.
-struct SshHostFixture {
-    _container: TestContainer,
-    id: String,
-    host_key: String,
-}
-
-impl SshHostFixture {
-    async fn start(
-        docker: &Docker,
-        label: &str,
-        network: &TestNetwork,
-        alias: &str,
-        port: u16,
-        authorized: &[&str],
-    ) -> Self {
-        let (container, _) = Service::new(SSHD_IMAGE, network)
-            .env("AUTHORIZED_KEYS", &authorized.join("\n"))
-            .env("SSHD_PORT", &port.to_string())
-            .alias(alias)
-            .start(docker, label)
-            .await;
-        let id = container.id.clone();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let host_key = loop {
-            let (code, key) = exec(
-                docker,
-                &id,
-                &["cat", "/etc/ssh/ssh_host_ed25519_key.pub"],
-                &[],
-            )
-            .await;
-            if code == 0 && key.starts_with("ssh-ed25519 ") {
-                break key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd {alias} made no host key: {key}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        Self {
-            _container: container,
-            id,
-            host_key,
-        }
-    }
-
-    /// The commits of the bare repository, newest first.
-    async fn commits(&self, docker: &Docker) -> String {
-        let (_, log) = exec(
-            docker,
-            &self.id,
-            &[
-                "git",
-                "--git-dir",
-                "/srv/git/repo.git",
-                "log",
-                "--format=%s",
-                "main",
-            ],
-            &[],
-        )
-        .await;
-        log
-    }
-}
 
 /// A bottle whose agent runs `script` with the fake claude, then waits for
 /// its stdin to end; `ssh` are the bottle's ssh entries.
@@ -97,39 +30,6 @@ fn ssh_sandbox(label: &str, network: &TestNetwork, ssh: &Value, script: &str) ->
 fn ssh_sandbox_with(label: &str, network: &TestNetwork, ssh: &Value, env: &Value) -> Sandbox {
     let bottle = json!({ "ssh": ssh, "env": env, "egress": { "builtin": false } });
     fake_claude_bottle(label, &bottle).env("CLAUDE_BOTTLE_GATE_NETWORKS", &network.name)
-}
-
-fn entry(host: &str, hostname: &str, port: u16, key: &str, pin: Option<&str>) -> Value {
-    let mut entry = json!({
-        "Host": host, "Hostname": hostname, "User": "git", "Port": port,
-        "IdentityFile": format!("~/.ssh/{key}"),
-    });
-    if let Some(pin) = pin {
-        entry["KnownHostKey"] = json!(pin);
-    }
-    entry
-}
-
-/// The same key files in another sandbox's home.
-fn copy_keys(from: &Sandbox, to: &Sandbox, files: &[&str]) {
-    std::fs::create_dir_all(to.home.join(".ssh")).unwrap();
-    for file in files {
-        std::fs::copy(
-            from.home.join(".ssh").join(file),
-            to.home.join(".ssh").join(file),
-        )
-        .unwrap();
-    }
-}
-
-/// The files of a container, searched as root, that hold any of `lines`.
-async fn files_holding(docker: &Docker, container: &str, lines: &[String]) -> String {
-    let search = "printf '%s\\n' \"$NEEDLES\" >/tmp/.needles \
-        && grep -rlF -f /tmp/.needles / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev \
-        2>/dev/null | grep -v '^/tmp/.needles$' || true";
-    let needles = format!("NEEDLES={}", lines.join("\n"));
-    let (_, found) = exec(docker, container, &["sh", "-c", search], &[&needles]).await;
-    found.trim().to_owned()
 }
 
 /// Where the private key's lines are found while the session runs: the
@@ -171,16 +71,6 @@ async fn key_found_while_running(
 /// script, markers included).
 fn has_line(text: &str, line: &str) -> bool {
     text.lines().any(|l| l.trim_end() == line)
-}
-
-/// The private key's base64 body, line by line as the file holds it.
-fn key_lines(sandbox: &Sandbox, key: &str) -> Vec<String> {
-    std::fs::read_to_string(sandbox.home.join(".ssh").join(key))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .map(ToOwned::to_owned)
-        .collect()
 }
 
 #[tokio::test]

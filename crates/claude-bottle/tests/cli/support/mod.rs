@@ -9,6 +9,7 @@ pub(crate) mod instance;
 pub(crate) mod label;
 pub(crate) mod own_engine;
 pub(crate) mod sandbox;
+pub(crate) mod ssh_host;
 pub(crate) mod terminal;
 
 pub(crate) use engine::{
@@ -26,4 +27,5 @@ pub(crate) use instance::{
 pub(crate) use label::run_label;
 pub(crate) use own_engine::{DOCKERD_IMAGE, OwnEngine};
 pub(crate) use sandbox::{BIN, Output, SIMPLE, Sandbox};
+pub(crate) use ssh_host::{SshHostFixture, copy_keys, entry, files_holding, key_lines};
 pub(crate) use terminal::Terminal;
