@@ -143,11 +143,6 @@ impl Error {
         self
     }
 
-    /// Whether the engine stopped answering the call that failed.
-    pub fn engine_lost(&self) -> bool {
-        self.engine_lost
-    }
-
     /// The error's own words, without its causes.
     pub fn message(&self) -> &str {
         &self.message

@@ -210,18 +210,28 @@ fn all_carry(tunnels: &mut [TcpStream], when: &str) {
     }
 }
 
-#[test]
-#[allow(clippy::cast_precision_loss, reason = "figures to print")]
-fn a_thousand_tunnels_are_held_in_bounded_memory_while_new_requests_are_decided() {
+/// A gate started with `args` whose log is read, and the echo upstream
+/// it allows; `None` (a loud skip) where the binary is not built. This
+/// process may then hold a few thousand sockets.
+fn echo_gate(test: &str, args: &[&str]) -> Option<(Gate, String)> {
     if !std::path::Path::new(BIN).exists() {
-        skip::<()>("a thousand tunnels", format!("{BIN} is not built"));
-        return;
+        return skip(test, format!("{BIN} is not built"));
     }
     raise_own_file_limit();
     let (address, port) = echo_upstream();
     let upstream = format!("{address}:{port}");
-    let mut gate = Gate::start_with(&upstream, &["--max-connections", "1100"]);
+    let mut gate = Gate::start_with(&upstream, args);
     gate.drain_log();
+    Some((gate, upstream))
+}
+
+#[test]
+#[allow(clippy::cast_precision_loss, reason = "figures to print")]
+fn a_thousand_tunnels_are_held_in_bounded_memory_while_new_requests_are_decided() {
+    let Some((gate, upstream)) = echo_gate("a thousand tunnels", &["--max-connections", "1100"])
+    else {
+        return;
+    };
     let pid = gate.child.id();
     let idle = memory_kib(pid, "VmRSS");
 
@@ -255,15 +265,9 @@ fn a_thousand_tunnels_are_held_in_bounded_memory_while_new_requests_are_decided(
 
 #[test]
 fn over_the_default_cap_connections_get_a_503_and_the_tunnels_held_go_on() {
-    if !std::path::Path::new(BIN).exists() {
-        skip::<()>("over the default cap", format!("{BIN} is not built"));
+    let Some((gate, upstream)) = echo_gate("over the default cap", &[]) else {
         return;
-    }
-    raise_own_file_limit();
-    let (address, port) = echo_upstream();
-    let upstream = format!("{address}:{port}");
-    let mut gate = Gate::start_with(&upstream, &[]);
-    gate.drain_log();
+    };
     // The default cap, as `gate --help` gives it.
     let cap = 256;
     let mut tunnels = hold_tunnels(&gate, &upstream, cap);

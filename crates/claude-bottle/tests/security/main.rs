@@ -349,16 +349,17 @@ async fn run(report: &Report) -> bool {
     let logs = suite.sandbox.run(&["logs", &instance]);
     let evidence = suite.evidence(&agent, &logs).await;
     let found = suite.secrets.found_in(&evidence.gate_log);
+    let found: search::Found = if found.is_empty() {
+        Vec::new()
+    } else {
+        vec![("the gate's log".to_owned(), found)]
+    };
     report.record(
         "secrets",
         "the secrets in the gate's log",
         "`claude-bottle logs` and the engine's log of the gate container",
         found.is_empty(),
-        if found.is_empty() {
-            "none of them".to_owned()
-        } else {
-            found.join(", ")
-        },
+        search::describe(&found),
     );
     let (code, out) = exec(&suite.docker, &agent, &["touch", "/tmp/cb-go-2"], &[]).await;
     assert_eq!(code, 0, "{out}");

@@ -30,7 +30,7 @@ pub(crate) async fn containers(
         let listed = docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
-                filters: Some(crate::world::run_filter(label)),
+                filters: Some(crate::support::label_filter(label, None)),
                 ..Default::default()
             }))
             .await
@@ -164,6 +164,15 @@ rm -f /tmp/.cb-needles /tmp/.cb-tail
     parse_inside(&out, secrets)
 }
 
+/// Adds `kind` to what `list` says of `key`, each kind once.
+fn add_kind<K: PartialEq>(list: &mut Vec<(K, Vec<&'static str>)>, key: K, kind: &'static str) {
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, kinds)) if !kinds.contains(&kind) => kinds.push(kind),
+        Some(_) => {}
+        None => list.push((key, vec![kind])),
+    }
+}
+
 fn parse_inside(out: &str, secrets: &Secrets) -> Inside {
     let mut section = "";
     let mut files: Found = Vec::new();
@@ -181,14 +190,7 @@ fn parse_inside(out: &str, secrets: &Secrets) -> Inside {
             "files" => {
                 if let Some((file, form)) = line.rsplit_once(':') {
                     let kind = secrets.kind_of_form(form).unwrap_or("(a secret)");
-                    match files
-                        .iter_mut()
-                        .find(|(f, _): &&mut (String, Vec<&str>)| f == file)
-                    {
-                        Some((_, kinds)) if !kinds.contains(&kind) => kinds.push(kind),
-                        Some(_) => {}
-                        None => files.push((file.to_owned(), vec![kind])),
-                    }
+                    add_kind(&mut files, file.to_owned(), kind);
                 }
             }
             "tail" => key_tail.push(line.to_owned()),
@@ -204,11 +206,7 @@ fn parse_inside(out: &str, secrets: &Secrets) -> Inside {
                 } else {
                     &mut argv
                 };
-                match list.iter_mut().find(|(p, _)| *p == pid) {
-                    Some((_, kinds)) if !kinds.contains(&kind) => kinds.push(kind),
-                    Some(_) => {}
-                    None => list.push((pid, vec![kind])),
-                }
+                add_kind(list, pid, kind);
             }
             "ps" => {
                 let mut parts = line.splitn(3, ' ');

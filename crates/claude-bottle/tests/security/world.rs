@@ -13,7 +13,7 @@ use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use serde_json::{Value, json};
 
 use crate::support::{
-    FIXTURES_IMAGE, Service, Session, SshHostFixture, TEST_LABEL, TestContainer, TestNetwork,
+    FIXTURES_IMAGE, Service, Session, SshHostFixture, TestContainer, TestNetwork,
     fake_claude_bottle, fixture_json, label_filter,
 };
 
@@ -224,9 +224,4 @@ pub(crate) fn host_addresses() -> (Vec<String>, Vec<String>) {
         }
     }
     (v4, v6)
-}
-
-/// Labelled the way every container of a run is.
-pub(crate) fn run_filter(label: &str) -> std::collections::HashMap<String, Vec<String>> {
-    [("label".to_owned(), vec![format!("{TEST_LABEL}={label}")])].into()
 }

@@ -36,7 +36,7 @@ impl std::fmt::Display for Created {
 /// A resource a teardown could not remove, and why.
 #[derive(Debug)]
 pub(super) struct Left {
-    pub(super) resource: Created,
+    resource: Created,
     why: Why,
 }
 
