@@ -124,12 +124,14 @@ impl Session {
     }
 
     /// Ends the fake claude's `FAKE_CLAUDE_READ_STDIN` wait and the session.
-    /// Its stdout so far, once it holds `what`.
+    /// Its stdout so far, once a line of it starts with `what`: a line
+    /// the fake claude's script printed, not the report that quotes the
+    /// script (markers included) before it runs.
     pub(crate) async fn wait_for_stdout(&self, what: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let seen = self.stdout.lock().unwrap().clone();
-            if seen.contains(what) {
+            if seen.lines().any(|l| l.starts_with(what)) {
                 return seen;
             }
             assert!(
