@@ -21,6 +21,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Plan {
     pub schema_version: u32,
     pub backend: String,
+    /// The engine, its version and where it is, as chosen like the docker
+    /// CLI chooses (`DOCKER_HOST`, the Docker context, the local socket).
+    pub engine: String,
     pub instance: String,
     pub agent: String,
     pub bottle: String,
@@ -175,6 +178,7 @@ impl Plan {
         line("bottle", &self.bottle);
         line("instance", &self.instance);
         line("backend", &self.backend);
+        line("engine", &self.engine);
         match &self.default_image {
             Some(default) => line(
                 "image",

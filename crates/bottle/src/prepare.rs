@@ -59,6 +59,7 @@ pub async fn prepare(
     let plan = Plan {
         schema_version: SCHEMA_VERSION,
         backend: backend.name().to_owned(),
+        engine: resolution.engine,
         instance: stage.instance().to_string(),
         agent: agent.name.clone(),
         bottle: bottle.name.clone(),

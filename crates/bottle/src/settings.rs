@@ -43,7 +43,23 @@ pub const RUNTIME: Variable = Variable {
 };
 pub const DOCKER_HOST: Variable = Variable {
     name: "DOCKER_HOST",
-    help: "The Docker engine to use (default: the local socket).",
+    help: "The engine to use: `unix:///PATH`, `tcp://HOST:PORT` or `ssh://[USER@]HOST[:PORT]` (default: the Docker context, else the local socket).",
+};
+pub const DOCKER_TLS_VERIFY: Variable = Variable {
+    name: "DOCKER_TLS_VERIFY",
+    help: "Any value: reach a `tcp://` `DOCKER_HOST` over TLS, verifying the engine's certificate.",
+};
+pub const DOCKER_CERT_PATH: Variable = Variable {
+    name: "DOCKER_CERT_PATH",
+    help: "The directory of `ca.pem`, `cert.pem` and `key.pem` for TLS (default: the Docker config directory).",
+};
+pub const DOCKER_CONTEXT: Variable = Variable {
+    name: "DOCKER_CONTEXT",
+    help: "The Docker context to use when `DOCKER_HOST` is not set (default: the current one of `docker context use`).",
+};
+pub const DOCKER_CONFIG: Variable = Variable {
+    name: "DOCKER_CONFIG",
+    help: "The Docker config directory, where the contexts are (default `~/.docker`).",
 };
 
 pub const EXTRA_LABELS: Variable = Variable {
@@ -152,6 +168,10 @@ pub const ALL: &[&Variable] = &[
     &NO_PROXY,
     &SSL_CERT_FILE,
     &DOCKER_HOST,
+    &DOCKER_TLS_VERIFY,
+    &DOCKER_CERT_PATH,
+    &DOCKER_CONTEXT,
+    &DOCKER_CONFIG,
     &HOME,
     &VISUAL,
     &EDITOR,

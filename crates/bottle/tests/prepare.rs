@@ -43,12 +43,17 @@ impl Backend for FixedBackend {
                 registry: "https://registry.npmjs.org/".into(),
                 built: false,
             }),
+            engine: "Fixed Engine 1.0 (API 1.45) at unix:///fixed.sock".into(),
             warnings: vec![],
         })
     }
 
     async fn launch(&self, _: Launch) -> bottle::Result<i32> {
         unreachable!("prepare tests never launch")
+    }
+
+    async fn engine(&self) -> bottle::Result<String> {
+        unreachable!("prepare tests name no engine")
     }
 
     async fn instances(&self, _: &[(String, String)]) -> bottle::Result<Vec<Instance>> {

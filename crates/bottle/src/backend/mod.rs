@@ -38,6 +38,8 @@ pub struct Resolution {
     pub image: String,
     /// How the default image is made, when it is the one used.
     pub default_image: Option<DefaultImagePlan>,
+    /// The engine the bottle runs on, as the plan names it.
+    pub engine: String,
     pub warnings: Vec<String>,
 }
 
@@ -132,6 +134,10 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// Creates the bottle, provisions it, runs claude in it and tears it
     /// all down again, on every path; returns claude's exit code.
     async fn launch(&self, launch: Launch) -> Result<i32>;
+
+    /// The engine it talks to, named for the user: its kind, version and
+    /// address.
+    async fn engine(&self) -> Result<String>;
 
     /// Every instance the engine holds resources of, found by label; with
     /// `scope`, only resources carrying all of those labels too.

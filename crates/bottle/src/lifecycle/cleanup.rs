@@ -215,6 +215,9 @@ mod tests {
         async fn launch(&self, _: Launch) -> Result<i32> {
             unreachable!("cleanup launches nothing")
         }
+        async fn engine(&self) -> Result<String> {
+            Ok("a refusing engine".to_owned())
+        }
         async fn instances(&self, _: &[(String, String)]) -> Result<Vec<Instance>> {
             Ok(Vec::new())
         }

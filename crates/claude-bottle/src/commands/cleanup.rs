@@ -50,7 +50,11 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
         eprintln!("nothing to clean up");
         return Ok(ExitCode::SUCCESS);
     }
-    eprint!("claude-bottle will remove:\n{}", plan.to_text());
+    eprint!(
+        "claude-bottle will remove, from {}:\n{}",
+        backend.engine().await?,
+        plan.to_text()
+    );
     if args.dry_run {
         eprintln!("dry run: nothing was removed.");
         return Ok(ExitCode::SUCCESS);

@@ -18,7 +18,11 @@ pub(crate) async fn run(format: Format) -> Result<ExitCode, CommandError> {
             "{}",
             serde_json::to_string_pretty(&instances).expect("instances serialise")
         ),
-        Format::Text => print!("{}", list_text(&instances)),
+        Format::Text => {
+            // On stderr: the table stays the whole of stdout.
+            eprintln!("engine: {}", backend.engine().await?);
+            print!("{}", list_text(&instances));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -441,7 +441,7 @@ async fn cleanup_offers_images_that_are_no_longer_current() {
         )
         .await
         .unwrap();
-    let _holder = TestContainer::adopt(&docker, holder.id);
+    let _holder = TestContainer::adopt(holder.id);
     let sandbox = sandbox
         .env("CLAUDE_BOTTLE_IMAGE", &named.tag)
         .env("CLAUDE_BOTTLE_GATE_IMAGE", &named_gate.tag);

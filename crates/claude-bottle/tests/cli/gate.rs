@@ -245,7 +245,7 @@ async fn start_gate(
         )
         .await
         .unwrap();
-    let container = TestContainer::adopt(docker, created.id);
+    let container = TestContainer::adopt(created.id);
     let attached = docker
         .attach_container(
             &container.id,

@@ -584,17 +584,24 @@ async fn from_inside_a_bottle_there_is_no_way_out_and_the_host_is_unreachable() 
     let (control, _) = Service::idle(BASE_IMAGE, &outside, "control")
         .start(&docker, &outside_label)
         .await;
-    let check = format!(
-        "gw=$(hostname -i | cut -d' ' -f1 | sed 's/[.][0-9]*$/.1/'); curl -s --max-time 5 http://$gw:{port}/ && curl -s --max-time 5 http://sink/"
-    );
+    // An engine on another machine has another host: its gateway does not
+    // lead to this machine's listener, so only the sink is the control.
+    let local = crate::support::engine::networks_are_local();
+    let check = if local {
+        format!(
+            "gw=$(hostname -i | cut -d' ' -f1 | sed 's/[.][0-9]*$/.1/'); curl -s --max-time 5 http://$gw:{port}/ && curl -s --max-time 5 http://sink/"
+        )
+    } else {
+        "curl -s --max-time 5 http://sink/".to_owned()
+    };
     let (code, output) =
         crate::support::exec(&docker, &control.id, &["sh", "-c", &check], &[]).await;
     assert_eq!(
         (code, output.as_str()),
-        (0, "host\nsink\n"),
+        (0, if local { "host\nsink\n" } else { "sink\n" }),
         "the control reached neither"
     );
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), usize::from(local));
     assert_eq!(sink_records().len(), 1);
 }
 

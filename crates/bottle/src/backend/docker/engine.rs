@@ -1,29 +1,93 @@
-//! Talking to the engine: connect, negotiate the API version, ask.
+//! Talking to the engine: choose it, connect, negotiate the API version,
+//! ask what it is.
 
+use std::fmt;
 use std::time::Duration;
 
 use bollard::Docker;
 
+use super::dial_stdio;
+use super::endpoint::{self, Endpoint};
 use crate::error::{Error, Result};
-use crate::settings::DOCKER_HOST;
+use crate::settings::{DOCKER_CONTEXT, DOCKER_HOST};
 
 /// How long an engine may take to answer before it counts as absent.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// Over ssh the first answer waits for the login as well.
+const SSH_ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
-/// Connects as `DOCKER_HOST` says (the local socket by default).
+/// Connects to the engine the environment chooses, as the docker CLI
+/// would.
 pub(super) async fn connect() -> Result<Docker> {
-    // Every call is bounded: a hung engine fails the command, with a
-    // message, instead of holding it for good.
-    let docker = Docker::connect_with_defaults()
-        .map_err(|err| unreachable(&err))?
-        .with_timeout(crate::settings::engine_timeout()?);
-    tokio::time::timeout(ANSWER_WITHIN, docker.negotiate_version())
-        .await
-        .map_err(|_| unreachable(&"no answer within 5 s"))?
-        .map_err(|err| unreachable(&err))
+    Ok(connect_to(&chosen()?).await?.0)
 }
 
-/// The engine, and what it says of itself in one `info`.
+pub(super) fn chosen() -> Result<Endpoint> {
+    endpoint::choose(&|name| std::env::var(name).ok())
+}
+
+async fn connect_to(endpoint: &Endpoint) -> Result<(Docker, Duration)> {
+    let unreachable = |detail: &dyn fmt::Display| unreachable(endpoint, detail);
+    // Every call is bounded: a hung engine fails the command, with a
+    // message, instead of holding it for good.
+    let timeout = crate::settings::engine_timeout()?;
+    let secs = timeout.as_secs();
+    let version = bollard::API_DEFAULT_VERSION;
+    let (docker, ssh_errors, within) = match (&endpoint.tls, endpoint.host.split_once("://")) {
+        (_, Some(("ssh", _))) => {
+            let (docker, errors) =
+                dial_stdio::connect(&endpoint.host, secs).map_err(|err| unreachable(&err))?;
+            (docker, Some(errors), SSH_ANSWER_WITHIN)
+        }
+        (Some(tls), _) => {
+            for file in [&tls.ca, &tls.cert, &tls.key] {
+                if !file.exists() {
+                    return Err(Error::new(format!(
+                        "the engine at {endpoint} is reached over TLS, but {} is missing",
+                        file.display()
+                    ))
+                    .hint("put the engine's ca.pem and the client's cert.pem and key.pem there"));
+                }
+            }
+            let docker = Docker::connect_with_ssl(
+                &endpoint.host,
+                &tls.key,
+                &tls.cert,
+                &tls.ca,
+                secs,
+                version,
+            )
+            .map_err(|err| unreachable(&err))?;
+            (docker, None, ANSWER_WITHIN)
+        }
+        (None, Some(("unix", _))) => (
+            Docker::connect_with_unix(&endpoint.host, secs, version)
+                .map_err(|err| unreachable(&err))?,
+            None,
+            ANSWER_WITHIN,
+        ),
+        (None, _) => (
+            Docker::connect_with_http(&endpoint.host, secs, version)
+                .map_err(|err| unreachable(&err))?,
+            None,
+            ANSWER_WITHIN,
+        ),
+    };
+    let docker = docker.with_timeout(timeout);
+    let negotiated = tokio::time::timeout(within, docker.negotiate_version()).await;
+    let said_by_ssh = || ssh_errors.as_ref().and_then(dial_stdio::SshErrors::last);
+    match negotiated {
+        Ok(Ok(docker)) => Ok((docker, within)),
+        Ok(Err(err)) => Err(unreachable(
+            &said_by_ssh().unwrap_or_else(|| innermost(&err)),
+        )),
+        Err(_) => Err(unreachable(&said_by_ssh().unwrap_or_else(|| {
+            format!("no answer within {} s", within.as_secs())
+        }))),
+    }
+}
+
+/// The engine, and what it says of itself in one `info` and one `version`.
 #[derive(Debug)]
 pub(super) struct Engine {
     pub(super) docker: Docker,
@@ -31,27 +95,83 @@ pub(super) struct Engine {
     pub(super) runtimes: Vec<String>,
     /// As the engine names it: `x86_64`, `aarch64`, ...
     pub(super) architecture: String,
+    pub(super) identity: Identity,
+}
+
+/// Which engine this is, for the plan and `list`: "Docker Engine 26.1.5
+/// (API 1.45) at tcp://… (TLS), context `big`".
+#[derive(Debug, Clone)]
+pub(super) struct Identity {
+    pub(super) product: String,
+    pub(super) version: String,
+    pub(super) api_version: String,
+    pub(super) endpoint: String,
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} (API {}) at {}",
+            self.product, self.version, self.api_version, self.endpoint
+        )
+    }
 }
 
 /// Connects and asks the engine about itself.
 pub(super) async fn ask() -> Result<Engine> {
-    let docker = connect().await?;
-    let info = tokio::time::timeout(ANSWER_WITHIN, docker.info())
-        .await
-        .map_err(|_| unreachable(&"no answer within 5 s"))?
-        .map_err(|err| unreachable(&err))?;
+    let endpoint = chosen()?;
+    let (docker, within) = connect_to(&endpoint).await?;
+    let unreachable = |detail: &dyn fmt::Display| unreachable(&endpoint, detail);
+    let (info, version) = tokio::time::timeout(within, async {
+        tokio::try_join!(docker.info(), docker.version())
+    })
+    .await
+    .map_err(|_| unreachable(&format!("no answer within {} s", within.as_secs())))?
+    .map_err(|err| unreachable(&innermost(&err)))?;
     let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
     runtimes.sort();
+    // A dockerd names its first component "Engine"; Podman "Podman Engine".
+    let product = match version.components.iter().flatten().next() {
+        Some(first) if first.name != "Engine" && !first.name.is_empty() => first.name.clone(),
+        _ => "Docker Engine".to_owned(),
+    };
     Ok(Engine {
         docker,
         runtimes,
         architecture: info.architecture.unwrap_or_default(),
+        identity: Identity {
+            product,
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            endpoint: endpoint.to_string(),
+        },
     })
 }
 
-fn unreachable(detail: &dyn std::fmt::Display) -> Error {
-    Error::new(format!("no Docker engine answers ({detail})")).hint(format!(
-        "start Docker, or set {} to the engine's address",
-        DOCKER_HOST.name
-    ))
+/// The root of an error's chain: "Connection refused (os error 111)"
+/// rather than the client's "client error (Connect)" around it.
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .last()
+        .map_or_else(String::new, ToString::to_string)
+}
+
+fn unreachable(endpoint: &Endpoint, detail: &dyn fmt::Display) -> Error {
+    let error = Error::new(format!("no Docker engine answers at {endpoint} ({detail})"));
+    match &endpoint.chosen_by {
+        endpoint::ChosenBy::Default => error.hint(format!(
+            "start Docker, or set {} (or {}) to the engine to use",
+            DOCKER_HOST.name, DOCKER_CONTEXT.name
+        )),
+        endpoint::ChosenBy::DockerHost => error.hint(format!(
+            "start that engine, or correct or unset {}",
+            DOCKER_HOST.name
+        )),
+        endpoint::ChosenBy::Context { name, .. } => error.hint(format!(
+            "start the engine of the context `{name}`, or choose another with \
+             `docker context use` or {}",
+            DOCKER_CONTEXT.name
+        )),
+    }
 }

@@ -7,6 +7,8 @@
 //! ledger, which tears it down on every way out.
 
 mod default_image;
+mod dial_stdio;
+mod endpoint;
 mod engine;
 mod exec;
 mod gate;
@@ -47,6 +49,12 @@ use ledger::{Created, Ledger};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DockerBackend;
 
+/// The engine the environment chooses, connected as every command
+/// connects to it (for tools and tests that talk to the same engine).
+pub async fn connect() -> Result<Docker> {
+    engine::connect().await
+}
+
 #[async_trait]
 impl Backend for DockerBackend {
     fn name(&self) -> &'static str {
@@ -80,6 +88,13 @@ impl Backend for DockerBackend {
             }
         };
         let instance = stage.instance().as_str();
+        let engine_named = match &engine {
+            Some(engine) => engine.identity.to_string(),
+            None => engine::chosen().map_or_else(
+                |_| "none chosen".to_owned(),
+                |endpoint| format!("none answers at {endpoint}"),
+            ),
+        };
         Ok(Resolution {
             target: LaunchTarget {
                 image: source,
@@ -89,6 +104,7 @@ impl Backend for DockerBackend {
             },
             image,
             default_image,
+            engine: engine_named,
             warnings,
         })
     }
@@ -106,6 +122,10 @@ impl Backend for DockerBackend {
         drop(launch.stage);
         let code = outcome?;
         Ok(i32::try_from(code).unwrap_or(1))
+    }
+
+    async fn engine(&self) -> Result<String> {
+        Ok(engine::ask().await?.identity.to_string())
     }
 
     async fn instances(&self, scope: &[(String, String)]) -> Result<Vec<Instance>> {

@@ -18,17 +18,32 @@ pub(crate) fn skip<T>(test: &str, why: impl Display) -> Option<T> {
     None
 }
 
+/// Whether the engine's container networks are this machine's: a local
+/// socket, or an engine `scripts/other-engines` says is this machine's
+/// (`CLAUDE_BOTTLE_TEST_ENGINE_IS_LOCAL`). Otherwise its containers are
+/// reached from its side.
+pub(crate) fn networks_are_local() -> bool {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    host.is_empty()
+        || host.starts_with("unix://")
+        || std::env::var_os("CLAUDE_BOTTLE_TEST_ENGINE_IS_LOCAL").is_some()
+}
+
 /// The engine, when one answers.
 pub(crate) async fn connect(test: &str) -> Option<Docker> {
+    // Chosen and reached as the CLI does: DOCKER_HOST (tcp, TLS, ssh), the
+    // Docker context, the local socket.
     let answer = async {
-        let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
-        docker.ping().await?;
-        Ok::<_, bollard::errors::Error>(docker)
+        let docker = bottle::backend::docker::connect()
+            .await
+            .map_err(|err| err.to_line())?;
+        docker.ping().await.map_err(|err| err.to_string())?;
+        Ok::<_, String>(docker)
     };
-    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+    match tokio::time::timeout(Duration::from_secs(30), answer).await {
         Ok(Ok(docker)) => Some(docker),
-        Ok(Err(err)) => skip(test, format!("no Docker engine answers ({err})")),
-        Err(_) => skip(test, "no Docker engine answers within 10 s"),
+        Ok(Err(err)) => skip(test, err),
+        Err(_) => skip(test, "no Docker engine answers within 30 s"),
     }
 }
 

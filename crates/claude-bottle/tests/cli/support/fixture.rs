@@ -39,14 +39,13 @@ pub(crate) const TEST_LABEL: &str = "io.claude-bottle.test";
 
 /// A container made by a test; removed when dropped, panics included.
 pub(crate) struct TestContainer {
-    docker: Docker,
     pub(crate) id: String,
 }
 
 impl TestContainer {
     /// Starts a created container and takes charge of it.
     async fn started(docker: &Docker, id: String) -> Self {
-        let container = Self::adopt(docker, id);
+        let container = Self::adopt(id);
         docker
             .start_container(&container.id, None::<StartContainerOptions>)
             .await
@@ -55,20 +54,17 @@ impl TestContainer {
     }
 
     /// Takes charge of a container created elsewhere in a test.
-    pub(crate) fn adopt(docker: &Docker, id: String) -> Self {
-        Self {
-            docker: docker.clone(),
-            id,
-        }
+    pub(crate) fn adopt(id: String) -> Self {
+        Self { id }
     }
 }
 
 impl Drop for TestContainer {
     fn drop(&mut self) {
-        let docker = self.docker.clone();
         let id = self.id.clone();
         let removed = finish_in_drop(async move {
-            docker
+            in_drop()
+                .await?
                 .remove_container(
                     &id,
                     Some(RemoveContainerOptions {
@@ -82,6 +78,17 @@ impl Drop for TestContainer {
             eprintln!("could not remove test container {}: {err}", self.id);
         }
     }
+}
+
+/// A connection of the drop's own runtime: one made on the test's runtime
+/// may hold pooled connections whose tasks that runtime, blocked in the
+/// drop, never runs.
+async fn in_drop() -> Result<bollard::Docker, bollard::errors::Error> {
+    bottle::backend::docker::connect()
+        .await
+        .map_err(|err| bollard::errors::Error::IOError {
+            err: std::io::Error::other(err.to_line()),
+        })
 }
 
 /// Runs `work` to its end from a `Drop`, which cannot await: on a
@@ -170,10 +177,10 @@ impl TestImage {
 
 impl Drop for TestImage {
     fn drop(&mut self) {
-        let docker = self.docker.clone();
         let tag = self.tag.clone();
         finish_in_drop(async move {
-            docker
+            in_drop()
+                .await?
                 .remove_image(&tag, None::<RemoveImageOptions>, None)
                 .await
         });
@@ -247,7 +254,6 @@ pub(crate) async fn containers_labelled(docker: &Docker, run_label: &str) -> usi
 
 /// An internal network made by a test; removed when dropped, panics included.
 pub(crate) struct TestNetwork {
-    docker: Docker,
     pub(crate) name: String,
 }
 
@@ -274,10 +280,7 @@ impl TestNetwork {
             })
             .await
             .unwrap();
-        Self {
-            docker: docker.clone(),
-            name,
-        }
+        Self { name }
     }
 }
 
@@ -285,9 +288,8 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 impl Drop for TestNetwork {
     fn drop(&mut self) {
-        let docker = self.docker.clone();
         let name = self.name.clone();
-        let removed = finish_in_drop(async move { docker.remove_network(&name).await });
+        let removed = finish_in_drop(async move { in_drop().await?.remove_network(&name).await });
         if let Some(Err(err)) = removed {
             eprintln!("could not remove test network {}: {err}", self.name);
         }
@@ -414,6 +416,28 @@ impl Service {
     }
 }
 
+/// A GET made by a throwaway container in the engine's own network
+/// namespace, where its containers' addresses lead.
+fn get_from_the_engine(address: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let out = std::process::Command::new("docker")
+        .args(["run", "--rm", "--network", "host", super::BASE_IMAGE])
+        .args([
+            "curl",
+            "-fsS",
+            "-m",
+            "5",
+            &format!("http://{address}:{port}{path}"),
+        ])
+        .output()?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
 /// What a fixture recorded (`/_records`, `/_requests`, `/_queries`), as
 /// the JSON list it serves.
 pub(crate) fn fixture_json(address: &str, port: u16, path: &str) -> Vec<serde_json::Value> {
@@ -421,12 +445,18 @@ pub(crate) fn fixture_json(address: &str, port: u16, path: &str) -> Vec<serde_js
         .unwrap_or_else(|err| panic!("{path} of {address}: {err}"))
 }
 
-/// A plain HTTP GET from the host to a fixture; the body, once it answers
-/// 200 (retried for up to 10 s while the fixture starts).
+/// A plain HTTP GET to a fixture; the body, once it answers 200 (retried
+/// for up to 10 s while the fixture starts). From this machine when the
+/// engine's networks are its own; else from the engine's side, never
+/// towards an address that would leave the machine.
 pub(crate) fn http_get(address: &str, port: u16, path: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let local = super::engine::networks_are_local();
     loop {
         let attempt = (|| -> std::io::Result<String> {
+            if !local {
+                return get_from_the_engine(address, port, path);
+            }
             let mut stream = TcpStream::connect((address, port))?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
             write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;

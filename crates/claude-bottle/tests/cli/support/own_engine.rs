@@ -68,7 +68,7 @@ impl OwnEngine {
             )
             .await
             .unwrap();
-        let container = TestContainer::adopt(outer, created.id);
+        let container = TestContainer::adopt(created.id);
         outer
             .start_container(
                 &container.id,

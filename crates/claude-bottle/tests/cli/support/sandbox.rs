@@ -33,6 +33,11 @@ impl Output {
     }
 }
 
+/// What chooses the engine and how it is reached; the rest of the
+/// environment stays out of the sandbox.
+pub(crate) const ENGINE_VARIABLES: [&str; 3] =
+    ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"];
+
 impl Sandbox {
     pub(crate) fn new() -> Self {
         let root = tempfile::tempdir().unwrap();
@@ -108,9 +113,12 @@ impl Sandbox {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some(host) = std::env::var_os("DOCKER_HOST") {
-            if !self.env.iter().any(|(k, _)| k == "DOCKER_HOST") {
-                command.env("DOCKER_HOST", host);
+        // The engine the suite runs against, unless the test chose one.
+        for name in ENGINE_VARIABLES {
+            if let Some(value) = std::env::var_os(name) {
+                if !self.env.iter().any(|(k, _)| k == name) {
+                    command.env(name, value);
+                }
             }
         }
         command
