@@ -55,9 +55,13 @@ async fn engine_and_tarball(test: &str) -> Option<Docker> {
 }
 
 /// The registry fixture serving `file` (a host path) as `version` of the
-/// package, its metadata claiming `integrity`.
+/// package, its metadata claiming `integrity`. A container on `network`
+/// when the engine's networks are this machine's; else a process on this
+/// machine's loopback, where the CLI, which downloads, still reaches it.
 struct Registry {
-    _container: TestContainer,
+    container: Option<TestContainer>,
+    _process: Option<LoopbackRegistry>,
+    /// `host` or `host:port`, as its URL has it.
     address: String,
 }
 
@@ -69,13 +73,33 @@ impl Registry {
         file: &std::path::Path,
         versions: &[(&str, &str)],
     ) -> Self {
+        let local = crate::support::engine::networks_are_local();
+        let served = if local {
+            "/data/package.tgz".to_owned()
+        } else {
+            file.display().to_string()
+        };
         let packages: Vec<Value> = versions
             .iter()
             .map(|(version, integrity)| {
-                json!({ "name": PACKAGE, "version": version, "file": "/data/package.tgz", "integrity": integrity })
+                json!({ "name": PACKAGE, "version": version, "file": served, "integrity": integrity })
             })
             .collect();
         let packages = Value::from(packages).to_string();
+        if !local {
+            let process = LoopbackRegistry::spawn(&[("NPM_PACKAGES", &packages)])
+                .expect("the npm-registry fixture is built");
+            let address = process
+                .url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_owned();
+            return Self {
+                container: None,
+                _process: Some(process),
+                address,
+            };
+        }
         let (container, address) = Service::new(FIXTURES_IMAGE, network)
             .cmd(&["npm-registry"])
             .env("NPM_PACKAGES", &packages)
@@ -84,7 +108,8 @@ impl Registry {
             .start(docker, label)
             .await;
         Self {
-            _container: container,
+            container: Some(container),
+            _process: None,
             address,
         }
     }
@@ -104,12 +129,23 @@ impl Registry {
         (network, registry)
     }
 
+    /// The containers it leaves on the engine while it runs: 1 or 0.
+    fn containers(&self) -> usize {
+        usize::from(self.container.is_some())
+    }
+
     fn url(&self) -> String {
         format!("http://{}/", self.address)
     }
 
     fn requests(&self) -> Vec<Value> {
-        fixture_json(&self.address, 80, "/_requests")
+        let (host, port) = self
+            .address
+            .rsplit_once(':')
+            .map_or((self.address.as_str(), 80), |(h, p)| {
+                (h, p.parse().unwrap())
+            });
+        fixture_json(host, port, "/_requests")
     }
 }
 
@@ -253,7 +289,11 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     let events = image_events(&docker, &label, &since, &until).await;
     assert!(events.is_empty(), "the second start built: {events:?}");
     let (containers, _) = leftovers(&docker, &label).await;
-    assert_eq!(containers.len(), 1, "only the registry: {containers:?}");
+    assert_eq!(
+        containers.len(),
+        registry.containers(),
+        "only the registry: {containers:?}"
+    );
 
     // Another image (other labels, so another tag) from the same cache:
     // the pinned tarball needs no registry, not even a reachable one.
@@ -338,7 +378,11 @@ async fn a_tarball_that_fails_its_integrity_check_is_refused_and_deleted() {
     );
     assert_eq!(lying.requests().len(), 2, "metadata and tarball, once");
     let (containers, _) = leftovers(&docker, &label).await;
-    assert_eq!(containers.len(), 2, "only the registries: {containers:?}");
+    assert_eq!(
+        containers.len(),
+        honest.containers() + lying.containers(),
+        "only the registries: {containers:?}"
+    );
 }
 
 #[tokio::test]
@@ -626,14 +670,16 @@ impl LoopbackRegistry {
             &mut first,
         )
         .unwrap();
-        let address = first
-            .trim()
-            .strip_prefix("serving https on ")
+        let url = ["https", "http"]
+            .into_iter()
+            .find_map(|scheme| {
+                let address = first
+                    .trim()
+                    .strip_prefix(&format!("serving {scheme} on "))?;
+                Some(format!("{scheme}://{address}/"))
+            })
             .unwrap_or_else(|| panic!("the registry said {first:?}"));
-        Some(Self {
-            child,
-            url: format!("https://{address}/"),
-        })
+        Some(Self { child, url })
     }
 }
 
