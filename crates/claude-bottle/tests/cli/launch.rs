@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use crate::support::instance::{HOST_VALUE, LITERAL_VALUE, OAUTH_VALUE, label_filter};
 use crate::support::{
     BASE_IMAGE, Output, Service, Session, TEST_LABEL, TestNetwork, bottle_sandbox, connect,
-    fixture_json, has_runsc, kill_9, leftovers, run_label, running_agent, with_fake_claude,
+    engine_relay::EngineRelay, fixture_json, has_runsc, kill_9, leftovers, run_label,
+    running_agent, with_fake_claude,
 };
 
 #[track_caller]
@@ -329,6 +330,64 @@ async fn kill_9_of_the_cli_takes_its_containers_down() {
     for network in leftovers(&docker, &label).await.1 {
         docker.remove_network(&network).await.unwrap();
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to `pid`, or to its children
+/// named `ssh` with `children_named`.
+fn signal(signal: &str, pid: u32, children_named: Option<&str>) {
+    let status = match children_named {
+        Some(name) => std::process::Command::new("pkill")
+            .args([&format!("-{signal}"), "-P", &pid.to_string(), "-x", name])
+            .status(),
+        None => std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status(),
+    };
+    assert!(
+        status.unwrap().success(),
+        "{signal} to {pid} ({children_named:?})"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_to_the_engine_tears_the_bottle_down_without_the_cli() {
+    let Some(docker) = with_fake_claude("dropped connection").await else {
+        return;
+    };
+    // Over ssh the connections are ssh processes; otherwise a relay that
+    // can drop them stands in front of the engine (bytes only, under TLS).
+    let over_ssh = std::env::var("DOCKER_HOST").is_ok_and(|h| h.starts_with("ssh://"));
+    let relay = EngineRelay::start();
+    let (sandbox, label) = bottle_sandbox("dropped", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let sandbox = if over_ssh {
+        sandbox
+    } else {
+        sandbox.env("DOCKER_HOST", &relay.url)
+    };
+    let mut session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    running_agent(&docker, &label, &session).await;
+    let pid = session.child.id();
+    // Frozen, the CLI tears nothing down: the engine must, on its own.
+    signal("STOP", pid, None);
+    if over_ssh {
+        signal("KILL", pid, Some("ssh"));
+    } else {
+        relay.cut();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftovers(&docker, &label).await.0.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the bottle outlived its dropped connection by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal("CONT", pid, None);
+    let ended = session.child.wait().unwrap();
+    assert!(!ended.success(), "{ended:?}");
+    let out = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 
 #[tokio::test]

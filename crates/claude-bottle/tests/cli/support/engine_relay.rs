@@ -1,7 +1,9 @@
 //! A relay in front of the engine that records the request line of every
 //! API call passing through: what a command asked the engine, whatever
 //! else the tests running alongside do to it. It can also play an engine
-//! that hangs: from a given request on, nothing more is passed either way.
+//! that hangs: from a given request on, nothing more is passed either way;
+//! or a connection that drops: [`EngineRelay::cut`] closes every one open.
+//! Over TLS it relays the bytes unread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +17,7 @@ pub(crate) struct EngineRelay {
     /// For the command's `DOCKER_HOST`.
     pub(crate) url: String,
     requests: Arc<Mutex<Vec<String>>>,
+    open: Arc<Mutex<Vec<Box<dyn Stream>>>>,
 }
 
 /// When the relay stops passing anything on: from the first request whose
@@ -39,17 +42,32 @@ impl Hang {
 
 trait Stream: Read + Write + Send {
     fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>>;
+    fn shut(&self);
+    /// Passes on the end of what the client sends (an exec's stdin).
+    fn shut_write(&self);
 }
 
 impl Stream for UnixStream {
     fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
         Ok(Box::new(self.try_clone()?))
     }
+    fn shut(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+    fn shut_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
 }
 
 impl Stream for TcpStream {
     fn try_clone_box(&self) -> std::io::Result<Box<dyn Stream>> {
         Ok(Box::new(self.try_clone()?))
+    }
+    fn shut(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+    fn shut_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -79,18 +97,31 @@ impl EngineRelay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("tcp://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
+        let open: Arc<Mutex<Vec<Box<dyn Stream>>>> = Arc::default();
+        let (seen, held) = (requests.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                let (seen, hang) = (seen.clone(), hang.clone());
+                let (seen, hang, held) = (seen.clone(), hang.clone(), held.clone());
                 std::thread::spawn(move || {
                     hang.hold_if_hung();
-                    relay(client, &seen, &hang);
+                    relay(client, &seen, &hang, &held);
                 });
             }
         });
-        Self { url, requests }
+        Self {
+            url,
+            requests,
+            open,
+        }
+    }
+
+    /// Closes every connection open through it, both ways, as a network
+    /// that drops would; new ones are relayed as before.
+    pub(crate) fn cut(&self) {
+        for stream in self.open.lock().unwrap().drain(..) {
+            stream.shut();
+        }
     }
 
     /// `METHOD PATH` of every request so far, in order.
@@ -102,7 +133,12 @@ impl EngineRelay {
 /// Copies the engine's answers back as they come, and the client's
 /// requests forward one at a time, recording each request line. After an
 /// upgrade (attach, exec) or a chunked body the rest is copied unread.
-fn relay(client: TcpStream, seen: &Mutex<Vec<String>>, hang: &Hang) {
+fn relay(
+    client: TcpStream,
+    seen: &Mutex<Vec<String>>,
+    hang: &Hang,
+    open: &Mutex<Vec<Box<dyn Stream>>>,
+) {
     let Ok(mut engine) = dial_engine() else {
         return;
     };
@@ -110,11 +146,22 @@ fn relay(client: TcpStream, seen: &Mutex<Vec<String>>, hang: &Hang) {
     else {
         return;
     };
+    if let (Ok(engine), Ok(client)) = (engine.try_clone_box(), client.try_clone()) {
+        open.lock()
+            .unwrap()
+            .extend([engine, Box::new(client) as Box<dyn Stream>]);
+    }
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut from_engine, &mut to_client);
         let _ = to_client.shutdown(std::net::Shutdown::Both);
     });
     let mut requests = BufReader::new(client);
+    if std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty()) {
+        // Encrypted: nothing to read, all to pass.
+        let _ = std::io::copy(&mut requests, &mut engine);
+        engine.shut_write();
+        return;
+    }
     loop {
         let mut head = Vec::new();
         let mut length = 0u64;
@@ -153,6 +200,7 @@ fn relay(client: TcpStream, seen: &Mutex<Vec<String>>, hang: &Hang) {
         }
         if opaque {
             let _ = std::io::copy(&mut requests, &mut engine);
+            engine.shut_write();
             return;
         }
         if std::io::copy(&mut (&mut requests).take(length), &mut engine).is_err() {
