@@ -92,6 +92,71 @@ fn without_an_engine_a_dry_run_still_works_and_says_the_runtime_is_unknown() {
     assert!(launch.stderr.contains("DOCKER_HOST"), "{launch:?}");
 }
 
+/// The variables, what the error says, what its hint says.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
+#[test]
+fn an_engine_that_cannot_be_chosen_or_reached_is_named_with_what_to_do() {
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        r#"{"currentContext": "laptop"}"#,
+    )
+    .unwrap();
+    let config = config.path().to_str().unwrap().to_owned();
+    let cases: [Case; 5] = [
+        (
+            &[("DOCKER_HOST", "localhost:2375")],
+            "DOCKER_HOST is `localhost:2375`, which has no scheme",
+            "write unix:///PATH, tcp://HOST:PORT or ssh://[USER@]HOST",
+        ),
+        (
+            &[
+                ("DOCKER_HOST", "tcp://127.0.0.1:9"),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", "/nonexistent"),
+            ],
+            "the engine at tcp://127.0.0.1:9 (TLS), from DOCKER_HOST is reached over TLS, but /nonexistent/ca.pem is missing",
+            "put the engine's ca.pem",
+        ),
+        (
+            &[("DOCKER_HOST", "tcp://127.0.0.1:9")],
+            "no Docker engine answers at tcp://127.0.0.1:9, from DOCKER_HOST (Connection refused",
+            "correct or unset DOCKER_HOST",
+        ),
+        (
+            &[("DOCKER_HOST", ""), ("DOCKER_CONFIG", &config)],
+            "the Docker context `laptop` that ",
+            "`docker context ls` lists the contexts",
+        ),
+        (
+            &[
+                ("DOCKER_HOST", ""),
+                ("DOCKER_CONTEXT", "gone"),
+                ("DOCKER_CONFIG", &config),
+            ],
+            "the Docker context `gone` that DOCKER_CONTEXT names does not exist",
+            "`docker context use NAME` picks one",
+        ),
+    ];
+    for (vars, said, hint) in cases {
+        // Whatever engine the suite runs on is not this test's.
+        let mut sandbox = Sandbox::with_manifest(SIMPLE)
+            .env("DOCKER_TLS_VERIFY", "")
+            .env("DOCKER_CERT_PATH", "");
+        for (name, value) in vars {
+            sandbox = sandbox.env(name, value);
+        }
+        for args in [&["list"][..], &["start", "a", "--yes"]] {
+            let out = sandbox.run(args);
+            assert_eq!(out.code, 125, "{vars:?} {args:?}: {out:?}");
+            assert!(out.stderr.contains(said), "{vars:?} {args:?}: {out:?}");
+            assert!(out.stderr.contains(hint), "{vars:?} {args:?}: {out:?}");
+            assert!(!out.stderr.contains("hyper"), "{out:?}");
+        }
+    }
+}
+
 const TWO_AGENTS: &str = r#"{
   "bottles": {
     "ok": { "env": { "NAME": "Ada" } },
