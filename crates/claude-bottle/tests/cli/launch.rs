@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::support::instance::{HOST_VALUE, LITERAL_VALUE, OAUTH_VALUE, label_filter};
 use crate::support::{
     BASE_IMAGE, Output, Service, Session, TEST_LABEL, TestNetwork, bottle_sandbox, connect,
-    engine_relay::EngineRelay, fixture_json, has_runsc, kill_9, leftovers, run_label,
-    running_agent, with_fake_claude,
+    containers_gone, engine_relay::EngineRelay, fixture_json, has_runsc, kill_9, leftovers,
+    run_label, running_agent, with_fake_claude,
 };
 
 #[track_caller]
@@ -332,23 +332,6 @@ async fn kill_9_of_the_cli_takes_its_containers_down() {
     }
 }
 
-/// Sends `signal` (`STOP`, `CONT`, `KILL`) to `pid`, or to its children
-/// named `ssh` with `children_named`.
-fn signal(signal: &str, pid: u32, children_named: Option<&str>) {
-    let status = match children_named {
-        Some(name) => std::process::Command::new("pkill")
-            .args([&format!("-{signal}"), "-P", &pid.to_string(), "-x", name])
-            .status(),
-        None => std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status(),
-    };
-    assert!(
-        status.unwrap().success(),
-        "{signal} to {pid} ({children_named:?})"
-    );
-}
-
 #[tokio::test]
 async fn a_dropped_connection_to_the_engine_tears_the_bottle_down_without_the_cli() {
     let Some(docker) = with_fake_claude("dropped connection").await else {
@@ -366,23 +349,24 @@ async fn a_dropped_connection_to_the_engine_tears_the_bottle_down_without_the_cl
     };
     let mut session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     running_agent(&docker, &label, &session).await;
-    let pid = session.child.id();
     // Frozen, the CLI tears nothing down: the engine must, on its own.
-    signal("STOP", pid, None);
+    session.signal("STOP");
     if over_ssh {
-        signal("KILL", pid, Some("ssh"));
+        let killed = std::process::Command::new("pkill")
+            .args(["-KILL", "-P", &session.child.id().to_string(), "-x", "ssh"])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "the CLI has no ssh connection to kill");
     } else {
         relay.cut();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !leftovers(&docker, &label).await.0.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the bottle outlived its dropped connection by 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    signal("CONT", pid, None);
+    containers_gone(
+        &docker,
+        &label,
+        "the bottle outlived its dropped connection",
+    )
+    .await;
+    session.signal("CONT");
     let ended = session.child.wait().unwrap();
     assert!(!ended.success(), "{ended:?}");
     let out = sandbox.run(&["cleanup", "--yes"]);

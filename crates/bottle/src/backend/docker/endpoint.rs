@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::default_image::hex;
 use crate::error::{Error, Result};
 use crate::settings::{
     DOCKER_CERT_PATH, DOCKER_CONFIG, DOCKER_CONTEXT, DOCKER_HOST, DOCKER_TLS_VERIFY,
@@ -100,20 +101,18 @@ pub(super) fn choose(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint
             format!("{} is `{host}`", DOCKER_HOST.name)
         });
     }
-    let (name, from_env) = match set(DOCKER_CONTEXT.name) {
-        Some(name) => (name, true),
-        None => match current_context(&config_dir)? {
-            Some(name) => (name, false),
-            None => (String::new(), false),
-        },
+    let named = match set(DOCKER_CONTEXT.name) {
+        Some(name) => Some((name, true)),
+        None => current_context(&config_dir)?.map(|name| (name, false)),
     };
-    if name.is_empty() || name == "default" {
+    let Some((name, from_env)) = named.filter(|(name, _)| !name.is_empty() && name != "default")
+    else {
         return Ok(Endpoint {
             host: DEFAULT_SOCKET.to_owned(),
             tls: None,
             chosen_by: ChosenBy::Default,
         });
-    }
+    };
     context(&config_dir, &name, from_env)
 }
 
@@ -256,14 +255,6 @@ fn endpoint(
         host,
         tls,
         chosen_by,
-    })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
     })
 }
 

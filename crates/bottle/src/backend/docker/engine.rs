@@ -19,27 +19,39 @@ const SSH_ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// Connects to the engine the environment chooses, as the docker CLI
 /// would.
 pub(super) async fn connect() -> Result<Docker> {
-    Ok(connect_to(&chosen()?).await?.0)
+    connect_to(&chosen()?).await
 }
 
 pub(super) fn chosen() -> Result<Endpoint> {
     endpoint::choose(&|name| std::env::var(name).ok())
 }
 
-async fn connect_to(endpoint: &Endpoint) -> Result<(Docker, Duration)> {
+/// How long the engine may take to answer before it counts as absent;
+/// over ssh the first answer waits for the login as well.
+fn answer_within(endpoint: &Endpoint) -> Duration {
+    if endpoint.host.starts_with("ssh://") {
+        SSH_ANSWER_WITHIN
+    } else {
+        ANSWER_WITHIN
+    }
+}
+
+async fn connect_to(endpoint: &Endpoint) -> Result<Docker> {
     let unreachable = |detail: &dyn fmt::Display| unreachable(endpoint, detail);
     // Every call is bounded: a hung engine fails the command, with a
     // message, instead of holding it for good.
     let timeout = crate::settings::engine_timeout()?;
     let secs = timeout.as_secs();
     let version = bollard::API_DEFAULT_VERSION;
-    let (docker, ssh_errors, within) = match (&endpoint.tls, endpoint.host.split_once("://")) {
-        (_, Some(("ssh", _))) => {
-            let (docker, errors) =
-                dial_stdio::connect(&endpoint.host, secs).map_err(|err| unreachable(&err))?;
-            (docker, Some(errors), SSH_ANSWER_WITHIN)
+    let mut ssh_errors = None;
+    let docker = match &endpoint.tls {
+        _ if endpoint.host.starts_with("ssh://") => {
+            dial_stdio::connect(&endpoint.host, secs).map(|(docker, errors)| {
+                ssh_errors = Some(errors);
+                docker
+            })
         }
-        (Some(tls), _) => {
+        Some(tls) => {
             for file in [&tls.ca, &tls.cert, &tls.key] {
                 if !file.exists() {
                     return Err(Error::new(format!(
@@ -49,35 +61,20 @@ async fn connect_to(endpoint: &Endpoint) -> Result<(Docker, Duration)> {
                     .hint("put the engine's ca.pem and the client's cert.pem and key.pem there"));
                 }
             }
-            let docker = Docker::connect_with_ssl(
-                &endpoint.host,
-                &tls.key,
-                &tls.cert,
-                &tls.ca,
-                secs,
-                version,
-            )
-            .map_err(|err| unreachable(&err))?;
-            (docker, None, ANSWER_WITHIN)
+            Docker::connect_with_ssl(&endpoint.host, &tls.key, &tls.cert, &tls.ca, secs, version)
         }
-        (None, Some(("unix", _))) => (
+        None if endpoint.host.starts_with("unix://") => {
             Docker::connect_with_unix(&endpoint.host, secs, version)
-                .map_err(|err| unreachable(&err))?,
-            None,
-            ANSWER_WITHIN,
-        ),
-        (None, _) => (
-            Docker::connect_with_http(&endpoint.host, secs, version)
-                .map_err(|err| unreachable(&err))?,
-            None,
-            ANSWER_WITHIN,
-        ),
-    };
-    let docker = docker.with_timeout(timeout);
+        }
+        None => Docker::connect_with_http(&endpoint.host, secs, version),
+    }
+    .map_err(|err| unreachable(&err))?
+    .with_timeout(timeout);
+    let within = answer_within(endpoint);
     let negotiated = tokio::time::timeout(within, docker.negotiate_version()).await;
     let said_by_ssh = || ssh_errors.as_ref().and_then(dial_stdio::SshErrors::last);
     match negotiated {
-        Ok(Ok(docker)) => Ok((docker, within)),
+        Ok(Ok(docker)) => Ok(docker),
         Ok(Err(err)) => Err(unreachable(
             &said_by_ssh().unwrap_or_else(|| innermost(&err)),
         )),
@@ -85,6 +82,23 @@ async fn connect_to(endpoint: &Endpoint) -> Result<(Docker, Duration)> {
             format!("no answer within {} s", within.as_secs())
         }))),
     }
+}
+
+/// Awaits one call of the engine, within the time it is given to answer.
+async fn answered<T>(
+    endpoint: &Endpoint,
+    call: impl std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
+) -> Result<T> {
+    let within = answer_within(endpoint);
+    tokio::time::timeout(within, call)
+        .await
+        .map_err(|_| {
+            unreachable(
+                endpoint,
+                &format!("no answer within {} s", within.as_secs()),
+            )
+        })?
+        .map_err(|err| unreachable(endpoint, &innermost(&err)))
 }
 
 /// The engine, and what it says of itself in one `info` and one `version`.
@@ -118,35 +132,46 @@ impl fmt::Display for Identity {
     }
 }
 
-/// Connects and asks the engine about itself.
-pub(super) async fn ask() -> Result<Engine> {
-    let endpoint = chosen()?;
-    let (docker, within) = connect_to(&endpoint).await?;
-    let unreachable = |detail: &dyn fmt::Display| unreachable(&endpoint, detail);
-    let (info, version) = tokio::time::timeout(within, async {
-        tokio::try_join!(docker.info(), docker.version())
-    })
-    .await
-    .map_err(|_| unreachable(&format!("no answer within {} s", within.as_secs())))?
-    .map_err(|err| unreachable(&innermost(&err)))?;
-    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-    runtimes.sort();
-    // A dockerd names its first component "Engine"; Podman "Podman Engine".
-    let product = match version.components.iter().flatten().next() {
-        Some(first) if first.name != "Engine" && !first.name.is_empty() => first.name.clone(),
-        _ => "Docker Engine".to_owned(),
-    };
-    Ok(Engine {
-        docker,
-        runtimes,
-        architecture: info.architecture.unwrap_or_default(),
-        identity: Identity {
+impl Identity {
+    fn of(endpoint: &Endpoint, version: bollard::models::SystemVersion) -> Self {
+        // A dockerd names its first component "Engine"; Podman "Podman Engine".
+        let product = match version.components.iter().flatten().next() {
+            Some(first) if first.name != "Engine" && !first.name.is_empty() => first.name.clone(),
+            _ => "Docker Engine".to_owned(),
+        };
+        Self {
             product,
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
             endpoint: endpoint.to_string(),
-        },
+        }
+    }
+}
+
+/// Connects and asks the engine about itself.
+pub(super) async fn ask() -> Result<Engine> {
+    let endpoint = chosen()?;
+    let docker = connect_to(&endpoint).await?;
+    let (info, version) = answered(&endpoint, async {
+        tokio::try_join!(docker.info(), docker.version())
     })
+    .await?;
+    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+    runtimes.sort();
+    Ok(Engine {
+        docker,
+        runtimes,
+        architecture: info.architecture.unwrap_or_default(),
+        identity: Identity::of(&endpoint, version),
+    })
+}
+
+/// Which engine the environment chooses, from its `version` alone.
+pub(super) async fn identify() -> Result<Identity> {
+    let endpoint = chosen()?;
+    let docker = connect_to(&endpoint).await?;
+    let version = answered(&endpoint, docker.version()).await?;
+    Ok(Identity::of(&endpoint, version))
 }
 
 /// The root of an error's chain: "Connection refused (os error 111)"

@@ -125,7 +125,7 @@ impl Backend for DockerBackend {
     }
 
     async fn engine(&self) -> Result<String> {
-        Ok(engine::ask().await?.identity.to_string())
+        Ok(engine::identify().await?.to_string())
     }
 
     async fn instances(&self, scope: &[(String, String)]) -> Result<Vec<Instance>> {

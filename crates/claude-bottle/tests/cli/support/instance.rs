@@ -225,9 +225,15 @@ pub(crate) async fn running_agent(
 pub(crate) async fn kill_9(mut session: Session, docker: &Docker, label: &str, what: &str) {
     session.child.kill().unwrap();
     session.child.wait().unwrap();
+    containers_gone(docker, label, &format!("{what} outlived its CLI")).await;
+}
+
+/// Waits until no container of `label` is left, 10 s at most; else fails
+/// with `outlived`.
+pub(crate) async fn containers_gone(docker: &Docker, label: &str, outlived: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !leftovers(docker, label).await.0.is_empty() {
-        assert!(Instant::now() < deadline, "{what} outlived its CLI by 10 s");
+        assert!(Instant::now() < deadline, "{outlived} by 10 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
