@@ -35,8 +35,7 @@ impl Output {
 
 /// What chooses the engine and how it is reached; the rest of the
 /// environment stays out of the sandbox.
-const ENGINE_VARIABLES: [&str; 3] =
-    ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"];
+const ENGINE_VARIABLES: [&str; 3] = ["DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"];
 
 impl Sandbox {
     pub(crate) fn new() -> Self {
