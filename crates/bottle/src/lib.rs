@@ -6,6 +6,7 @@
 
 mod archive;
 pub mod backend;
+pub mod doctor;
 pub mod egress_log;
 pub mod env;
 pub mod error;

@@ -212,7 +212,7 @@ pub fn env_plan(bottle: &Bottle) -> EnvPlan {
     }
 }
 
-fn check_skills(home: &Path, agent: &Agent) -> Result<()> {
+pub(crate) fn check_skills(home: &Path, agent: &Agent) -> Result<()> {
     for skill in &agent.skills {
         let folder = home.join(".claude/skills").join(&skill.value);
         if !folder.join("SKILL.md").is_file() {
@@ -234,7 +234,7 @@ fn check_skills(home: &Path, agent: &Agent) -> Result<()> {
     Ok(())
 }
 
-fn check_identity_files(home: &Path, bottle: &Bottle) -> Result<()> {
+pub(crate) fn check_identity_files(home: &Path, bottle: &Bottle) -> Result<()> {
     for host in &bottle.ssh {
         let path = expand_home(home, &host.identity_file.value);
         if !path.is_file() {

@@ -130,6 +130,15 @@ pub const HOME: Variable = Variable {
     help: "Where `claude-bottle.json`, `.claude/skills/`, the stage directories and the download cache (`.cache/claude-bottle/`) are found.",
 };
 
+pub const TERM: Variable = Variable {
+    name: "TERM",
+    help: "Your terminal's type, as `doctor` reports it (claude in the bottle always gets `xterm-256color`).",
+};
+pub const COMPLETE: Variable = Variable {
+    name: "CLAUDE_BOTTLE_COMPLETE",
+    help: "Set by the script of `completions` when the shell asks for completions; not for you to set.",
+};
+
 pub const VISUAL: Variable = Variable {
     name: "VISUAL",
     help: "The editor `edit` opens a prompt in; `EDITOR` when it is not set.",
@@ -173,6 +182,8 @@ pub const ALL: &[&Variable] = &[
     &DOCKER_CONTEXT,
     &DOCKER_CONFIG,
     &HOME,
+    &COMPLETE,
+    &TERM,
     &VISUAL,
     &EDITOR,
 ];

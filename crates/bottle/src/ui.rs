@@ -22,6 +22,10 @@ pub enum Work {
     Bytes { total: Option<u64> },
     /// Steps whose number is not known in advance (a build, a pull).
     Steps,
+    /// Work that is usually over within a second (starting a bottle,
+    /// asking the engine): shown only while it takes longer, and only on
+    /// a terminal.
+    Brief,
 }
 
 /// Long work under way, as the user sees it.

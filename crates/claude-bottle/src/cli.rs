@@ -2,6 +2,7 @@
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
 
 use bottle::settings;
 
@@ -142,6 +143,7 @@ pub(crate) enum Command {
     /// file changed meanwhile leaves the file as it was.
     Edit {
         /// The agent, as named under "agents" in claude-bottle.json.
+        #[arg(add = ArgValueCandidates::new(crate::completions::agents))]
         agent: String,
     },
 
@@ -162,8 +164,58 @@ pub(crate) enum Command {
     /// secret value.
     Info {
         /// The agent, as named under "agents" in claude-bottle.json.
+        #[arg(add = ArgValueCandidates::new(crate::completions::agents))]
         agent: String,
     },
+
+    /// Check what a start needs, and say how to fix what is missing.
+    ///
+    /// Checks that an engine answers (its kind, version, API version and
+    /// address), whether gVisor is registered, that the default image is
+    /// built or can be built (its base and Claude Code's binary can be had),
+    /// the engine's free disk space, that the manifests load, that every
+    /// agent's skills, SSH keys and host variables are found, that claude
+    /// has a credential, and what the terminal can do. Creates, pulls and
+    /// downloads nothing.
+    ///
+    /// Exits 0 when `start` can work (warnings included), 1 when something
+    /// must be fixed first.
+    ///
+    /// Examples:
+    ///
+    ///   claude-bottle doctor
+    ///
+    ///   claude-bottle doctor --format json | jq '.checks[] | select(.verdict != "ok")'
+    Doctor {
+        /// `text` (for you) or `json` (for scripts).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+
+    /// Print the shell script that completes claude-bottle's commands,
+    /// flags and agent names.
+    ///
+    /// Agent names come from the manifests of the directory you are in
+    /// when you press Tab. The script asks this very executable, so
+    /// re-source it after moving the executable. To load it in every new
+    /// shell:
+    ///
+    ///   bash: echo 'source <(claude-bottle completions bash)' >> ~/.bashrc
+    ///
+    ///   zsh:  echo 'source <(claude-bottle completions zsh)' >> ~/.zshrc
+    ///
+    ///   fish: claude-bottle completions fish > ~/.config/fish/completions/claude-bottle.fish
+    Completions {
+        /// The shell to complete in.
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +261,7 @@ pub(crate) struct StartArgs {
     /// it: the agent marked "default": true, or the only one; with no
     /// manifest at all, a built-in agent with no prompt, skills or secrets
     /// that reaches only the hosts Claude Code itself needs.
+    #[arg(add = ArgValueCandidates::new(crate::completions::agents))]
     pub(crate) agent: Option<String>,
 
     /// Copy the git repository of the working directory into the bottle's

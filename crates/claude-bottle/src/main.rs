@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod completions;
 mod error;
 mod progress;
 mod signals;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    completions::answer_if_asked();
     let cli = cli::Cli::parse();
     // The gate serves every tunnel of a bottle: on worker threads, so that
     // one connection's work never waits behind another's. The commands

@@ -135,6 +135,20 @@ pub trait Backend: fmt::Debug + Send + Sync {
     /// all down again, on every path; returns claude's exit code.
     async fn launch(&self, launch: Launch) -> Result<i32>;
 
+    /// `doctor`'s checks of the engine and what it has for a start.
+    async fn checkup(
+        &self,
+        _settings: &Settings,
+        _home: &std::path::Path,
+        _ui: &dyn Ui,
+    ) -> Vec<crate::doctor::Finding> {
+        vec![crate::doctor::Finding::new(
+            "engine",
+            crate::doctor::Verdict::Skipped,
+            format!("the {} backend has no checks of its own", self.name()),
+        )]
+    }
+
     /// The engine it talks to, named for the user: its kind, version and
     /// address.
     async fn engine(&self) -> Result<String>;

@@ -94,6 +94,15 @@ const METADATA_LIMIT: u64 = 64 << 20;
 /// The most a tarball may take: Claude Code's is about 190 MB.
 const TARBALL_LIMIT: u64 = 2 << 30;
 
+/// Where a tarball comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarballSource {
+    /// Downloaded before and checked again.
+    Cache,
+    /// The registry has it, and answers.
+    Registry,
+}
+
 impl Fetch<'_> {
     /// The cached tarball, downloading and checking it first if need be.
     pub async fn tarball(&self) -> Result<PathBuf> {
@@ -104,24 +113,7 @@ impl Fetch<'_> {
                 return Ok(path);
             }
         }
-        if self.pinned.is_none() && self.registry.starts_with("http://") {
-            return Err(Error::new(format!(
-                "Claude Code {} would be checked against the integrity {} states over plain http, which proves nothing",
-                self.version,
-                redact_userinfo(self.registry)
-            ))
-            .hint(format!(
-                "use an https registry in {}, or the pinned version {} (checked against a hash built into claude-bottle)",
-                NPM_REGISTRY.name,
-                crate::images::claude_code::PINNED_VERSION
-            )));
-        }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("claude-bottle/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|err| Error::caused_by("cannot make an HTTP client", err))?;
+        let client = self.client()?;
         let (url, published) = self.locate(&client).await?;
         let expected = match &self.pinned {
             Some(pinned) => pinned.clone(),
@@ -138,6 +130,41 @@ impl Fetch<'_> {
             self.download(&client, &url, &expected, &path).await?;
         }
         Ok(path)
+    }
+
+    /// Where [`Self::tarball`] would take the tarball from, asking the
+    /// registry for its metadata only; the error it would fail with.
+    pub async fn source(&self) -> Result<TarballSource> {
+        if let Some(pinned) = &self.pinned {
+            if cached(&self.cache_path(pinned), pinned).await {
+                return Ok(TarballSource::Cache);
+            }
+        }
+        self.locate(&self.client()?).await?;
+        Ok(TarballSource::Registry)
+    }
+
+    /// The client of the registry, refused over plain http when nothing
+    /// pinned checks what it says.
+    fn client(&self) -> Result<reqwest::Client> {
+        if self.pinned.is_none() && self.registry.starts_with("http://") {
+            return Err(Error::new(format!(
+                "Claude Code {} would be checked against the integrity {} states over plain http, which proves nothing",
+                self.version,
+                redact_userinfo(self.registry)
+            ))
+            .hint(format!(
+                "use an https registry in {}, or the pinned version {} (checked against a hash built into claude-bottle)",
+                NPM_REGISTRY.name,
+                crate::images::claude_code::PINNED_VERSION
+            )));
+        }
+        reqwest::Client::builder()
+            .user_agent(concat!("claude-bottle/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|err| Error::caused_by("cannot make an HTTP client", err))
     }
 
     /// Where the tarball with this integrity is kept: the name carries the

@@ -2,6 +2,7 @@
 
 mod cleanup;
 mod connect;
+mod doctor;
 mod edit;
 mod fetch;
 mod gate;
@@ -30,6 +31,8 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Info { agent } => info::run(&agent),
+        Command::Doctor { format } => doctor::run(format).await,
+        Command::Completions { shell } => crate::completions::run(shell),
         Command::List { format } => list::run(format).await,
         Command::Logs { instance } => logs::run(&instance).await,
         Command::Fetch { instance } => fetch::run(&instance).await,
@@ -49,7 +52,7 @@ fn home() -> Result<PathBuf, CommandError> {
 }
 
 /// The two places a manifest is looked for.
-fn manifest_dirs() -> Result<(PathBuf, PathBuf), CommandError> {
+pub(crate) fn manifest_dirs() -> Result<(PathBuf, PathBuf), CommandError> {
     let cwd = std::env::current_dir()
         .map_err(|err| Error::caused_by("cannot read the working directory", err))?;
     Ok((cwd, home()?))

@@ -2,9 +2,11 @@
 //! one test binary (one link on small machines).
 
 mod cleanup;
+mod completions;
 mod cwd;
 mod default_agent;
 mod default_image;
+mod doctor;
 mod dry_run;
 mod egress;
 mod engine;

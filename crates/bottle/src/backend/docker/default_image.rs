@@ -199,18 +199,7 @@ pub(super) async fn ensure(
         .lines()
         .filter_map(|l| l.trim().strip_prefix("missing="))
         .collect();
-    let tarball = Fetch {
-        registry: &recipe.registry,
-        package: platform.package,
-        version: &recipe.claude_version,
-        pinned: recipe
-            .pinned_integrity(platform)
-            .map(|sri| Integrity::parse(sri).expect("a pinned integrity parses")),
-        cache: &recipe.cache,
-        ui,
-    }
-    .tarball()
-    .await?;
+    let tarball = download(recipe, platform, ui).tarball().await?;
     let unpacking = ui.progress("unpacking claude for the build", Work::Steps);
     let cache = recipe.cache.clone();
     let dockerfile = dockerfile(&recipe.base);
@@ -223,7 +212,25 @@ pub(super) async fn ensure(
     Ok(tag)
 }
 
-fn platform(architecture: &str) -> Result<Platform> {
+/// The download of Claude Code's binary for `platform`.
+pub(super) fn download<'a>(
+    recipe: &'a DefaultImage,
+    platform: Platform,
+    ui: &'a dyn Ui,
+) -> Fetch<'a> {
+    Fetch {
+        registry: &recipe.registry,
+        package: platform.package,
+        version: &recipe.claude_version,
+        pinned: recipe
+            .pinned_integrity(platform)
+            .map(|sri| Integrity::parse(sri).expect("a pinned integrity parses")),
+        cache: &recipe.cache,
+        ui,
+    }
+}
+
+pub(super) fn platform(architecture: &str) -> Result<Platform> {
     Platform::for_architecture(architecture).ok_or_else(|| {
         Error::new(format!(
             "Claude Code has no native binary for this engine's architecture ({architecture})"
@@ -236,7 +243,7 @@ fn platform(architecture: &str) -> Result<Platform> {
     })
 }
 
-fn base_hint() -> String {
+pub(super) fn base_hint() -> String {
     format!(
         "set {} to a Debian-based image the engine has (see `docker images`), \
          or {} to a ready bottle image",

@@ -109,6 +109,8 @@ pub(super) struct Engine {
     pub(super) runtimes: Vec<String>,
     /// As the engine names it: `x86_64`, `aarch64`, ...
     pub(super) architecture: String,
+    /// Where it keeps images and containers, on its own host.
+    pub(super) root_dir: Option<String>,
     pub(super) identity: Identity,
 }
 
@@ -162,6 +164,7 @@ pub(super) async fn ask() -> Result<Engine> {
         docker,
         runtimes,
         architecture: info.architecture.unwrap_or_default(),
+        root_dir: info.docker_root_dir,
         identity: Identity::of(&endpoint, version),
     })
 }

@@ -6,6 +6,7 @@
 //! the provisioned home, and the claude exec. Everything created is in the
 //! ledger, which tears it down on every way out.
 
+mod checkup;
 mod default_image;
 mod dial_stdio;
 mod endpoint;
@@ -41,6 +42,7 @@ use crate::lifecycle::owner::Owner;
 use crate::lifecycle::pause::Phase;
 use crate::lifecycle::stage::StageDir;
 use crate::spec::BottleSpec;
+use crate::ui::Work;
 use engine::Engine;
 use exec::ClaudeExec;
 use image::{ImageFacts, WORKSPACE};
@@ -109,6 +111,15 @@ impl Backend for DockerBackend {
         })
     }
 
+    async fn checkup(
+        &self,
+        settings: &crate::settings::Settings,
+        home: &std::path::Path,
+        ui: &dyn crate::ui::Ui,
+    ) -> Vec<crate::doctor::Finding> {
+        checkup::findings(settings, home, ui).await
+    }
+
     async fn launch(&self, launch: Launch) -> Result<i32> {
         let engine = engine::ask().await?;
         let mut ledger = Ledger::new(&engine.docker).warning_to(launch.ui.clone());
@@ -118,7 +129,9 @@ impl Backend for DockerBackend {
             let _ = ledger.remove_newest().await;
             launch.pause(Phase::Teardown).await;
         }
+        let removing = launch.ui.progress("removing the bottle", Work::Brief);
         ledger.teardown_and_warn().await;
+        removing.finish("removed");
         drop(launch.stage);
         let code = outcome?;
         Ok(i32::try_from(code).unwrap_or(1))
@@ -200,6 +213,9 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     );
     // Before anything of the instance exists: a failed build leaves nothing.
     let image = bottle_image(engine, launch, &labels).await?;
+    // After the image, which shows its own progress when it is built.
+    let starting = launch.ui.progress("starting the bottle", Work::Brief);
+    starting.status("networks and the gate's image");
     let (facts, internal, egress, gate_image) =
         prerequisites(engine, launch, &labels, &image, ledger).await?;
     if !launch.ssh.is_empty() && !facts.has_ssh {
@@ -207,6 +223,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     }
     launch.pause(Phase::Networks).await;
 
+    starting.status("the gate");
     let gate = gate::start(
         docker,
         plan,
@@ -223,10 +240,12 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     .await?;
 
     launch.pause(Phase::Gate).await;
+    starting.status("the agent's container");
     let container = create_agent(docker, launch, &image, &facts, &labels, &internal, &gate).await?;
     ledger.record(Created::Container(container.clone()));
     let deadman = start_with_deadman(docker, &container).await?;
     launch.pause(Phase::Agent).await;
+    starting.status("the agent's home");
     provision_home(docker, launch, &container, &facts).await?;
     launch.pause(Phase::Provision).await;
     let holder = start_ssh(
@@ -238,6 +257,8 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &labels,
     )
     .await?;
+    // The copy shows its own progress, and claude its own screen.
+    starting.finish("started");
     let copied = copy_repository(docker, launch, &container, &facts).await?;
 
     let env = claude_env(launch, &facts, holder.is_some());
