@@ -7,21 +7,36 @@
 //! terminal shows only once it has taken half a second.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bottle::ui::{Progress, Work};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
 /// How long brief work runs unseen: quick commands stay quiet.
 const SHOWN_AFTER: Duration = Duration::from_millis(500);
 const TICK: Duration = Duration::from_millis(120);
+
+/// Every bar on stderr, so that a line printed meanwhile goes above them
+/// instead of through them.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+}
+
+/// Prints `line` on stderr, above any bar being drawn.
+pub(crate) fn eprintln_above(line: &str) {
+    bars().suspend(|| eprintln!("{line}"));
+}
 
 #[derive(Debug)]
 pub(crate) struct Shown {
     bar: ProgressBar,
     label: String,
     started: Instant,
-    brief: bool,
+    /// For brief work: whether it has finished, so that it is never drawn
+    /// after.
+    finished: Option<Arc<Mutex<bool>>>,
 }
 
 impl Shown {
@@ -35,7 +50,10 @@ impl Shown {
 
     /// Work measured in bytes, of `total` when it is known.
     fn bytes(label: &str, total: Option<u64>) -> Self {
-        let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+        let bar = bars().add(ProgressBar::new(total.unwrap_or(0)));
+        if total.is_none() {
+            bar.unset_length();
+        }
         bar.set_style(
             ProgressStyle::with_template(
                 "{msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
@@ -47,7 +65,7 @@ impl Shown {
 
     /// Work in steps whose number is not known in advance.
     fn steps(label: &str) -> Self {
-        let bar = spinner(ProgressDrawTarget::stderr());
+        let bar = bars().add(spinner());
         bar.enable_steady_tick(TICK);
         Self::start(bar, label)
     }
@@ -56,28 +74,26 @@ impl Shown {
     /// half a second on, on a terminal only, and cleared when done, even
     /// when it ends in an error.
     fn brief(label: &str) -> Self {
-        let bar = spinner(ProgressDrawTarget::hidden()).with_finish(ProgressFinish::AndClear);
+        let bar = spinner().with_finish(ProgressFinish::AndClear);
+        bar.set_draw_target(ProgressDrawTarget::hidden());
         bar.set_message(label.to_owned());
-        if ProgressDrawTarget::stderr().is_hidden() {
-            return Self::quiet(bar, label);
+        let finished = Arc::new(Mutex::new(false));
+        if !bars().is_hidden() {
+            let (later, finished) = (bar.downgrade(), finished.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(SHOWN_AFTER);
+                let finished = finished.lock().expect("not poisoned");
+                if let Some(bar) = later.upgrade().filter(|_| !*finished) {
+                    bars().add(bar.clone());
+                    bar.enable_steady_tick(TICK);
+                }
+            });
         }
-        let later = bar.downgrade();
-        std::thread::spawn(move || {
-            std::thread::sleep(SHOWN_AFTER);
-            if let Some(bar) = later.upgrade().filter(|bar| !bar.is_finished()) {
-                bar.set_draw_target(ProgressDrawTarget::stderr());
-                bar.enable_steady_tick(TICK);
-            }
-        });
-        Self::quiet(bar, label)
-    }
-
-    fn quiet(bar: ProgressBar, label: &str) -> Self {
         Self {
             bar,
             label: label.to_owned(),
             started: Instant::now(),
-            brief: true,
+            finished: Some(finished),
         }
     }
 
@@ -90,13 +106,13 @@ impl Shown {
             bar,
             label: label.to_owned(),
             started: Instant::now(),
-            brief: false,
+            finished: None,
         }
     }
 }
 
-fn spinner(target: ProgressDrawTarget) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, target);
+fn spinner() -> ProgressBar {
+    let bar = ProgressBar::no_length();
     bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"));
     bar
 }
@@ -113,14 +129,17 @@ impl Progress for Shown {
 
     /// Shown with its duration, unless the work was brief.
     fn finish(&self, outcome: &str) {
-        self.bar.finish_and_clear();
-        if !self.brief {
-            eprintln!(
-                "{}: {outcome} in {:.1} s",
-                self.label,
-                self.started.elapsed().as_secs_f64()
-            );
+        if let Some(finished) = &self.finished {
+            *finished.lock().expect("not poisoned") = true;
+            self.bar.finish_and_clear();
+            return;
         }
+        self.bar.finish_and_clear();
+        eprintln_above(&format!(
+            "{}: {outcome} in {:.1} s",
+            self.label,
+            self.started.elapsed().as_secs_f64()
+        ));
     }
 }
 

@@ -167,11 +167,11 @@ impl Ui for TerminalUi {
     }
 
     fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        crate::progress::eprintln_above(&format!("warning: {message}"));
     }
 
     fn tell(&self, message: &str) {
-        eprintln!("{message}");
+        crate::progress::eprintln_above(message);
     }
 
     fn confirm(&self, question: &str) -> Option<bool> {

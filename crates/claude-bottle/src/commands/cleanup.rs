@@ -8,6 +8,7 @@ use bottle::settings::Settings;
 
 use crate::cli::CleanupArgs;
 use crate::error::CommandError;
+use crate::progress::while_waiting;
 use crate::terminal;
 
 pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
@@ -23,12 +24,15 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
         .names
         .is_empty()
         .then(|| settings.current_images(&home));
-    let plan = prepare_cleanup(
-        backend.as_ref(),
-        &home,
-        &settings.extra_labels,
-        &selection,
-        images.as_ref(),
+    let plan = while_waiting(
+        "finding what instances left",
+        prepare_cleanup(
+            backend.as_ref(),
+            &home,
+            &settings.extra_labels,
+            &selection,
+            images.as_ref(),
+        ),
     )
     .await?;
     let unmatched = plan.unmatched(&selection);
@@ -73,7 +77,7 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    cleanup(backend.as_ref(), &plan).await?;
+    while_waiting("removing", cleanup(backend.as_ref(), &plan)).await?;
     eprintln!(
         "removed {} instance(s), {} stage directory(ies) and {} image(s)",
         plan.instances.len(),

@@ -9,13 +9,18 @@ use bottle::repo::home::fetch_running;
 use bottle::settings::Settings;
 
 use crate::error::CommandError;
+use crate::progress::while_waiting;
 
 pub(crate) async fn run(instance: &str) -> Result<ExitCode, CommandError> {
     let settings = Settings::from_env()?;
     let backend = backend::select(&settings.backend)?;
     let (cwd, _) = super::manifest_dirs()?;
     let repo = Repository::find(&cwd)?;
-    let arrived = fetch_running(backend.as_ref(), instance, &settings.extra_labels, &repo).await?;
+    let arrived = while_waiting(
+        &format!("fetching the branches of {instance}"),
+        fetch_running(backend.as_ref(), instance, &settings.extra_labels, &repo),
+    )
+    .await?;
     if arrived.is_empty() {
         eprintln!("nothing new in {instance}");
     }

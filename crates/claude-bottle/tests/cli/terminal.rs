@@ -1,8 +1,10 @@
 //! The y/N question and the secret prompt, on a real pseudo-terminal
 //! answered only once the question is on screen.
 
+use crate::phases::wait_paused;
 use crate::support::{
-    FAKE_CLAUDE_IMAGE, Sandbox, TEST_LABEL, Terminal, connect, run_label, with_fake_claude,
+    FAKE_CLAUDE_IMAGE, Sandbox, Session, TEST_LABEL, Terminal, connect, fake_claude_bottle,
+    leftovers, run_label, with_fake_claude,
 };
 
 const MANIFEST: &str = r#"{
@@ -76,4 +78,41 @@ async fn after_yes_secrets_are_asked_with_echo_off() {
     // ...and was never echoed while it was typed.
     let before_claude = &screen[..screen.find("@@fixture:report").unwrap()];
     crate::secrets::assert_never_shown(before_claude, &[typed]);
+}
+
+/// A start held at its gate for longer than half a second: a spinner
+/// names the step on a terminal and is gone once claude runs; off a
+/// terminal, nothing is printed for it.
+#[tokio::test]
+async fn a_start_that_takes_a_while_shows_its_step_on_a_terminal_and_nothing_off_one() {
+    let Some(docker) = with_fake_claude("progress of a start").await else {
+        return;
+    };
+    let label = run_label("progress");
+    let sandbox =
+        fake_claude_bottle(&label, &serde_json::json!({})).env("CLAUDE_BOTTLE_PAUSE_AT", "gate");
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--yes"]);
+    terminal.wait_for("paused at gate");
+    terminal.wait_for("starting the bottle: the gate");
+    terminal.signal("USR1");
+    assert_eq!(terminal.exit_status(), 0);
+    let screen = terminal.screen();
+    assert!(
+        !screen.contains("starting the bottle"),
+        "the spinner outlived the start:\n{screen}"
+    );
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    wait_paused(&session, "gate").await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    session.signal("USR1");
+    let out = session.wait();
+    assert_eq!(out.code, 0, "{out:?}");
+    for spinner in ["starting the bottle", "removing the bottle"] {
+        assert!(
+            !out.stderr.contains(spinner),
+            "{spinner} off a terminal: {out:?}"
+        );
+    }
 }
