@@ -19,6 +19,7 @@ mod launch;
 mod load;
 mod manifest_errors;
 mod phases;
+mod readme;
 mod secrets;
 mod session;
 mod ssh;
