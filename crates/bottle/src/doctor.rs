@@ -194,9 +194,8 @@ fn agent_needs(
     };
     let mut findings = all_found("skills", skill_count, "skill(s)", skills);
     findings.extend(all_found("ssh-keys", key_count, "SSH key(s)", keys));
-    if !variables.is_empty() {
-        findings.extend(variables);
-    }
+    // Only problems: a bottle needs no variables of the host.
+    findings.extend(variables);
     findings
 }
 

@@ -168,6 +168,39 @@ fn planned_image(sandbox: &Sandbox) -> (String, Value) {
     (plan["image"].as_str().unwrap().to_owned(), plan)
 }
 
+/// `doctor` sees what the first start will do, asking the registry for
+/// the metadata alone.
+#[track_caller]
+fn doctor_foresees_the_build(sandbox: &Sandbox, registry: &Registry) {
+    let summary = doctor_image(sandbox);
+    assert!(summary.contains("not built yet"), "{summary}");
+    assert!(
+        summary.contains(&format!("on `{BASE_IMAGE}`, which the engine has")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("downloaded from the npm registry, which answers"),
+        "{summary}"
+    );
+    assert_eq!(registry.requests().len(), 1, "{:?}", registry.requests());
+}
+
+/// What `doctor` says of the image.
+#[track_caller]
+fn doctor_image(sandbox: &Sandbox) -> String {
+    let out = sandbox.run(&["doctor", "--format", "json"]);
+    let report: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("{err}: {out:?}"));
+    let image = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "image")
+        .unwrap_or_else(|| panic!("no image finding: {report:#}"));
+    assert_eq!(image["verdict"], "ok", "{image:#}");
+    image["summary"].as_str().unwrap().to_owned()
+}
+
 fn downloads(sandbox: &Sandbox) -> Vec<String> {
     std::fs::read_dir(sandbox.home.join(".cache/claude-bottle/downloads"))
         .map(|dir| {
@@ -238,6 +271,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     );
     assert_eq!(plan["default_image"]["built"], false, "{plan}");
     assert_eq!(plan["default_image"]["base"], BASE_IMAGE, "{plan}");
+    doctor_foresees_the_build(&sandbox, &registry);
 
     // On a terminal, so the build shows its steps as it goes.
     let (code, shown) = sandbox.run_on_terminal(&["start", "a", "--yes", "--", "--version"]);
@@ -274,9 +308,13 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
         Some("claude-code-image")
     );
     let fetched = registry.requests();
-    assert_eq!(fetched.len(), 2, "metadata and tarball: {fetched:?}");
+    assert_eq!(fetched.len(), 3, "doctor's, then the start's: {fetched:?}");
     assert_eq!(downloads(&sandbox).len(), 1, "{:?}", downloads(&sandbox));
     assert_eq!(planned_image(&sandbox).1["default_image"]["built"], true);
+    assert_eq!(
+        doctor_image(&sandbox),
+        format!("the default image {tag} is built")
+    );
 
     let since = now();
     let second = sandbox.run(&["start", "a", "--yes", "--", "--version"]);
@@ -285,7 +323,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     assert!(!second.stderr.contains("building"), "{second:?}");
     assert!(!second.stderr.contains("downloading"), "{second:?}");
     assert_eq!(image.id().await.as_ref(), Some(&id), "the image changed");
-    assert_eq!(registry.requests().len(), 2, "the second start fetched");
+    assert_eq!(registry.requests(), fetched, "the second start fetched");
     let events = image_events(&docker, &label, &since, &until).await;
     assert!(events.is_empty(), "the second start built: {events:?}");
     let (containers, _) = leftovers(&docker, &label).await;
@@ -315,7 +353,7 @@ async fn the_default_image_is_built_once_from_the_registry_and_then_reused() {
     );
     assert!(!third.stderr.contains("downloading"), "{third:?}");
     assert!(other.id().await.is_some());
-    assert_eq!(registry.requests().len(), 2, "the cache was not enough");
+    assert_eq!(registry.requests(), fetched, "the cache was not enough");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use super::engine::{self, Engine};
 use crate::backend::ImageSource;
 use crate::doctor::{Finding, Verdict};
 use crate::images::npm::TarballSource;
-use crate::settings::{BASE_IMAGE, IMAGE, RUNTIME, RuntimeChoice, Settings};
+use crate::settings::{IMAGE, RUNTIME, RuntimeChoice, Settings};
 use crate::ui::Ui;
 
 /// Below this much free space, a start (an image build, a repository
@@ -165,7 +165,6 @@ async fn image(engine: &Engine, settings: &Settings, home: &Path, ui: &dyn Ui) -
     }
     .fact("base", recipe.base.as_str())
     .fact("claude_code_version", version.as_str())
-    .fact("base_variable", BASE_IMAGE.name)
 }
 
 /// The free space where the engine keeps images, when that is on this
