@@ -18,7 +18,7 @@ use crate::settings::OAUTH_TOKEN;
 use crate::ssh::SshSetup;
 
 /// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Ok,
@@ -89,12 +89,6 @@ impl Finding {
         self.facts.insert(name, value.into());
         self
     }
-
-    #[must_use]
-    pub fn verdict(mut self, verdict: Verdict) -> Self {
-        self.verdict = verdict;
-        self
-    }
 }
 
 /// Whether `start` can work, after these findings.
@@ -132,10 +126,10 @@ fn manifests(manifest: &Manifest) -> Finding {
             "manifests",
             format!(
                 "no {FILE_NAME} here or in your home: `start` runs the built-in agent \
-                 `{BUILTIN_AGENT}`, which reaches only the hosts Claude Code needs"
+                 `{BUILTIN_AGENT}`, which reaches only the hosts Claude Code needs \
+                 (`claude-bottle init` writes a manifest with an agent of your own)"
             ),
-        )
-        .fix("`claude-bottle init` writes a manifest with an agent of your own");
+        );
     }
     let files: Vec<String> = manifest
         .files
