@@ -6,6 +6,7 @@
 
 mod archive;
 pub mod backend;
+pub mod claude_traffic;
 pub mod doctor;
 pub mod egress_log;
 pub mod env;

@@ -87,6 +87,9 @@ pub trait Ui: std::fmt::Debug + Send + Sync {
     fn warn(&self, message: &str);
     /// A line for the user about what happened (a session's summary).
     fn tell(&self, message: &str);
+    /// Whether what `tell` says reaches only the user's own terminal, not
+    /// a log or a pipe: then refused names may be shown whole.
+    fn tells_a_terminal(&self) -> bool;
     /// Asks a y/N question and waits for the answer; `None` when there is
     /// nobody to ask (no terminal, or its input ended).
     fn confirm(&self, question: &str) -> Option<bool>;

@@ -108,6 +108,11 @@ pub(crate) enum Command {
         socket: std::path::PathBuf,
     },
 
+    /// Print what the gate refused, names in full (inside a gate
+    /// container, run by claude-bottle at the end of a session).
+    #[command(hide = true)]
+    GateReport,
+
     /// Tunnel stdin and stdout through the gate to HOST:PORT (the
     /// ProxyCommand of a bottle's SSH hosts).
     #[command(hide = true)]
@@ -337,6 +342,11 @@ pub(crate) struct GateArgs {
     /// An SSH host, admitted for CONNECT at its port (repeatable).
     #[arg(long = "ssh", value_name = "HOST:PORT")]
     pub(crate) ssh: Vec<String>,
+
+    /// A name Claude Code itself calls that is refused as expected
+    /// (repeatable).
+    #[arg(long = "expected", value_name = "NAME")]
+    pub(crate) expected: Vec<String>,
 
     /// The DNS server the gate asks (default: the container's resolver).
     #[arg(long, env = bottle::settings::GATE_DNS.name, value_name = "ADDR:PORT")]

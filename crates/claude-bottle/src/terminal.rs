@@ -174,6 +174,10 @@ impl Ui for TerminalUi {
         crate::progress::eprintln_above(message);
     }
 
+    fn tells_a_terminal(&self) -> bool {
+        io::stderr().is_terminal()
+    }
+
     fn confirm(&self, question: &str) -> Option<bool> {
         if !can_ask() {
             return None;

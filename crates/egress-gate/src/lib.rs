@@ -16,12 +16,14 @@ pub mod host;
 mod log;
 mod policy;
 mod proxy;
+mod report;
 mod resolve;
 mod rule;
 mod sni;
 
 pub use address::{AddressClass, classify};
-pub use log::DecisionLog;
-pub use policy::{Grant, Method, Policy, Refusal};
+pub use log::{DecisionLog, Refused};
+pub use policy::{EXPECTED_RULE, Grant, Method, Policy, Refusal};
 pub use proxy::{Config, MAX_HEAD, serve, serve_on};
+pub use report::{REPORT_ADDRESS, serve_report};
 pub use rule::{EgressRule, HostPattern, RuleError};

@@ -10,13 +10,16 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::event::{Decision, GateEvent, GateNotice, Notice, Verdict};
 use crate::host::Host;
+use crate::policy::EXPECTED_RULE;
 
 /// Lines the log holds for a reader that lags; beyond them decisions are
 /// counted, not written, until it catches up.
@@ -30,6 +33,24 @@ pub struct DecisionLog {
     key: RandomState,
     lines: SyncSender<GateEvent>,
     dropped: Arc<AtomicU64>,
+    /// The refused names in full, held in memory only: for the report the
+    /// user's own terminal asks for, never for the log.
+    refused: Arc<Mutex<Vec<Refused>>>,
+}
+
+/// Distinct refused names held for the report; beyond them refusals are
+/// still logged and counted, under the names already held.
+const REFUSED_HELD: usize = 64;
+
+/// One refused name and port, in full, for the user's terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub host: String,
+    /// As the log shows it.
+    pub logged: String,
+    pub port: u16,
+    pub rule: String,
+    pub count: u64,
 }
 
 impl DecisionLog {
@@ -44,7 +65,13 @@ impl DecisionLog {
             key: RandomState::new(),
             lines,
             dropped,
+            refused: Arc::default(),
         }
+    }
+
+    /// Every refusal so far, by name in full (see [`Refused`]).
+    pub fn refused(&self) -> Vec<Refused> {
+        self.refused.lock().expect("not poisoned").clone()
     }
 
     pub fn stdout() -> Self {
@@ -84,8 +111,35 @@ impl DecisionLog {
     }
 
     pub(crate) fn refuse(&self, method: &str, host: Option<&Host>, port: u16, rule: &str) {
-        let host = host.map_or_else(|| "(invalid)".to_owned(), |h| self.redacted(h));
-        self.decide(method, host, port, Verdict::Refuse, rule);
+        let logged = match host {
+            None => "(invalid)".to_owned(),
+            // An expected name is one of a fixed few: none of it is the
+            // agent's to choose.
+            Some(host) if rule == EXPECTED_RULE => whole(host),
+            Some(host) => self.redacted(host),
+        };
+        if let Some(host) = host {
+            self.hold(whole(host), &logged, port, rule);
+        }
+        self.decide(method, logged, port, Verdict::Refuse, rule);
+    }
+
+    fn hold(&self, host: String, logged: &str, port: u16, rule: &str) {
+        let mut refused = self.refused.lock().expect("not poisoned");
+        if let Some(held) = refused
+            .iter_mut()
+            .find(|r| r.host == host && r.port == port && r.rule == rule)
+        {
+            held.count += 1;
+        } else if refused.len() < REFUSED_HELD {
+            refused.push(Refused {
+                host,
+                logged: logged.to_owned(),
+                port,
+                rule: rule.to_owned(),
+                count: 1,
+            });
+        }
     }
 
     fn decide(&self, method: &str, host: String, port: u16, verdict: Verdict, rule: &str) {
@@ -186,5 +240,53 @@ mod tests {
         );
         let single = log.redacted(&host::parse("s3cr3t").unwrap());
         assert!(!single.contains("s3cr3t"), "{single}");
+    }
+
+    /// A writer whose writes arrive on a channel.
+    struct Lines(std::sync::mpsc::Sender<Vec<u8>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn refused_names_are_held_in_full_and_counted_but_logged_redacted() {
+        let (out, written) = std::sync::mpsc::channel::<Vec<u8>>();
+        let log = DecisionLog::to_writer(Lines(out));
+        let secret = host::parse("c2VjcmV0.evil.example.com").unwrap();
+        log.refuse("CONNECT", Some(&secret), 443, "not-on-allowlist");
+        log.refuse("CONNECT", Some(&secret), 443, "not-on-allowlist");
+        let notes = host::parse("raw.githubusercontent.com").unwrap();
+        log.refuse("CONNECT", Some(&notes), 443, EXPECTED_RULE);
+        let held = log.refused();
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert_eq!(
+            held[0].host, "c2vjcmv0.evil.example.com",
+            "names are lowercased"
+        );
+        assert_eq!(held[0].count, 2);
+        assert!(held[0].logged.starts_with("example.com#"), "{held:?}");
+        assert_eq!(held[1].logged, "raw.githubusercontent.com");
+        drop(log);
+        let text: Vec<u8> = written.iter().flatten().collect();
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.to_lowercase().contains("c2vjcmv0"), "{text}");
+        assert!(
+            text.contains(r#""host":"raw.githubusercontent.com""#),
+            "{text}"
+        );
+        // Beyond the names held, refusals are still logged.
+        let log = DecisionLog::to_writer(std::io::sink());
+        for i in 0..REFUSED_HELD + 10 {
+            let name = host::parse(&format!("n{i}.example.com")).unwrap();
+            log.refuse("CONNECT", Some(&name), 443, "not-on-allowlist");
+        }
+        assert_eq!(log.refused().len(), REFUSED_HELD);
     }
 }

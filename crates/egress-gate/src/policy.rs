@@ -28,6 +28,9 @@ impl Method {
     }
 }
 
+/// The rule of a refusal of an expected name.
+pub const EXPECTED_RULE: &str = "expected-not-allowed";
+
 /// Why a request was refused; the `Display` form is the rule named in the
 /// 403 and the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,9 @@ pub enum Refusal {
     /// A request a server could read other than the gate did (framing,
     /// `Host`), or no proxy request at all.
     MalformedRequest,
-    Unresolvable,
+    /// One of the names Claude Code itself calls for what the user did
+    /// not ask for (release notes, say): refused, but expected.
+    Expected,
 }
 
 impl fmt::Display for Refusal {
@@ -66,7 +71,7 @@ impl fmt::Display for Refusal {
             Self::EncryptedHello => f.write_str("encrypted-client-hello"),
             Self::AmbiguousHello => f.write_str("ambiguous-client-hello"),
             Self::MalformedRequest => f.write_str("malformed-request"),
-            Self::Unresolvable => f.write_str("unresolvable"),
+            Self::Expected => f.write_str(EXPECTED_RULE),
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct Policy {
     allow: Vec<EgressRule>,
     private: Vec<EgressRule>,
     ssh: Vec<(Host, u16)>,
+    /// Exact names refused as [`Refusal::Expected`] when nothing allows them.
+    expected: Vec<String>,
 }
 
 impl Policy {
@@ -98,7 +105,17 @@ impl Policy {
             allow,
             private,
             ssh,
+            expected: Vec::new(),
         }
+    }
+
+    /// Names that are refused as expected: asked for by the agent's own
+    /// tools, not by the agent. Only exact names, so the log may show them
+    /// whole: no label of theirs is the agent's choice.
+    #[must_use]
+    pub fn expecting(mut self, names: Vec<String>) -> Self {
+        self.expected = names;
+        self
     }
 
     /// Decides on the host and port alone, before any lookup.
@@ -129,6 +146,7 @@ impl Policy {
         if matching.is_empty() {
             return Err(match host {
                 Host::Address(_) => Refusal::AddressNotListed,
+                Host::Name(name) if self.expected.contains(name) => Refusal::Expected,
                 Host::Name(_) => Refusal::NotListed,
             });
         }
@@ -194,6 +212,25 @@ mod tests {
             port,
             method,
         )
+    }
+
+    #[test]
+    fn expected_names_are_refused_as_expected_only_when_exact_and_not_allowed() {
+        let policy = policy().expecting(vec![
+            "raw.githubusercontent.com".to_owned(),
+            "pypi.org".to_owned(),
+        ]);
+        let check = |name: &str| policy.check(&host::parse(name).unwrap(), 443, Method::Connect);
+        assert_eq!(check("raw.githubusercontent.com"), Err(Refusal::Expected));
+        assert_eq!(check("RAW.githubusercontent.com."), Err(Refusal::Expected));
+        assert_eq!(
+            check("x.raw.githubusercontent.com"),
+            Err(Refusal::NotListed)
+        );
+        assert_eq!(check("githubusercontent.com"), Err(Refusal::NotListed));
+        // The allowlist wins: listing an expected name allows it.
+        assert_eq!(check("pypi.org").unwrap().rule, "pypi.org");
+        assert_eq!(Refusal::Expected.to_string(), EXPECTED_RULE);
     }
 
     #[test]

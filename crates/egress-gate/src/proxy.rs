@@ -189,24 +189,25 @@ impl Gate {
         let grant = self.policy.check(host, port, kind)?;
         let addresses = match host {
             Host::Address(address) => vec![*address],
-            Host::Name(name) => self
-                .resolver
-                .lookup(name)
-                .await
-                .map_err(|_| Refusal::Unresolvable)?,
+            // An allowed name that does not resolve is unreachable, not
+            // refused: there is nothing to dial, and `dial` says so.
+            Host::Name(name) => match self.resolver.lookup(name).await {
+                Ok(addresses) => addresses,
+                Err(_) => return Ok((grant, Vec::new())),
+            },
         };
-        let mut refusal = Refusal::Unresolvable;
+        let mut refusal = None;
         let mut permitted = Vec::new();
         for address in addresses {
             match Policy::may_dial(&grant, address) {
                 Ok(()) => permitted.push(address),
-                Err(why) => refusal = why,
+                Err(why) => refusal = Some(why),
             }
         }
-        if permitted.is_empty() {
-            return Err(refusal);
+        match refusal {
+            Some(why) if permitted.is_empty() => Err(why),
+            _ => Ok((grant, permitted)),
         }
-        Ok((grant, permitted))
     }
 
     /// Dials the addresses in turn; logs the request allowed when one

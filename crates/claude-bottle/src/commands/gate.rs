@@ -58,7 +58,8 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
         .collect::<Result<_, _>>()?;
     let config = Config {
         listen: args.listen,
-        policy: Policy::new(rules(&args.allow)?, rules(&args.private)?, ssh),
+        policy: Policy::new(rules(&args.allow)?, rules(&args.private)?, ssh)
+            .expecting(args.expected.clone()),
         dns: args.dns,
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs(args.header_timeout),
@@ -85,11 +86,31 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
         }
         let _ = closed.send(());
     });
+    let report = egress_gate::serve_report(log.clone());
     tokio::select! {
         served = egress_gate::serve(config, log) => {
             served.map_err(|err| bottle::Error::caused_by("the gate could not serve", err))?;
             Ok(ExitCode::SUCCESS)
         }
+        // Without its report the gate still gates; the summary then has
+        // the log's redacted names only.
+        Err(err) = report => {
+            eprintln!("the gate's report could not be served: {err}");
+            std::future::pending().await
+        }
         _ = stdin_closed => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// `gate-report` (hidden): the gate's report, from its loopback to stdout,
+/// which is an exec's stream and so never in the container's log.
+pub(crate) async fn report() -> Result<ExitCode, CommandError> {
+    let failed = |err| bottle::Error::caused_by("cannot read the gate's report", err);
+    let mut stream = tokio::net::TcpStream::connect(egress_gate::REPORT_ADDRESS)
+        .await
+        .map_err(failed)?;
+    tokio::io::copy(&mut stream, &mut tokio::io::stdout())
+        .await
+        .map_err(failed)?;
+    Ok(ExitCode::SUCCESS)
 }

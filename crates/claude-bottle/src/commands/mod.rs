@@ -38,6 +38,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Fetch { instance } => fetch::run(&instance).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Gate(args) => gate::run(args).await,
+        Command::GateReport => gate::report().await,
         Command::SshRelay { socket } => ssh_relay::run(socket).await,
         Command::Connect { proxy, host, port } => connect::run(&proxy, &host, port),
     }

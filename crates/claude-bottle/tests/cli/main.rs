@@ -20,6 +20,7 @@ mod load;
 mod manifest_errors;
 mod phases;
 mod readme;
+mod refusals;
 mod secrets;
 mod session;
 mod ssh;

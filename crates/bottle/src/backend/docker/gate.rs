@@ -64,6 +64,38 @@ impl Gate {
         self.stdin.clone()
     }
 
+    /// What it refused, names in full, from its report: read by an exec
+    /// in its container, whose output goes nowhere but here.
+    pub(super) async fn report(&self, docker: &Docker) -> Result<Vec<egress_gate::Refused>> {
+        let executable = docker
+            .inspect_container(&self.id, None)
+            .await
+            .ok()
+            .and_then(|c| c.config?.entrypoint?.into_iter().next())
+            .ok_or_else(|| Error::new("the gate names no executable"))?;
+        let mut out = Vec::new();
+        let (code, said) = super::exec::piped(
+            docker,
+            &self.id,
+            GATE_USER,
+            vec![executable, "gate-report".to_owned()],
+            vec![],
+            None,
+            Some(&mut out),
+        )
+        .await?;
+        if code != 0 {
+            return Err(Error::new(format!(
+                "the gate's report failed: {}",
+                said.trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
+    }
+
     /// Its whole log, once every decision made so far is in it: the gate
     /// writes its log off the request path, and says when it has caught
     /// up. A gate that does not say so within a few seconds gives what
@@ -91,6 +123,9 @@ pub(super) struct GateSpec<'a> {
     pub(super) dns: Option<&'a str>,
 }
 
+/// The gate runs as nobody.
+const GATE_USER: &str = "65534:65534";
+
 pub(super) async fn start(
     docker: &Docker,
     plan: &Plan,
@@ -111,6 +146,9 @@ pub(super) async fn start(
     for ssh in &plan.ssh {
         args.extend(["--ssh".to_owned(), format!("{}:{}", ssh.hostname, ssh.port)]);
     }
+    for expected in crate::claude_traffic::EXPECTED {
+        args.extend(["--expected".to_owned(), expected.name.to_owned()]);
+    }
     if let Some(dns) = spec.dns {
         args.extend(["--dns".to_owned(), dns.to_owned()]);
     }
@@ -123,7 +161,7 @@ pub(super) async fn start(
             ContainerCreateBody {
                 image: Some(spec.image.to_owned()),
                 cmd: Some(args),
-                user: Some("65534:65534".into()),
+                user: Some(GATE_USER.into()),
                 labels: Some(labels.for_role(Role::Gate)),
                 attach_stdin: Some(true),
                 open_stdin: Some(true),

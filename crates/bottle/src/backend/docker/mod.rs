@@ -404,9 +404,19 @@ async fn tell_summaries(
         launch.ui.tell(&line);
     }
     if let Ok(events) = gate.drained_log(docker).await {
-        launch
-            .ui
-            .tell(&EgressSummary::from_events(&events).to_string());
+        let summary = EgressSummary::from_events(&events);
+        let on_terminal = if launch.ui.tells_a_terminal() {
+            gate.report(docker).await.ok()
+        } else {
+            None
+        };
+        launch.ui.tell(&match on_terminal {
+            Some(refused) => {
+                let given: Vec<&str> = launch.env.iter().map(|(_, v)| v.expose()).collect();
+                summary.for_terminal(&refused, &given)
+            }
+            None => summary.to_string(),
+        });
     }
 }
 
@@ -488,11 +498,17 @@ async fn come_home(
 /// claude's environment: the bottle's values, and the agent socket when
 /// the holder runs (for `ssh-add` and tools that ignore ssh's config).
 fn claude_env(launch: &Launch, facts: &ImageFacts, ssh: bool) -> Vec<String> {
-    let mut env: Vec<String> = launch
-        .env
+    let mut env: Vec<String> = crate::claude_traffic::SWITCHES
         .iter()
-        .map(|(name, value)| format!("{name}={}", value.expose()))
+        .filter(|(name, _)| !launch.env.iter().any(|(set, _)| set == *name))
+        .map(|(name, value)| format!("{name}={value}"))
         .collect();
+    env.extend(
+        launch
+            .env
+            .iter()
+            .map(|(name, value)| format!("{name}={}", value.expose())),
+    );
     if ssh {
         let home = facts.home.trim_end_matches('/');
         env.push(format!("SSH_AUTH_SOCK={home}/{}", crate::ssh::AGENT_SOCKET));
