@@ -86,17 +86,18 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
         }
         let _ = closed.send(());
     });
-    let report = egress_gate::serve_report(log.clone());
+    // Without its report the gate still gates, and still ends with its
+    // stdin; the summary then has the log's redacted names only.
+    let report = log.clone();
+    tokio::spawn(async move {
+        if let Err(err) = egress_gate::serve_report(report).await {
+            eprintln!("the gate's report could not be served: {err}");
+        }
+    });
     tokio::select! {
         served = egress_gate::serve(config, log) => {
             served.map_err(|err| bottle::Error::caused_by("the gate could not serve", err))?;
             Ok(ExitCode::SUCCESS)
-        }
-        // Without its report the gate still gates; the summary then has
-        // the log's redacted names only.
-        Err(err) = report => {
-            eprintln!("the gate's report could not be served: {err}");
-            std::future::pending().await
         }
         _ = stdin_closed => Ok(ExitCode::SUCCESS),
     }

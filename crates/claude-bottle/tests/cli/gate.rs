@@ -941,3 +941,37 @@ async fn the_gate_exits_when_its_stdin_closes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The report is a convenience: a gate that cannot serve it (its port
+/// taken) still starts, and still ends when its stdin closes.
+#[test]
+fn a_gate_whose_report_cannot_be_served_still_ends_with_its_stdin() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // Taken here, or already taken by something else: either way taken.
+    let _taken = std::net::TcpListener::bind(egress_gate::REPORT_ADDRESS);
+    let mut gate = Command::new(crate::support::BIN)
+        .args(["gate", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(gate.stderr.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert!(
+        said.contains("the gate's report could not be served"),
+        "{said}"
+    );
+    drop(gate.stdin.take());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gate.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate outlived its stdin"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
