@@ -89,6 +89,10 @@ pub const PAUSE_AT: Variable = Variable {
     help: "A test hook: `start` stops at this phase (image, networks, gate, agent, provision, session, \
            home or teardown) and waits until SIGUSR1 resumes it or another signal ends it.",
 };
+pub const LOG: Variable = Variable {
+    name: "CLAUDE_BOTTLE_LOG",
+    help: "`timing` prints on stderr when each phase of a command (engine, image, networks, gate, agent, provision, claude, teardown) began and ended, and how long it took.",
+};
 pub const GATE_DNS: Variable = Variable {
     name: "CLAUDE_BOTTLE_GATE_DNS",
     help: "The DNS server (`addr:port`) the egress gate asks (default: the gate container's resolver).",
@@ -155,6 +159,12 @@ pub fn editor() -> Option<String> {
         .find_map(|v| std::env::var(v.name).ok().filter(|e| !e.trim().is_empty()))
 }
 
+/// Whether `CLAUDE_BOTTLE_LOG` asks for the phases' timings. Read before
+/// anything else, so that reading the rest is timed too.
+pub fn logs_timing() -> bool {
+    std::env::var(LOG.name).is_ok_and(|v| v.split(',').any(|part| part.trim() == "timing"))
+}
+
 pub const ALL: &[&Variable] = &[
     &BACKEND,
     &DRY_RUN,
@@ -167,6 +177,7 @@ pub const ALL: &[&Variable] = &[
     &CPUS,
     &PAUSE_AT,
     &ENGINE_TIMEOUT,
+    &LOG,
     &GATE_DNS,
     &GATE_IMAGE,
     &GATE_NETWORKS,

@@ -35,6 +35,7 @@ impl Backend for FixedBackend {
                     internal: "internal".into(),
                     egress: "egress".into(),
                 },
+                facts_cache: spec.home.join("facts"),
             },
             image: "claude-bottle/claude-code:2.1.332-0123456789ab".into(),
             default_image: Some(DefaultImagePlan {

@@ -7,12 +7,16 @@ mod error;
 mod progress;
 mod signals;
 mod terminal;
+mod timing;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if bottle::settings::logs_timing() {
+        timing::install(std::time::Instant::now());
+    }
     completions::answer_if_asked();
     let cli = cli::Cli::parse();
     // The gate serves every tunnel of a bottle: on worker threads, so that

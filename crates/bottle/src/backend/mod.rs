@@ -54,6 +54,7 @@ pub struct Launch {
     pub runtime: Runtime,
     pub container: String,
     pub networks: Networks,
+    pub facts_cache: std::path::PathBuf,
     pub gate: GateSetup,
     pub ssh: SshSetup,
     /// The repository `--cwd` copies in, and whose branches come home.
@@ -94,6 +95,7 @@ impl Launch {
             image: target.image,
             container: target.container,
             networks: target.networks,
+            facts_cache: target.facts_cache,
             gate: settings.gate_setup(),
             ssh: prepared.ssh,
             repository: prepared.repository,
@@ -200,7 +202,8 @@ pub trait Backend: fmt::Debug + Send + Sync {
 type MakeBackend = fn() -> Box<dyn Backend>;
 
 /// The registry: every backend name and how to make it.
-const REGISTRY: &[(&str, MakeBackend)] = &[("docker", || Box::new(docker::DockerBackend))];
+const REGISTRY: &[(&str, MakeBackend)] =
+    &[("docker", || Box::new(docker::DockerBackend::default()))];
 
 pub fn select(name: &str) -> Result<Box<dyn Backend>> {
     REGISTRY

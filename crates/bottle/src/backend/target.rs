@@ -108,6 +108,8 @@ pub struct LaunchTarget {
     pub runtime: Option<Runtime>,
     pub container: String,
     pub networks: Networks,
+    /// Where the facts of images already probed are kept.
+    pub facts_cache: std::path::PathBuf,
 }
 
 impl LaunchTarget {

@@ -27,3 +27,4 @@ mod ssh;
 mod support;
 mod terminal;
 mod usage;
+mod warm_start;

@@ -169,14 +169,6 @@ pub(super) async fn ask() -> Result<Engine> {
     })
 }
 
-/// Which engine the environment chooses, from its `version` alone.
-pub(super) async fn identify() -> Result<Identity> {
-    let endpoint = chosen()?;
-    let docker = connect_to(&endpoint).await?;
-    let version = answered(&endpoint, docker.version()).await?;
-    Ok(Identity::of(&endpoint, version))
-}
-
 /// The root of an error's chain: "Connection refused (os error 111)"
 /// rather than the client's "client error (Connect)" around it.
 fn innermost(err: &(dyn std::error::Error + 'static)) -> String {

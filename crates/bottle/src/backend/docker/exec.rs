@@ -85,10 +85,14 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
         mut resized,
     } = ui.claude_streams();
     let mut stdin_open = true;
+    let mut first_byte = true;
     loop {
         tokio::select! {
             chunk = output.next() => match chunk {
                 Some(Ok(log)) => {
+                    if std::mem::take(&mut first_byte) {
+                        tracing::info!("first byte");
+                    }
                     let to = if matches!(log, bollard::container::LogOutput::StdErr { .. }) {
                         &mut stderr
                     } else {

@@ -17,6 +17,7 @@ use bollard::query_parameters::{
     StartContainerOptions,
 };
 use futures_util::StreamExt;
+use tracing::{Instrument as _, info_span};
 
 use super::ledger::{Created, Ledger};
 use crate::error::{Error, Result};
@@ -126,16 +127,8 @@ pub(super) struct GateSpec<'a> {
 /// The gate runs as nobody.
 const GATE_USER: &str = "65534:65534";
 
-pub(super) async fn start(
-    docker: &Docker,
-    plan: &Plan,
-    spec: &GateSpec<'_>,
-    labels: &InstanceLabels,
-    ledger: &mut Ledger,
-) -> Result<Gate> {
-    let failed = |what: &str, err: crate::error::Cause| {
-        Error::caused_by(format!("the egress gate {what}"), err)
-    };
+/// The gate's argv: what it listens on and what the plan lets through.
+fn gate_args(plan: &Plan, spec: &GateSpec<'_>) -> Vec<String> {
     let mut args = vec!["--listen".to_owned(), format!("0.0.0.0:{PORT}")];
     for entry in &plan.egress.allowlist {
         args.extend(["--allow".to_owned(), entry.clone()]);
@@ -152,6 +145,21 @@ pub(super) async fn start(
     if let Some(dns) = spec.dns {
         args.extend(["--dns".to_owned(), dns.to_owned()]);
     }
+    args
+}
+
+pub(super) async fn start(
+    docker: &Docker,
+    plan: &Plan,
+    spec: &GateSpec<'_>,
+    labels: &InstanceLabels,
+    ledger: &mut Ledger,
+) -> Result<Gate> {
+    let failed = |what: &str, err: crate::error::Cause| {
+        Error::caused_by(format!("the egress gate {what}"), err)
+    };
+    let args = gate_args(plan, spec);
+    let ipv6 = uses_ipv6(docker, spec).await;
     let created = docker
         .create_container(
             Some(CreateContainerOptions {
@@ -166,10 +174,11 @@ pub(super) async fn start(
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
-                host_config: Some(host_config(plan, spec, uses_ipv6(docker, spec).await)),
+                host_config: Some(host_config(plan, spec, ipv6)),
                 ..Default::default()
             },
         )
+        .instrument(info_span!("create"))
         .await
         .map_err(|err| {
             failed("could not be created", err.into())
@@ -185,6 +194,7 @@ pub(super) async fn start(
     };
     docker
         .connect_network(spec.internal, join(Some(vec![ALIAS.to_owned()])))
+        .instrument(info_span!("connect"))
         .await
         .map_err(|err| failed("could not join the internal network", err.into()))?;
     for network in spec.extra_networks {
@@ -213,13 +223,18 @@ pub(super) async fn start(
         .map_err(|err| failed("could not be attached", err.into()))?;
     docker
         .start_container(&created.id, None::<StartContainerOptions>)
+        .instrument(info_span!("start"))
         .await
         .map_err(|err| {
             failed("could not start", err.into())
                 .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
         })?;
-    wait_ready(docker, &created.id).await?;
-    let address = internal_address(docker, &created.id, spec.internal).await?;
+    wait_ready(docker, &created.id)
+        .instrument(info_span!("ready"))
+        .await?;
+    let address = internal_address(docker, &created.id, spec.internal)
+        .instrument(info_span!("address"))
+        .await?;
     Ok(Gate {
         id: created.id,
         address,

@@ -3,7 +3,7 @@
 //!
 //! The facts come from the image's configuration and from one short probe
 //! container (no network, no capabilities) that reports the user's ids, its
-//! home and which tools are missing.
+//! home and which tools are missing, once per image ID (`facts_cache`).
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::facts_cache::FactsCache;
 use super::ledger::{Created, Ledger};
 use crate::error::{Error, Result};
 use crate::settings::IMAGE;
@@ -19,7 +20,7 @@ use crate::settings::IMAGE;
 /// Workdir of every bottle.
 pub(super) const WORKSPACE: &str = "/workspace";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct ImageFacts {
     /// The image's `USER`, as written there.
     pub(super) user: String,
@@ -42,6 +43,7 @@ pub(super) async fn probe(
     image: &str,
     labels: std::collections::HashMap<String, String>,
     ledger: &mut Ledger,
+    cache: &FactsCache,
 ) -> Result<ImageFacts> {
     let inspect = docker.inspect_image(image).await.map_err(|err| match err {
         bollard::errors::Error::DockerResponseServerError {
@@ -59,6 +61,10 @@ pub(super) async fn probe(
         return Err(Error::new(format!("the image `{image}` runs as root (its USER is `{user}`)"))
             .hint("claude refuses --dangerously-skip-permissions as root; add a non-root USER to the image"));
     }
+    let id = inspect.id.unwrap_or_default();
+    if let Some(facts) = cache.get(&id).filter(|facts| facts.user == user) {
+        return Ok(facts);
+    }
     let report = run_script(
         docker,
         image,
@@ -68,7 +74,9 @@ pub(super) async fn probe(
         "a bottle image needs `sh`, `cat`, `tar` and `claude`",
     )
     .await?;
-    facts(image, &user, &report)
+    let facts = facts(image, &user, &report)?;
+    cache.put(&id, &facts);
+    Ok(facts)
 }
 
 /// Runs `script` with `sh -c` in a throwaway container of `image` (no

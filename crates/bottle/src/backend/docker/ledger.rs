@@ -1,4 +1,5 @@
-//! The ledger of what a launch created, torn down in reverse order.
+//! The ledger of what a launch created, torn down in reverse order:
+//! containers together, then the networks they were on together.
 //!
 //! Teardown runs on every path: explicitly at the end of a session, and
 //! from `Drop` when a launch fails, panics or is abandoned (a signal drops
@@ -101,21 +102,50 @@ impl Ledger {
     pub(super) async fn teardown(&mut self) -> Vec<Left> {
         let mut left = Vec::new();
         while !self.created.is_empty() {
-            if let Err(failure) = self.remove_newest().await {
-                let lost = match &failure.why {
-                    Why::EngineLost(detail) => Some(detail.clone()),
-                    Why::Failed(_) => None,
-                };
-                left.push(failure);
-                if let Some(detail) = lost {
-                    left.extend(self.created.drain(..).rev().map(|resource| Left {
-                        resource,
-                        why: Why::EngineLost(detail.clone()),
-                    }));
-                }
+            let failures = self.remove_newest_kind().await;
+            let lost = failures.iter().find_map(|failure| match &failure.why {
+                Why::EngineLost(detail) => Some(detail.clone()),
+                Why::Failed(_) => None,
+            });
+            left.extend(failures);
+            if let Some(detail) = lost {
+                left.extend(self.created.drain(..).rev().map(|resource| Left {
+                    resource,
+                    why: Why::EngineLost(detail.clone()),
+                }));
             }
         }
         left
+    }
+
+    /// Removes, all at once, the newest resources recorded that are of one
+    /// kind: containers do not wait on each other, while a network waits
+    /// for the containers recorded after it. They leave the record only
+    /// once all are removed (or given up on), so a teardown cut short by a
+    /// signal leaves them to the teardown on drop, where the ones already
+    /// gone count as removed.
+    async fn remove_newest_kind(&mut self) -> Vec<Left> {
+        let Some(newest) = self.created.last() else {
+            return Vec::new();
+        };
+        let kind = std::mem::discriminant(newest);
+        let from = self
+            .created
+            .iter()
+            .rposition(|r| std::mem::discriminant(r) != kind)
+            .map_or(0, |i| i + 1);
+        let outcomes = futures_util::future::join_all(
+            self.created[from..]
+                .iter()
+                .rev()
+                .map(|resource| remove(&self.docker, resource)),
+        )
+        .await;
+        let wave: Vec<_> = self.created.drain(from..).rev().collect();
+        wave.into_iter()
+            .zip(outcomes)
+            .filter_map(|(resource, outcome)| outcome.err().map(|why| Left { resource, why }))
+            .collect()
     }
 
     /// Removes the newest resource recorded. It leaves the record only
@@ -189,7 +219,17 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
         }
     };
     let container = matches!(resource, Created::Container(_));
-    match tokio::time::timeout(REMOVE_WITHIN, removal).await {
+    let span = if container {
+        tracing::info_span!("container")
+    } else {
+        tracing::info_span!("network")
+    };
+    match tokio::time::timeout(
+        REMOVE_WITHIN,
+        tracing::Instrument::instrument(removal, span),
+    )
+    .await
+    {
         // Removed, or (404) already gone.
         Ok(
             Ok(())

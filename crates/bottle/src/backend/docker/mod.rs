@@ -12,6 +12,7 @@ mod dial_stdio;
 mod endpoint;
 mod engine;
 mod exec;
+mod facts_cache;
 mod gate;
 mod gate_image;
 mod image;
@@ -31,6 +32,7 @@ use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, StartContainerOptions,
 };
 use egress_gate::event::GateEvent;
+use tracing::{Instrument as _, info_span};
 
 use super::{Backend, ImageSource, Launch, LaunchTarget, Networks, Resolution};
 use crate::egress_log::EgressSummary;
@@ -48,8 +50,22 @@ use exec::ClaudeExec;
 use image::{ImageFacts, WORKSPACE};
 use ledger::{Created, Ledger};
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DockerBackend;
+/// The engine is asked what it is once per command: the plan, the sweep
+/// of dead instances and the launch share the answer and the connection.
+#[derive(Debug, Default)]
+pub struct DockerBackend {
+    engine: tokio::sync::OnceCell<Engine>,
+}
+
+impl DockerBackend {
+    async fn asked(&self) -> Result<&Engine> {
+        self.engine.get_or_try_init(engine::ask).await
+    }
+
+    async fn docker(&self) -> Result<&Docker> {
+        Ok(&self.asked().await?.docker)
+    }
+}
 
 /// The engine the environment chooses, connected as every command
 /// connects to it (for tools and tests that talk to the same engine).
@@ -65,7 +81,7 @@ impl Backend for DockerBackend {
 
     async fn prepare(&self, spec: &BottleSpec<'_>, stage: &StageDir) -> Result<Resolution> {
         let mut warnings = Vec::new();
-        let engine = match engine::ask().await {
+        let engine = match self.asked().await {
             Ok(engine) => Some(engine),
             Err(err) if spec.dry_run => {
                 warnings.push(format!(
@@ -85,7 +101,7 @@ impl Backend for DockerBackend {
             ImageSource::Named(image) => (image.clone(), None),
             // Without an engine (a dry run) the tag is not known yet.
             ImageSource::Default(recipe) => {
-                let (image, plan) = default_image::planned(engine.as_ref(), recipe.clone()).await?;
+                let (image, plan) = default_image::planned(engine, recipe.clone()).await?;
                 (image, Some(plan))
             }
         };
@@ -103,6 +119,7 @@ impl Backend for DockerBackend {
                 runtime,
                 container: format!("{instance}-agent"),
                 networks: Networks::of_instance(instance),
+                facts_cache: spec.home.join(".cache/claude-bottle/image-facts"),
             },
             image,
             default_image,
@@ -121,16 +138,19 @@ impl Backend for DockerBackend {
     }
 
     async fn launch(&self, launch: Launch) -> Result<i32> {
-        let engine = engine::ask().await?;
+        let engine = self.asked().instrument(info_span!("engine")).await?;
         let mut ledger = Ledger::new(&engine.docker).warning_to(launch.ui.clone());
-        let outcome = run(&engine, &launch, &mut ledger).await;
+        let outcome = run(engine, &launch, &mut ledger).await;
         if launch.pause_at.0 == Some(Phase::Teardown) {
             // A failure shows in the teardown that follows.
             let _ = ledger.remove_newest().await;
             launch.pause(Phase::Teardown).await;
         }
         let removing = launch.ui.progress("removing the bottle", Work::Brief);
-        ledger.teardown_and_warn().await;
+        ledger
+            .teardown_and_warn()
+            .instrument(info_span!("teardown"))
+            .await;
         removing.finish("removed");
         drop(launch.stage);
         let code = outcome?;
@@ -138,17 +158,17 @@ impl Backend for DockerBackend {
     }
 
     async fn engine(&self) -> Result<String> {
-        Ok(engine::identify().await?.to_string())
+        Ok(self.asked().await?.identity.to_string())
     }
 
     async fn instances(&self, scope: &[(String, String)]) -> Result<Vec<Instance>> {
-        inventory::instances(&engine::connect().await?, scope).await
+        inventory::instances(self.docker().await?, scope).await
     }
 
     async fn gate_log(&self, instance: &str, scope: &[(String, String)]) -> Result<Vec<GateEvent>> {
-        let docker = engine::connect().await?;
-        let id = gate::find_running(&docker, instance, Role::Gate, scope).await?;
-        gate::log(&docker, &id).await
+        let docker = self.docker().await?;
+        let id = gate::find_running(docker, instance, Role::Gate, scope).await?;
+        gate::log(docker, &id).await
     }
 
     async fn bundle_branches(
@@ -158,9 +178,9 @@ impl Backend for DockerBackend {
         known: &[String],
         to: &std::path::Path,
     ) -> Result<()> {
-        let docker = engine::connect().await?;
-        let agent = gate::find_running(&docker, instance, Role::Agent, scope).await?;
-        workspace::bundle_to(&docker, &agent, known, to).await
+        let docker = self.docker().await?;
+        let agent = gate::find_running(docker, instance, Role::Agent, scope).await?;
+        workspace::bundle_to(docker, &agent, known, to).await
     }
 
     async fn stale_images(
@@ -168,16 +188,16 @@ impl Backend for DockerBackend {
         current: &CurrentImages,
         scope: &[(String, String)],
     ) -> Result<Vec<StaleImage>> {
-        stale_images::find(&engine::ask().await?, current, scope).await
+        stale_images::find(self.asked().await?, current, scope).await
     }
 
     async fn remove_image(&self, image: &StaleImage) -> Result<()> {
-        stale_images::remove(&engine::connect().await?, image).await
+        stale_images::remove(self.docker().await?, image).await
     }
 
     async fn remove(&self, instance: &Instance) -> Result<()> {
-        let docker = engine::connect().await?;
-        let mut ledger = Ledger::new(&docker);
+        let docker = self.docker().await?;
+        let mut ledger = Ledger::new(docker);
         // The ledger removes newest first: containers, then their networks.
         for network in &instance.networks {
             ledger.record(Created::Network(network.id.clone()));
@@ -212,7 +232,9 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &launch.extra_labels,
     );
     // Before anything of the instance exists: a failed build leaves nothing.
-    let image = bottle_image(engine, launch, &labels).await?;
+    let image = bottle_image(engine, launch, &labels)
+        .instrument(info_span!("image"))
+        .await?;
     // After the image, which shows its own progress when it is built.
     let starting = launch.ui.progress("starting the bottle", Work::Brief);
     starting.status("networks and the gate's image");
@@ -237,16 +259,23 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &labels,
         ledger,
     )
+    .instrument(info_span!("gate"))
     .await?;
 
     launch.pause(Phase::Gate).await;
     starting.status("the agent's container");
-    let container = create_agent(docker, launch, &image, &facts, &labels, &internal, &gate).await?;
+    let container = create_agent(docker, launch, &image, &facts, &labels, &internal, &gate)
+        .instrument(info_span!("agent create"))
+        .await?;
     ledger.record(Created::Container(container.clone()));
-    let deadman = start_with_deadman(docker, &container).await?;
+    let deadman = start_with_deadman(docker, &container)
+        .instrument(info_span!("agent start"))
+        .await?;
     launch.pause(Phase::Agent).await;
     starting.status("the agent's home");
-    provision_home(docker, launch, &container, &facts).await?;
+    provision_home(docker, launch, &container, &facts)
+        .instrument(info_span!("provision"))
+        .await?;
     launch.pause(Phase::Provision).await;
     let holder = start_ssh(
         docker,
@@ -256,10 +285,13 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         (gate.control(), &gate_image),
         &labels,
     )
+    .instrument(info_span!("ssh"))
     .await?;
     // The copy shows its own progress, and claude its own screen.
     starting.finish("started");
-    let copied = copy_repository(docker, launch, &container, &facts).await?;
+    let copied = copy_repository(docker, launch, &container, &facts)
+        .instrument(info_span!("copy-in"))
+        .await?;
 
     let env = claude_env(launch, &facts, holder.is_some());
     launch.pause(Phase::Session).await;
@@ -275,6 +307,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         },
         launch.ui.as_ref(),
     )
+    .instrument(info_span!("claude"))
     .await;
     let code = if agent_was_stopped(docker, &container, &code).await {
         Err(agent_gone(launch))
@@ -289,7 +322,9 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     };
     gate_watch.abort();
     drop(deadman);
-    tell_summaries(docker, launch, holder, &gate).await;
+    tell_summaries(docker, launch, holder, &gate)
+        .instrument(info_span!("summaries"))
+        .await;
     drop(gate);
     code
 }
@@ -558,28 +593,37 @@ async fn prerequisites(
 ) -> Result<(ImageFacts, String, String, String)> {
     let docker = &engine.docker;
     let mut probe_ledger = Ledger::new(docker);
+    let facts_cache = facts_cache::FactsCache::in_dir(launch.facts_cache.clone());
     let (facts, internal, egress, gate_image) = tokio::join!(
         image::probe(
             docker,
             image,
             labels.for_role(Role::Probe),
-            &mut probe_ledger
-        ),
+            &mut probe_ledger,
+            &facts_cache,
+        )
+        .instrument(info_span!("probe")),
         create_network(
             docker,
             &launch.networks.internal,
             true,
             labels.for_role(Role::InternalNetwork)
-        ),
+        )
+        .instrument(info_span!("internal network")),
         create_network(
             docker,
             &launch.networks.egress,
             false,
             labels.for_role(Role::EgressNetwork)
-        ),
-        gate_image::ensure(docker, &engine.architecture, &launch.gate.image),
+        )
+        .instrument(info_span!("egress network")),
+        gate_image::ensure(docker, &engine.architecture, &launch.gate.image)
+            .instrument(info_span!("gate image")),
     );
-    probe_ledger.teardown().await;
+    probe_ledger
+        .teardown()
+        .instrument(info_span!("probe removal"))
+        .await;
     for network in [&internal, &egress].into_iter().flatten() {
         ledger.record(Created::Network(network.clone()));
     }
