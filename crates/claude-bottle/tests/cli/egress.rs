@@ -328,7 +328,7 @@ async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refu
 }
 
 #[tokio::test]
-async fn a_gate_that_cannot_start_means_no_agent_container_and_nothing_left() {
+async fn a_gate_that_cannot_start_means_claude_never_runs_and_nothing_is_left() {
     let Some(docker) = engine_with("fail closed", &[FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE]).await
     else {
         return;
@@ -357,27 +357,32 @@ async fn a_gate_that_cannot_start_means_no_agent_container_and_nothing_left() {
         until: Some(until.to_string()),
         filters: Some(HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), vec!["create".to_owned()]),
             ("label".to_owned(), vec![format!("{TEST_LABEL}={label}")]),
         ])),
     }));
-    let mut roles = Vec::new();
+    let (mut created, mut execs) = (Vec::new(), Vec::new());
     while let Some(Ok(event)) = events.next().await {
+        let action = event.action.unwrap_or_default();
         let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
-        roles.push(
-            attributes
-                .get("io.claude-bottle.role")
-                .cloned()
-                .unwrap_or_default(),
-        );
+        let role = attributes
+            .get("io.claude-bottle.role")
+            .cloned()
+            .unwrap_or_default();
+        if action == "create" {
+            created.push(role);
+        } else if let Some(command) = action.strip_prefix("exec_create: ") {
+            execs.push(command.to_owned());
+        }
     }
     assert!(
-        roles.contains(&"gate".to_owned()),
-        "the gate was created: {roles:?}"
+        created.contains(&"gate".to_owned()),
+        "the gate was created: {created:?}"
     );
+    // The agent's container may have started beside the gate, but claude
+    // never ran in it.
     assert!(
-        !roles.contains(&"agent".to_owned()),
-        "an agent container was created: {roles:?}"
+        !execs.iter().any(|command| command.starts_with("claude")),
+        "claude ran without a gate: {execs:?}"
     );
 }
 

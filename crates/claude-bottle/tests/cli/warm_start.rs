@@ -89,7 +89,9 @@ async fn the_timing_log_shows_each_phase_of_a_start_in_order() {
     // Each pair: the first ends before the second begins.
     let before = [
         ("engine", "internal network"),
-        ("internal network", "gate/start"),
+        ("internal network", "gate create"),
+        ("gate create", "agent create"),
+        ("agent create", "gate/start"),
         ("egress network", "gate/start"),
         ("gate/start", "gate/ready"),
         ("gate/ready", "claude"),

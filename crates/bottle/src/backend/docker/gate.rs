@@ -1,6 +1,8 @@
 //! The bottle's gate container: on the egress network and, as `gate`, on
-//! the internal one. The agent container is created only once the gate
-//! says it listens, so a bottle never exists without its gate.
+//! the internal one, at the address the internal network set aside for it.
+//! The agent container starts while the gate does, but claude runs only
+//! once the gate says it listens; a gate that never does fails the launch
+//! and takes the agent's container with it.
 
 use egress_gate::event::GateEvent;
 use std::collections::HashMap;
@@ -10,7 +12,8 @@ use tokio::io::AsyncWriteExt;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkConnectRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
+    NetworkConnectRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, ListContainersOptions, LogsOptions,
@@ -38,8 +41,6 @@ const MAX_LOG_READ: usize = 20 << 20;
 /// A started gate: its container, and the stdin that keeps it alive.
 pub(super) struct Gate {
     pub(super) id: String,
-    /// Its address on the internal network, where the agent reaches it.
-    pub(super) address: String,
     stdin: GateControl,
 }
 
@@ -119,6 +120,8 @@ impl Gate {
 pub(super) struct GateSpec<'a> {
     pub(super) image: &'a str,
     pub(super) internal: &'a str,
+    /// Its address on the internal network, chosen with the network.
+    pub(super) address: &'a str,
     pub(super) egress: &'a str,
     pub(super) extra_networks: &'a [String],
     pub(super) dns: Option<&'a str>,
@@ -148,13 +151,22 @@ fn gate_args(plan: &Plan, spec: &GateSpec<'_>) -> Vec<String> {
     args
 }
 
-pub(super) async fn start(
+/// A gate created and on its networks, not yet started.
+pub(super) struct CreatedGate {
+    id: String,
+    address: String,
+    internal: String,
+    stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+/// Creates the gate (recorded in `ledger`) and joins it to its networks.
+pub(super) async fn create(
     docker: &Docker,
     plan: &Plan,
     spec: &GateSpec<'_>,
     labels: &InstanceLabels,
     ledger: &mut Ledger,
-) -> Result<Gate> {
+) -> Result<CreatedGate> {
     let failed = |what: &str, err: crate::error::Cause| {
         Error::caused_by(format!("the egress gate {what}"), err)
     };
@@ -178,28 +190,35 @@ pub(super) async fn start(
                 ..Default::default()
             },
         )
-        .instrument(info_span!("create"))
+        .instrument(info_span!("container"))
         .await
         .map_err(|err| {
             failed("could not be created", err.into())
                 .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
         })?;
     ledger.record(Created::Container(created.id.clone()));
-    let join = |aliases: Option<Vec<String>>| NetworkConnectRequest {
+    let join = |aliases: Option<Vec<String>>, address: Option<&str>| NetworkConnectRequest {
         container: created.id.clone(),
         endpoint_config: Some(EndpointSettings {
             aliases,
+            ipam_config: address.map(|address| EndpointIpamConfig {
+                ipv4_address: Some(address.to_owned()),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     };
     docker
-        .connect_network(spec.internal, join(Some(vec![ALIAS.to_owned()])))
+        .connect_network(
+            spec.internal,
+            join(Some(vec![ALIAS.to_owned()]), Some(spec.address)),
+        )
         .instrument(info_span!("connect"))
         .await
         .map_err(|err| failed("could not join the internal network", err.into()))?;
     for network in spec.extra_networks {
         docker
-            .connect_network(network, join(None))
+            .connect_network(network, join(None, None))
             .await
             .map_err(|err| {
                 Error::caused_by(format!("the gate cannot join the network `{network}`"), err).hint(
@@ -221,25 +240,49 @@ pub(super) async fn start(
         )
         .await
         .map_err(|err| failed("could not be attached", err.into()))?;
-    docker
-        .start_container(&created.id, None::<StartContainerOptions>)
-        .instrument(info_span!("start"))
-        .await
-        .map_err(|err| {
-            failed("could not start", err.into())
-                .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
-        })?;
-    wait_ready(docker, &created.id)
-        .instrument(info_span!("ready"))
-        .await?;
-    let address = internal_address(docker, &created.id, spec.internal)
-        .instrument(info_span!("address"))
-        .await?;
-    Ok(Gate {
+    Ok(CreatedGate {
         id: created.id,
-        address,
-        stdin: GateControl(std::sync::Arc::new(tokio::sync::Mutex::new(attached.input))),
+        address: spec.address.to_owned(),
+        internal: spec.internal.to_owned(),
+        stdin: attached.input,
     })
+}
+
+impl CreatedGate {
+    pub(super) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Starts the gate and waits until it listens where the agent was
+    /// told it does.
+    pub(super) async fn start(self, docker: &Docker) -> Result<Gate> {
+        docker
+            .start_container(&self.id, None::<StartContainerOptions>)
+            .instrument(info_span!("start"))
+            .await
+            .map_err(|err| {
+                Error::caused_by("the egress gate could not start", err)
+                    .hint(format!("check {} (the gate image)", GATE_IMAGE.name))
+            })?;
+        wait_ready(docker, &self.id)
+            .instrument(info_span!("ready"))
+            .await?;
+        let address = internal_address(docker, &self.id, &self.internal)
+            .instrument(info_span!("address"))
+            .await?;
+        if address != self.address {
+            return Err(Error::new(format!(
+                "the egress gate is at {address} on the bottle's network, not at {} as asked; \
+                 the bottle was not started",
+                self.address
+            ))
+            .hint("the engine did not give the gate the address it was asked to; report it with `claude-bottle doctor`"));
+        }
+        Ok(Gate {
+            id: self.id,
+            stdin: GateControl(std::sync::Arc::new(tokio::sync::Mutex::new(self.stdin))),
+        })
+    }
 }
 
 /// How following the gate's output ended.

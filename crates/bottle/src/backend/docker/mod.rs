@@ -1,10 +1,12 @@
 //! The Docker backend, through the Engine API (bollard), never the CLI.
 //!
-//! A launch creates, in order: the default image when it is used and the
-//! engine lacks it, a probe of the image, the instance's two
-//! networks (concurrently), the agent container with its dead-man switch,
-//! the provisioned home, and the claude exec. Everything created is in the
-//! ledger, which tears it down on every way out.
+//! A launch creates: the default image when it is used and the engine
+//! lacks it; the instance's two networks and the gate image, at the same
+//! time as the image's facts are found (by a probe, on an image not seen
+//! before); the gate and the agent container, created one after the other
+//! and started together; the provisioned home; and, once the gate is
+//! ready, the claude exec. Everything created is in the ledger, which
+//! tears it down on every way out.
 
 mod checkup;
 mod default_image;
@@ -16,6 +18,7 @@ mod facts_cache;
 mod gate;
 mod gate_image;
 mod image;
+mod internal_network;
 mod inventory;
 mod ledger;
 mod runtime;
@@ -140,7 +143,7 @@ impl Backend for DockerBackend {
     async fn launch(&self, launch: Launch) -> Result<i32> {
         let engine = self.asked().instrument(info_span!("engine")).await?;
         let mut ledger = Ledger::new(&engine.docker).warning_to(launch.ui.clone());
-        let outcome = run(engine, &launch, &mut ledger).await;
+        let outcome = Box::pin(run(engine, &launch, &mut ledger)).await;
         if launch.pause_at.0 == Some(Phase::Teardown) {
             // A failure shows in the teardown that follows.
             let _ = ledger.remove_newest().await;
@@ -245,37 +248,19 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     }
     launch.pause(Phase::Networks).await;
 
-    starting.status("the gate");
-    let gate = gate::start(
+    starting.status("the gate and the agent's container");
+    let (gate, container, deadman) = start_gate_and_agent(
         docker,
-        plan,
-        &gate::GateSpec {
-            image: &gate_image,
-            internal: &internal,
-            egress: &egress,
-            extra_networks: &launch.gate.extra_networks,
-            dns: launch.gate.dns.as_deref(),
-        },
+        launch,
         &labels,
+        &image,
+        &facts,
+        (&internal, &egress, &gate_image),
         ledger,
     )
-    .instrument(info_span!("gate"))
     .await?;
-
     launch.pause(Phase::Gate).await;
-    starting.status("the agent's container");
-    let container = create_agent(docker, launch, &image, &facts, &labels, &internal, &gate)
-        .instrument(info_span!("agent create"))
-        .await?;
-    ledger.record(Created::Container(container.clone()));
-    let deadman = start_with_deadman(docker, &container)
-        .instrument(info_span!("agent start"))
-        .await?;
     launch.pause(Phase::Agent).await;
-    starting.status("the agent's home");
-    provision_home(docker, launch, &container, &facts)
-        .instrument(info_span!("provision"))
-        .await?;
     launch.pause(Phase::Provision).await;
     let holder = start_ssh(
         docker,
@@ -327,6 +312,69 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         .await;
     drop(gate);
     code
+}
+
+/// The gate and the agent's container (both recorded in `ledger`),
+/// created one after the other and started at the same time: the agent's
+/// container is told the gate's address before the gate has started.
+/// Returns once the gate is ready and the agent's home provisioned; a gate
+/// that is never ready fails it, and claude never runs.
+async fn start_gate_and_agent(
+    docker: &Docker,
+    launch: &Launch,
+    labels: &InstanceLabels,
+    image: &str,
+    facts: &ImageFacts,
+    (internal, egress, gate_image): (&internal_network::InternalNetwork, &str, &str),
+    ledger: &mut Ledger,
+) -> Result<(
+    gate::Gate,
+    String,
+    std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+)> {
+    let created_gate = gate::create(
+        docker,
+        &launch.plan,
+        &gate::GateSpec {
+            image: gate_image,
+            internal: &internal.id,
+            address: &internal.gate_address,
+            egress,
+            extra_networks: &launch.gate.extra_networks,
+            dns: launch.gate.dns.as_deref(),
+        },
+        labels,
+        ledger,
+    )
+    .instrument(info_span!("gate create"))
+    .await?;
+    let container = create_agent(
+        docker,
+        launch,
+        image,
+        facts,
+        labels,
+        &internal.id,
+        created_gate.address(),
+    )
+    .instrument(info_span!("agent create"))
+    .await?;
+    ledger.record(Created::Container(container.clone()));
+    // The gate and the agent start at the same time; claude runs only
+    // once both are done, and a gate that is never ready fails the launch.
+    let (gate, deadman) = tokio::try_join!(
+        created_gate.start(docker).instrument(info_span!("gate")),
+        async {
+            let deadman = start_with_deadman(docker, &container)
+                .instrument(info_span!("agent start"))
+                .await?;
+            provision_home(docker, launch, &container, facts)
+                .instrument(info_span!("provision"))
+                .await?;
+            Ok(deadman)
+        },
+    )?;
+    Ok((gate, container, deadman))
 }
 
 /// Tells the user if the gate stops while the session runs: the bottle is
@@ -590,7 +638,12 @@ async fn prerequisites(
     labels: &InstanceLabels,
     image: &str,
     ledger: &mut Ledger,
-) -> Result<(ImageFacts, String, String, String)> {
+) -> Result<(
+    ImageFacts,
+    internal_network::InternalNetwork,
+    String,
+    String,
+)> {
     let docker = &engine.docker;
     let mut probe_ledger = Ledger::new(docker);
     let facts_cache = facts_cache::FactsCache::in_dir(launch.facts_cache.clone());
@@ -603,17 +656,15 @@ async fn prerequisites(
             &facts_cache,
         )
         .instrument(info_span!("probe")),
-        create_network(
+        internal_network::create(
             docker,
             &launch.networks.internal,
-            true,
             labels.for_role(Role::InternalNetwork)
         )
         .instrument(info_span!("internal network")),
         create_network(
             docker,
             &launch.networks.egress,
-            false,
             labels.for_role(Role::EgressNetwork)
         )
         .instrument(info_span!("egress network")),
@@ -624,7 +675,11 @@ async fn prerequisites(
         .teardown()
         .instrument(info_span!("probe removal"))
         .await;
-    for network in [&internal, &egress].into_iter().flatten() {
+    let internal_id = internal.as_ref().ok().map(|n| n.id.clone());
+    for network in [internal_id.as_ref(), egress.as_ref().ok()]
+        .into_iter()
+        .flatten()
+    {
         ledger.record(Created::Network(network.clone()));
     }
     Ok((facts?, internal?, egress?, gate_image?))
@@ -682,9 +737,8 @@ async fn create_agent(
     facts: &ImageFacts,
     labels: &InstanceLabels,
     internal: &str,
-    gate: &gate::Gate,
+    gate_address: &str,
 ) -> Result<String> {
-    let gate_address = &gate.address;
     let mut tmpfs = HashMap::new();
     if !facts.workspace_writable {
         // Half the memory limit: a repository that does not fit fails with
@@ -788,27 +842,16 @@ fn claude_command(launch: &Launch, home: &str) -> Vec<String> {
     cmd
 }
 
+/// The egress network: the gate's way out.
 async fn create_network(
     docker: &Docker,
     name: &str,
-    internal: bool,
     labels: HashMap<String, String>,
 ) -> Result<String> {
-    // On engines before 25 an internal network still lets containers reach
-    // the host's services through the bridge's address; without an IPv4
-    // address on the host side of the bridge there is none to reach.
-    let options = internal.then(|| {
-        HashMap::from([(
-            "com.docker.network.bridge.inhibit_ipv4".to_owned(),
-            "true".to_owned(),
-        )])
-    });
     docker
         .create_network(NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".into()),
-            internal: Some(internal),
-            options,
             labels: Some(labels),
             ..Default::default()
         })
