@@ -16,6 +16,7 @@ pub mod host;
 mod log;
 mod policy;
 mod proxy;
+mod relay;
 mod report;
 mod resolve;
 mod rule;

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -24,6 +24,7 @@ use crate::forward::{self, Framing};
 use crate::host::{self, Host};
 use crate::log::DecisionLog;
 use crate::policy::{Grant, Method, Policy, Refusal};
+use crate::relay;
 use crate::resolve::Resolver;
 use crate::sni::{self, Hello};
 
@@ -88,6 +89,8 @@ pub async fn serve_on(
             continue;
         };
         backoff = Duration::ZERO;
+        // A proxy's writes are whole messages: none should wait for an ACK.
+        let _ = client.set_nodelay(true);
         let gate = gate.clone();
         if let Ok(permit) = permits.clone().try_acquire_owned() {
             tokio::spawn(async move {
@@ -223,6 +226,7 @@ impl Gate {
         for address in addresses {
             let dialled = tokio::time::timeout(DIAL_WITHIN, TcpStream::connect((*address, port)));
             if let Ok(Ok(upstream)) = dialled.await {
+                let _ = upstream.set_nodelay(true);
                 self.log.allow(method, host, port, &grant.rule);
                 return Some(upstream);
             }
@@ -281,7 +285,7 @@ impl Gate {
                 return;
             };
             if upstream.write_all(&hello).await.is_ok() {
-                splice(client, upstream, self.idle_timeout).await;
+                relay::tunnel(client, upstream, self.idle_timeout).await;
             }
         } else {
             let Some(mut upstream) = self.dial("CONNECT", &host, port, &grant, &addresses).await
@@ -297,7 +301,7 @@ impl Gate {
             {
                 return;
             }
-            splice(client, upstream, self.idle_timeout).await;
+            relay::tunnel(client, upstream, self.idle_timeout).await;
         }
     }
 
@@ -435,7 +439,7 @@ async fn exchange(
             forward::copy_body(&mut body, &mut upstream_write, framing, &activity).await?;
             upstream_write.flush().await
         };
-        let response = pump(upstream_read, &mut client_write, &activity);
+        let response = relay::copy(upstream_read, &mut client_write, &activity);
         tokio::pin!(request, response);
         let both = async {
             tokio::select! {
@@ -551,45 +555,6 @@ async fn respond(client: &mut TcpStream, status: u16, body: &str) -> std::io::Re
     let drain = async { while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     Ok(())
-}
-
-/// Copies both ways until both sides are done, or nothing moved either
-/// way for `idle`.
-async fn splice(client: TcpStream, upstream: TcpStream, idle: Duration) {
-    let activity = Activity::new();
-    let (client_read, client_write) = client.into_split();
-    let (upstream_read, upstream_write) = upstream.into_split();
-    let both = async {
-        tokio::join!(
-            pump(client_read, upstream_write, &activity),
-            pump(upstream_read, client_write, &activity)
-        )
-    };
-    tokio::select! {
-        _ = both => {}
-        () = activity.idle_for(idle) => {}
-    }
-}
-
-/// Copies `from` to `to` until `from` ends, then shuts `to` down.
-async fn pump(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-    activity: &Activity,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-                activity.touch();
-            }
-        }
-    }
-    let _ = to.shutdown().await;
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use egress_gate::{Config, DecisionLog, EgressRule, Policy, host};
 use crate::cli::GateArgs;
 use crate::error::CommandError;
 
-/// Raises the soft limit on open files to the hard one: each connection
-/// holds two descriptors (the client's and the upstream's), and engines
+/// Raises the soft limit on open files to the hard one: each tunnel holds
+/// six descriptors (the client's, the upstream's and two pipes), and engines
 /// since Docker 25 start containers at a soft 1024, which would hold the
-/// gate to about 500 connections whatever its cap.
+/// gate to about 170 tunnels whatever its cap.
 fn raise_descriptor_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
