@@ -19,6 +19,7 @@ mod launch;
 mod load;
 mod manifest_errors;
 mod phases;
+mod podman;
 mod readme;
 mod refusals;
 mod secrets;

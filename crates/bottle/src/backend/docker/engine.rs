@@ -135,6 +135,12 @@ impl fmt::Display for Identity {
 }
 
 impl Identity {
+    /// Podman serving the Docker API: it names its first component
+    /// "Podman Engine".
+    pub(super) fn is_podman(&self) -> bool {
+        self.product.starts_with("Podman")
+    }
+
     fn of(endpoint: &Endpoint, version: bollard::models::SystemVersion) -> Self {
         // A dockerd names its first component "Engine"; Podman "Podman Engine".
         let product = match version.components.iter().flatten().next() {
@@ -193,5 +199,39 @@ fn unreachable(endpoint: &Endpoint, detail: &dyn fmt::Display) -> Error {
              `docker context use` or {}",
             DOCKER_CONTEXT.name
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{SystemVersion, SystemVersionComponents};
+
+    fn identity(first_component: &str) -> Identity {
+        let version = SystemVersion {
+            version: Some("4.3.1".into()),
+            api_version: Some("1.41".into()),
+            components: Some(vec![SystemVersionComponents {
+                name: first_component.into(),
+                version: "4.3.1".into(),
+                details: None,
+            }]),
+            ..Default::default()
+        };
+        let endpoint = super::super::endpoint::choose(&|name| {
+            (name == "DOCKER_HOST").then(|| "unix:///run/podman/podman.sock".to_owned())
+        })
+        .unwrap();
+        Identity::of(&endpoint, version)
+    }
+
+    #[test]
+    fn podman_is_told_from_docker_by_its_first_component() {
+        let podman = identity("Podman Engine");
+        assert!(podman.is_podman());
+        assert_eq!(podman.product, "Podman Engine");
+        let docker = identity("Engine");
+        assert!(!docker.is_podman());
+        assert_eq!(docker.product, "Docker Engine");
     }
 }

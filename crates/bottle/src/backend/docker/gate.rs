@@ -119,6 +119,7 @@ impl Gate {
 
 pub(super) struct GateSpec<'a> {
     pub(super) image: &'a str,
+    /// The internal network's name.
     pub(super) internal: &'a str,
     /// Its address on the internal network, chosen with the network.
     pub(super) address: &'a str,

@@ -91,7 +91,7 @@ pub(super) async fn create(
                 });
             }
             // Another network holds the subnet: draw again.
-            Err(err) if err.to_string().contains("overlaps") => last = Some(err),
+            Err(err) if subnet_taken(&err.to_string()) => last = Some(err),
             Err(err) => {
                 return Err(Error::caused_by(
                     format!("cannot create the network {name}"),
@@ -109,9 +109,26 @@ pub(super) async fn create(
     .hint("`claude-bottle cleanup` removes the networks of dead bottles"))
 }
 
+/// Whether the engine refused a network because another holds its
+/// subnet: Docker says it "overlaps", Podman that it "is already used".
+fn subnet_taken(refusal: &str) -> bool {
+    refusal.contains("overlaps") || refusal.contains("is already used")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subnet_another_network_holds_is_drawn_again_on_docker_and_podman() {
+        assert!(subnet_taken(
+            "Error response from daemon: Pool overlaps with other one on this address space"
+        ));
+        assert!(subnet_taken(
+            "subnet 198.19.9.0/24 is already used on the host or by another config"
+        ));
+        assert!(!subnet_taken("network with name x already exists"));
+    }
 
     #[test]
     fn subnets_cover_the_benchmarking_range_and_keep_the_gate_out_of_the_dynamic_half() {

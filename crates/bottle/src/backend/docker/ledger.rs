@@ -204,17 +204,7 @@ fn counted(counts: &[(usize, &str)]) -> String {
 async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
     let removal = async {
         match resource {
-            Created::Container(id) => {
-                docker
-                    .remove_container(
-                        id,
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await
-            }
+            Created::Container(id) => remove_container(docker, id).await,
             Created::Network(id) => docker.remove_network(id).await,
         }
     };
@@ -255,6 +245,34 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
             "no answer within {} s",
             REMOVE_WITHIN.as_secs()
         ))),
+    }
+}
+
+/// Removes a container, stopping it first. Podman refuses while the
+/// container is between running and stopped ("container state improper",
+/// a 500: its first process has just ended, or it is being auto-removed);
+/// asked again a moment later, it removes it or says it is gone. The
+/// caller's timeout bounds the asking.
+async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    loop {
+        let removed = docker
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        match removed {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                ref message,
+            }) if message.contains("container state improper") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            done => return done,
+        }
     }
 }
 

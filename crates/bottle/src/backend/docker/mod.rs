@@ -225,6 +225,9 @@ impl Backend for DockerBackend {
 }
 
 async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i64> {
+    if engine.identity.is_podman() {
+        return Err(podman_refused(&engine.identity));
+    }
     let docker = &engine.docker;
     let plan = &launch.plan;
     let labels = InstanceLabels::new(
@@ -250,7 +253,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
 
     starting.status("the gate and the agent's container");
     let (gate, container, deadman) = start_gate_and_agent(
-        docker,
+        engine,
         launch,
         &labels,
         &image,
@@ -320,7 +323,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
 /// Returns once the gate is ready and the agent's home provisioned; a gate
 /// that is never ready fails it, and claude never runs.
 async fn start_gate_and_agent(
-    docker: &Docker,
+    engine: &Engine,
     launch: &Launch,
     labels: &InstanceLabels,
     image: &str,
@@ -332,12 +335,15 @@ async fn start_gate_and_agent(
     String,
     std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 )> {
+    let docker = &engine.docker;
     let created_gate = gate::create(
         docker,
         &launch.plan,
         &gate::GateSpec {
             image: gate_image,
-            internal: &internal.id,
+            // By name: Podman keys a container's networks by name and
+            // gives the name as their ID as well.
+            internal: &launch.networks.internal,
             address: &internal.gate_address,
             egress,
             extra_networks: &launch.gate.extra_networks,
@@ -349,7 +355,7 @@ async fn start_gate_and_agent(
     .instrument(info_span!("gate create"))
     .await?;
     let container = create_agent(
-        docker,
+        engine,
         launch,
         image,
         facts,
@@ -725,13 +731,38 @@ async fn provision_home(
     exec::untar(docker, container, &facts.user, &facts.home, archive).await
 }
 
+/// Podman is refused before anything is created: netavark gives an
+/// internal network's bridge an address on the host, so a bottle there
+/// would reach every service the host listens on (tried on Podman 4.3.1:
+/// the agent reached a host listener at its network's `.1`, and its hosts
+/// file names it `host.containers.internal`). Docker's bridge takes
+/// `inhibit_ipv4`, which Podman ignores.
+fn podman_refused(identity: &engine::Identity) -> Error {
+    Error::new(format!(
+        "{identity} cannot hold a bottle yet: its internal networks give the bottle a route \
+         to this host's services"
+    ))
+    .hint("use a Docker engine (DOCKER_HOST or a Docker context); see \"Engines\" in the README")
+}
+
+/// The options of the in-memory `/workspace`, owned by the image's user.
+/// Podman knows no `uid=` or `gid=`; its `U` gives the mount to the
+/// container's user, which is the image's.
+fn workspace_tmpfs(facts: &ImageFacts, size: i64, podman: bool) -> String {
+    if podman {
+        format!("U,mode=0755,size={size}")
+    } else {
+        format!("uid={},gid={},mode=0755,size={size}", facts.uid, facts.gid)
+    }
+}
+
 /// The agent container: hardened, on the internal network only, its first
 /// process the dead-man switch. It needs no name resolved: `gate` is in
 /// its hosts file, and the engine's resolver may ask only the gate's
 /// address, where nothing answers DNS; so no query is answered from
 /// outside the bottle, whatever the engine does on an internal network.
 async fn create_agent(
-    docker: &Docker,
+    engine: &Engine,
     launch: &Launch,
     image: &str,
     facts: &ImageFacts,
@@ -745,15 +776,15 @@ async fn create_agent(
         // "no space" on the copy, rather than the container being killed.
         tmpfs.insert(
             WORKSPACE.to_owned(),
-            format!(
-                "uid={},gid={},mode=0755,size={}",
-                facts.uid,
-                facts.gid,
-                launch.plan.limits.memory_bytes / 2
+            workspace_tmpfs(
+                facts,
+                launch.plan.limits.memory_bytes / 2,
+                engine.identity.is_podman(),
             ),
         );
     }
-    docker
+    engine
+        .docker
         .create_container(
             Some(CreateContainerOptions {
                 name: Some(launch.container.clone()),
@@ -858,4 +889,30 @@ async fn create_network(
         .await
         .map(|created| created.id)
         .map_err(|err| Error::caused_by(format!("cannot create the network {name}"), err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_memory_workspace_belongs_to_the_images_user_in_each_engines_words() {
+        let facts = ImageFacts {
+            user: "worker".into(),
+            uid: 1001,
+            gid: 1002,
+            home: "/home/worker".into(),
+            workspace_writable: false,
+            has_ssh: false,
+        };
+        assert_eq!(
+            workspace_tmpfs(&facts, 1 << 20, false),
+            "uid=1001,gid=1002,mode=0755,size=1048576"
+        );
+        // Podman refuses `uid=` ("unknown mount option").
+        assert_eq!(
+            workspace_tmpfs(&facts, 1 << 20, true),
+            "U,mode=0755,size=1048576"
+        );
+    }
 }
