@@ -107,6 +107,8 @@ impl Pipe {
         let mut first = true;
         let mut capacity = PIPE_FIRST;
         let mut moved = 0;
+        // Growing is tried once: a refusal would be the same every time.
+        let mut growth_tried = false;
         loop {
             let filled = ready(from, Interest::READABLE, || {
                 rustix::pipe::splice(from, None, &self.write, None, capacity, flags)
@@ -119,10 +121,12 @@ impl Pipe {
             };
             first = false;
             moved += in_pipe;
-            if moved >= BULK && capacity < PIPE_GROWN {
+            if moved >= BULK && !growth_tried {
+                growth_tried = true;
                 // Beyond the budget the kernel refuses, and the pipe stays.
-                capacity =
-                    rustix::pipe::fcntl_setpipe_size(&self.write, PIPE_GROWN).unwrap_or(capacity);
+                if let Ok(grown) = rustix::pipe::fcntl_setpipe_size(&self.write, PIPE_GROWN) {
+                    capacity = grown;
+                }
             }
             while in_pipe > 0 {
                 let drained = ready(to, Interest::WRITABLE, || {
@@ -144,8 +148,8 @@ impl Pipe {
     }
 }
 
-/// Runs `op` on `stream` once the engine says it is ready for `interest`,
-/// again whenever it would block.
+/// Runs `op` on `stream` once tokio's reactor says it is ready for
+/// `interest`, again whenever it would block.
 async fn ready(
     stream: &TcpStream,
     interest: Interest,

@@ -218,7 +218,7 @@ mod tests {
             }]),
             ..Default::default()
         };
-        let endpoint = super::super::endpoint::choose(&|name| {
+        let endpoint = endpoint::choose(&|name| {
             (name == "DOCKER_HOST").then(|| "unix:///run/podman/podman.sock".to_owned())
         })
         .unwrap();
