@@ -32,7 +32,7 @@ impl Backend for FixedBackend {
                 runtime: Some(Runtime::Runc),
                 container: "the-agent".into(),
                 networks: Networks {
-                    internal: "internal".into(),
+                    internal: Some("internal".into()),
                     egress: "egress".into(),
                 },
                 facts_cache: spec.home.join("facts"),

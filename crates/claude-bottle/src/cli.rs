@@ -108,6 +108,19 @@ pub(crate) enum Command {
         socket: std::path::PathBuf,
     },
 
+    /// Bind the gate's port on this network namespace's loopback and hand
+    /// the listener to the gate over a Unix socket (inside a bottle's
+    /// agent namespace, on engines whose networks reach the host).
+    #[command(hide = true)]
+    GateHandoff {
+        /// Where the agent's processes reach the gate.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The Unix socket the gate comes to for the listener.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+    },
+
     /// Print what the gate refused, names in full (inside a gate
     /// container, run by claude-bottle at the end of a session).
     #[command(hide = true)]
@@ -330,6 +343,11 @@ pub(crate) struct GateArgs {
     /// Where to listen.
     #[arg(long, default_value = "0.0.0.0:3128")]
     pub(crate) listen: std::net::SocketAddr,
+
+    /// Take the listener from the helper at this Unix socket instead
+    /// (`gate-handoff`).
+    #[arg(long, value_name = "SOCKET", conflicts_with = "listen")]
+    pub(crate) listen_from: Option<std::path::PathBuf>,
 
     /// An allowlist entry (repeatable).
     #[arg(long = "allow", value_name = "ENTRY")]

@@ -12,6 +12,7 @@ mod activity;
 mod address;
 pub mod event;
 mod forward;
+pub mod handoff;
 pub mod host;
 mod log;
 mod policy;

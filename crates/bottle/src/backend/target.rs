@@ -36,26 +36,32 @@ impl fmt::Display for Runtime {
     }
 }
 
-/// An instance's two networks.
+/// An instance's networks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Networks {
-    /// No route out: the agent and the gate.
-    pub internal: String,
+    /// No route out: the agent and the gate. `None` where the agent's
+    /// container has no network at all and reaches the gate on its
+    /// loopback (on Podman).
+    pub internal: Option<String>,
     /// The gate's way out.
     pub egress: String,
 }
 
 impl Networks {
-    pub fn of_instance(instance: &str) -> Self {
+    pub fn of_instance(instance: &str, internal: bool) -> Self {
         Self {
-            internal: format!("{instance}-internal"),
+            internal: internal.then(|| format!("{instance}-internal")),
             egress: format!("{instance}-egress"),
         }
     }
 
     /// In the plan's order.
     pub fn names(&self) -> Vec<String> {
-        vec![self.internal.clone(), self.egress.clone()]
+        self.internal
+            .iter()
+            .chain([&self.egress])
+            .cloned()
+            .collect()
     }
 }
 

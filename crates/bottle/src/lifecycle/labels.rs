@@ -17,6 +17,9 @@ pub const OWNER_HOST: &str = "io.claude-bottle.owner.host";
 pub const OWNER_BOOT_ID: &str = "io.claude-bottle.owner.boot-id";
 pub const OWNER_PID: &str = "io.claude-bottle.owner.pid";
 pub const OWNER_START_TIME: &str = "io.claude-bottle.owner.start-time";
+/// The runtime the agent's container was created under, for engines whose
+/// own record of it says nothing (Podman's says `oci`).
+pub const RUNTIME: &str = "io.claude-bottle.runtime";
 
 /// The `ROLE` of the default images claude-bottle builds.
 pub const CLAUDE_CODE_IMAGE: &str = "claude-code-image";
@@ -56,6 +59,8 @@ pub enum Role {
     Probe,
     Agent,
     Gate,
+    /// A short-lived container that hands the gate its listener (Podman).
+    Handoff,
     InternalNetwork,
     EgressNetwork,
 }
@@ -66,6 +71,7 @@ impl Role {
             Self::Probe => "probe",
             Self::Agent => "agent",
             Self::Gate => "gate",
+            Self::Handoff => "handoff",
             Self::InternalNetwork => "internal-network",
             Self::EgressNetwork => "egress-network",
         }

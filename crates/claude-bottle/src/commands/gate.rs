@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use egress_gate::event::Notice;
-use egress_gate::{Config, DecisionLog, EgressRule, Policy, host};
+use egress_gate::{Config, DecisionLog, EgressRule, Policy, handoff, host};
 
 use crate::cli::GateArgs;
 use crate::error::CommandError;
@@ -94,8 +94,23 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
             eprintln!("the gate's report could not be served: {err}");
         }
     });
+    let serving = async {
+        match &args.listen_from {
+            Some(socket) => {
+                let socket = socket.clone();
+                let listener = tokio::task::spawn_blocking(move || {
+                    handoff::take_over(&socket, handoff::WITHIN)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                egress_gate::serve_on(listener, config, log).await
+            }
+            None => egress_gate::serve(config, log).await,
+        }
+    };
     tokio::select! {
-        served = egress_gate::serve(config, log) => {
+        served = serving => {
             served.map_err(|err| bottle::Error::caused_by("the gate could not serve", err))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -113,5 +128,16 @@ pub(crate) async fn report() -> Result<ExitCode, CommandError> {
     tokio::io::copy(&mut stream, &mut tokio::io::stdout())
         .await
         .map_err(failed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gate-handoff` (hidden): in the agent's network namespace, binds the
+/// gate's port on its loopback and hands the listener to the gate.
+pub(crate) fn hand_over(
+    listen: std::net::SocketAddr,
+    socket: &std::path::Path,
+) -> Result<ExitCode, CommandError> {
+    handoff::hand_over(listen, socket, handoff::WITHIN)
+        .map_err(|err| bottle::Error::caused_by("cannot hand the gate its listener", err))?;
     Ok(ExitCode::SUCCESS)
 }

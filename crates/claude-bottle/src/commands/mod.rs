@@ -39,6 +39,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Gate(args) => gate::run(args).await,
         Command::GateReport => gate::report().await,
+        Command::GateHandoff { listen, socket } => gate::hand_over(listen, &socket),
         Command::SshRelay { socket } => ssh_relay::run(socket).await,
         Command::Connect { proxy, host, port } => connect::run(&proxy, &host, port),
     }

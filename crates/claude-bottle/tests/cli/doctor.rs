@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{FAKE_CLAUDE_IMAGE, Output, SIMPLE, Sandbox, with_fake_claude};
+use crate::support::{FAKE_CLAUDE_IMAGE, Output, SIMPLE, Sandbox, is_podman, with_fake_claude};
 
 /// A sandbox whose start would work: the fake claude's image, and a token.
 fn ready(manifest: &str) -> Sandbox {
@@ -66,7 +66,12 @@ async fn with_an_engine_that_answers_and_nothing_missing_start_can_work() {
     let engine = only(&report, "engine");
     assert_eq!(engine["verdict"], "ok", "{engine:#}");
     let version = docker.version().await.unwrap();
-    assert_eq!(engine["facts"]["kind"], "Docker Engine");
+    let kind = if is_podman(&docker).await {
+        "Podman Engine"
+    } else {
+        "Docker Engine"
+    };
+    assert_eq!(engine["facts"]["kind"], kind);
     assert_eq!(engine["facts"]["version"], json!(version.version.unwrap()));
     assert_eq!(
         engine["facts"]["api_version"],

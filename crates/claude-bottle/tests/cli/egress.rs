@@ -13,15 +13,15 @@ use serde_json::{Value, json};
 
 use crate::support::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, Sandbox, Service, Session,
-    TEST_LABEL, TestContainer, TestNetwork, engine_with, fixture_json, kill_9, leftovers,
-    run_label, running_agent, value_of, with_real_claude,
+    TEST_LABEL, TestContainer, TestNetwork, engine_with, exec, fixture_json, is_podman, kill_9,
+    leftovers, run_label, running_agent, value_of, with_real_claude,
 };
 
 /// "The internet" for one test: an allowed service and a sink that must
 /// never hear from the bottle, on a network of their own.
 struct Outside {
     // Fields drop in order: the containers must go before their network.
-    _services: Vec<TestContainer>,
+    services: Vec<TestContainer>,
     network: TestNetwork,
     allowed: String,
     sink: String,
@@ -47,11 +47,11 @@ impl Outside {
             mock = Some(address);
         }
         Self {
+            services,
             network,
             allowed,
             sink,
             mock,
-            _services: services,
         }
     }
 
@@ -95,9 +95,13 @@ fn label(test: &str) -> String {
     run_label(&format!("egress-{test}"))
 }
 
-pub(crate) async fn container_address(docker: &Docker, label: &str, role: &str) -> String {
-    let found = docker
-        .list_containers(Some(ListContainersOptions {
+/// The address of the instance's container playing `role`: on its
+/// internal network, else on any network it has; `None` for an agent
+/// without a network (Podman).
+pub(crate) async fn container_address(docker: &Docker, label: &str, role: &str) -> Option<String> {
+    let found = bottle::backend::docker::list_containers(
+        docker,
+        ListContainersOptions {
             filters: Some(HashMap::from([(
                 "label".to_owned(),
                 vec![
@@ -106,20 +110,36 @@ pub(crate) async fn container_address(docker: &Docker, label: &str, role: &str) 
                 ],
             )])),
             ..Default::default()
-        }))
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let id = found[0].id.clone().unwrap();
     let inspect = docker
         .inspect_container(&id, None::<InspectContainerOptions>)
         .await
         .unwrap();
-    let networks = inspect.network_settings.unwrap().networks.unwrap();
-    networks
+    let mut addresses: Vec<(String, String)> = inspect
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
         .into_iter()
-        .find(|(name, _)| name.ends_with("-internal"))
-        .and_then(|(_, e)| e.ip_address)
-        .unwrap()
+        .filter_map(|(name, e)| Some((name, e.ip_address.filter(|a| !a.is_empty())?)))
+        .collect();
+    addresses.sort_by_key(|(name, _)| !name.ends_with("-internal"));
+    addresses.into_iter().next().map(|(_, address)| address)
+}
+
+/// A line of script that tries `url` directly (never through the gate)
+/// and echoes `name=` curl's exit code; `unaddressed` when there is no
+/// address to try.
+pub(crate) fn direct_try(name: &str, url: Option<String>, max_time: u32) -> String {
+    match url {
+        Some(url) => {
+            format!("curl -s --noproxy '*' --max-time {max_time} {url} >/dev/null; echo {name}=$?")
+        }
+        None => format!("echo {name}=unaddressed"),
+    }
 }
 
 #[tokio::test]
@@ -143,7 +163,9 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
     let other_session = Session::spawn(&other, &["start", "a", "--yes"]);
     running_agent(&docker, &other_label, &other_session).await;
     let other_agent = container_address(&docker, &other_label, "agent").await;
-    let other_gate = container_address(&docker, &other_label, "gate").await;
+    let other_gate = container_address(&docker, &other_label, "gate")
+        .await
+        .expect("the other gate has an address");
 
     let sink = &outside.sink;
     let script = format!(
@@ -153,8 +175,13 @@ async fn inside_a_bottle_only_the_gate_leads_out_and_only_to_the_allowlist() {
          echo proxied-address=$(curl -s -w ' %{{http_code}}' http://{sink}/by-address); \
          timeout 5 getent hosts sink >/dev/null; echo dns=$?; \
          curl -s --noproxy '*' --max-time 3 http://{other_gate}:3128/healthz >/dev/null; echo other-gate=$?; \
-         curl -s --noproxy '*' --max-time 3 http://{other_agent}:80/ >/dev/null; echo other-agent=$?; \
-         echo via-gate-to-other=$(curl -s -w ' %{{http_code}}' http://{other_gate}:3128/healthz)"
+         {}; \
+         echo via-gate-to-other=$(curl -s -w ' %{{http_code}}' http://{other_gate}:3128/healthz)",
+        direct_try(
+            "other-agent",
+            other_agent.map(|a| format!("http://{a}:80/")),
+            3
+        )
     );
     let out = run_script(&label, &outside, &script);
     let said = |key: &str| value_of(&out.stdout, key).to_owned();
@@ -264,14 +291,36 @@ async fn no_dns_query_from_a_bottle_is_answered_from_outside_it() {
             "answered from outside the bottle: {line}"
         );
     }
-    // The positive control: the same query is answered for a name of the
-    // bottle's own network.
-    let inside = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("inside "))
-        .unwrap();
-    assert!(inside.ends_with("rcode=0 answers=1"), "{}", out.stdout);
+    // The positive controls: the same query for the same name is answered
+    // outside the bottle, on the network the gate joins...
+    let (code, outside_answer) = exec(
+        &docker,
+        &outside.services[1].id,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "{DNS_QUERY} $(awk '/^nameserver/ {{ print $2; exit }}' /etc/resolv.conf) allowed"
+            ),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{outside_answer}");
+    assert!(
+        outside_answer.trim_end().ends_with("rcode=0 answers=1"),
+        "{outside_answer}"
+    );
+    // ...and, where the bottle has a network (not on Podman, where the
+    // agent has none), inside it for a name of that network.
+    if !is_podman(&docker).await {
+        let inside = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("inside "))
+            .unwrap();
+        assert!(inside.ends_with("rcode=0 answers=1"), "{}", out.stdout);
+    }
     // No IPv6 address but loopback's; where the setting exists, it is on.
     assert_eq!(said("ipv6"), "0", "{}", out.stdout);
     assert!(

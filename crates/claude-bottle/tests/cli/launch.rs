@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::support::instance::{HOST_VALUE, LITERAL_VALUE, OAUTH_VALUE, label_filter};
 use crate::support::{
     BASE_IMAGE, Output, Service, Session, TEST_LABEL, TestNetwork, bottle_sandbox, connect,
-    containers_gone, engine_relay::EngineRelay, fixture_json, has_runsc, kill_9, leftovers,
-    run_label, running_agent, with_fake_claude,
+    containers_gone, engine_relay::EngineRelay, fixture_json, has_runsc, is_podman, kill_9,
+    leftovers, run_label, running_agent, with_fake_claude,
 };
 
 #[track_caller]
@@ -107,17 +107,18 @@ async fn hardened_lifecycle(runtime: &str) {
         .env("CLAUDE_BOTTLE_MEMORY", "768m")
         .env("CLAUDE_BOTTLE_PIDS", "321")
         .env("CLAUDE_BOTTLE_CPUS", "1.5");
+    let podman = is_podman(&docker).await;
     let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
     let agent = running_agent(&docker, &label, &session).await;
-    let (containers, networks) = leftovers(&docker, &label).await;
+    let (containers, networks) = agent_and_gate(&docker, &label).await;
     assert_eq!(
-        (containers.len(), networks.len()),
-        (2, 2),
-        "agent and gate, two networks"
+        networks.len(),
+        if podman { 1 } else { 2 },
+        "the gate's way out, and the internal network unless the agent has none (Podman)"
     );
 
-    let gate = gate_is_bounded(&docker, &containers).await;
-    assert_agent_hardened(&agent.host_config.clone().unwrap(), runtime, gate);
+    let gate = gate_is_bounded(&docker, &containers, podman).await;
+    assert_agent_hardened(&agent, runtime, gate, podman);
     let config = agent.config.clone().unwrap();
     assert_eq!(config.user.as_deref(), Some("agent"));
     let labels = config.labels.clone().unwrap();
@@ -135,6 +136,7 @@ async fn hardened_lifecycle(runtime: &str) {
         ("io.claude-bottle.agent", "a"),
         ("io.claude-bottle.bottle", "dev"),
         ("io.claude-bottle.role", "agent"),
+        ("io.claude-bottle.runtime", runtime),
         (
             "io.claude-bottle.owner.pid",
             &session.child.id().to_string(),
@@ -191,28 +193,84 @@ async fn hardened_lifecycle(runtime: &str) {
     assert_eq!((left_containers, left_networks), (vec![], vec![]));
 }
 
+/// The instance's containers and networks once only the agent and the gate
+/// are left of its containers: on Podman the helper that hands the gate
+/// its listener removes itself once it has.
+async fn agent_and_gate(docker: &bollard::Docker, label: &str) -> (Vec<String>, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (containers, networks) = leftovers(docker, label).await;
+        if containers.len() == 2 {
+            return (containers, networks);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not the agent and the gate alone: {containers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The agent's container: no capabilities or new privileges, an init, the
-/// limits the sandbox set, no IPv6, and the gate at `gate` by address.
-fn assert_agent_hardened(host: &bollard::models::HostConfig, runtime: &str, gate: String) {
-    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
-    assert_eq!(
-        host.security_opt,
-        Some(vec!["no-new-privileges".to_owned()])
-    );
+/// limits the sandbox set, no IPv6, and the gate at `gate` by address; on
+/// Podman, no network at all.
+fn assert_agent_hardened(
+    agent: &bollard::models::ContainerInspectResponse,
+    runtime: &str,
+    gate: String,
+    podman: bool,
+) {
+    let host = &agent.host_config.clone().unwrap();
+    if podman {
+        // Podman gives back the capabilities it dropped, one by one, and
+        // its own security options: the first process shows what holds.
+        let pid = agent.state.as_ref().and_then(|s| s.pid).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert!(
+                status.contains(&format!("{field}:\t0000000000000000")),
+                "{field}: {status}"
+            );
+        }
+        assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    } else {
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+    }
     assert_eq!(host.init, Some(true));
     assert_eq!(host.memory, Some(768 << 20));
     assert_eq!(host.pids_limit, Some(321));
     assert_eq!(host.nano_cpus, Some(1_500_000_000));
-    assert_eq!(host.runtime.as_deref(), Some(runtime));
-    assert_no_ipv6(host);
+    if podman {
+        // Podman's record of the runtime says `oci`; the label says which.
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+    } else {
+        assert_eq!(host.runtime.as_deref(), Some(runtime));
+    }
+    assert_no_ipv6(agent, podman);
     // The gate by address, and the engine's resolver pointed at it, where
     // nothing answers DNS.
     assert_eq!(host.extra_hosts, Some(vec![format!("gate:{gate}")]));
     assert_eq!(host.dns, Some(vec![gate]));
 }
 
-/// IPv6 is off in a container, whatever the engine's default.
-fn assert_no_ipv6(host: &bollard::models::HostConfig) {
+/// IPv6 is off in a container, whatever the engine's default. Podman's
+/// Docker API gives no sysctls back: there the container's network
+/// namespace shows it, which has no IPv6 address but loopback's.
+fn assert_no_ipv6(container: &bollard::models::ContainerInspectResponse, podman: bool) {
+    if podman {
+        let pid = container.state.as_ref().and_then(|s| s.pid).unwrap();
+        let addresses = std::fs::read_to_string(format!("/proc/{pid}/net/if_inet6")).unwrap();
+        assert!(
+            addresses.lines().all(|line| line.ends_with(" lo")),
+            "{addresses}"
+        );
+        return;
+    }
+    let host = container.host_config.clone().unwrap();
     let sysctls = host.sysctls.clone().unwrap_or_default();
     for scope in ["all", "default"] {
         let key = format!("net.ipv6.conf.{scope}.disable_ipv6");
@@ -225,32 +283,36 @@ fn assert_no_ipv6(host: &bollard::models::HostConfig) {
 }
 
 /// The gate among `containers` has its memory, CPU and log bounded, and
-/// no IPv6; returns its address on the bottle's network.
-async fn gate_is_bounded(docker: &bollard::Docker, containers: &[String]) -> String {
+/// no IPv6; returns its address on the bottle's network, or the agent's
+/// loopback where there is none (Podman).
+async fn gate_is_bounded(docker: &bollard::Docker, containers: &[String], podman: bool) -> String {
     for id in containers {
         let inspect = docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
             .unwrap();
-        let labels = inspect.config.unwrap().labels.unwrap_or_default();
+        let labels = inspect.config.clone().unwrap().labels.unwrap_or_default();
         if labels.get("io.claude-bottle.role").map(String::as_str) != Some("gate") {
             continue;
         }
-        let host = inspect.host_config.unwrap();
+        let host = inspect.host_config.clone().unwrap();
         assert_eq!(host.nano_cpus, Some(1_000_000_000), "at most one CPU");
         assert_eq!(host.memory, Some(256 << 20));
         let log = host.log_config.clone().unwrap();
         assert_eq!(log.typ.as_deref(), Some("json-file"));
-        let options = log.config.unwrap();
-        assert_eq!(options.get("max-size").map(String::as_str), Some("8m"));
-        assert_eq!(options.get("max-file").map(String::as_str), Some("2"));
-        assert_no_ipv6(&host);
+        // Podman's Docker API does not give the options back (it keeps
+        // `max-size` and has no `max-file`).
+        if !podman {
+            let options = log.config.unwrap();
+            assert_eq!(options.get("max-size").map(String::as_str), Some("8m"));
+            assert_eq!(options.get("max-file").map(String::as_str), Some("2"));
+        }
+        assert_no_ipv6(&inspect, podman);
         let networks = inspect.network_settings.unwrap().networks.unwrap();
         return networks
             .into_iter()
             .find(|(name, _)| name.ends_with("-internal"))
-            .and_then(|(_, e)| e.ip_address)
-            .unwrap();
+            .map_or_else(|| "127.0.0.1".to_owned(), |(_, e)| e.ip_address.unwrap());
     }
     panic!("no gate among {containers:?}");
 }

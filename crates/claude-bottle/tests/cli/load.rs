@@ -49,9 +49,17 @@ async fn eight_bottles_at_once_for_twenty_rounds_collide_leak_and_cross_in_nothi
     let other_agent = crate::egress::container_address(&docker, &other_label, "agent").await;
     let other_gate = crate::egress::container_address(&docker, &other_label, "gate").await;
     let script = format!(
-        "echo mark=$MARK; echo prompt=$(cat $HOME/.claude-bottle/prompt.md); \
-         curl -s --noproxy '*' --max-time 1 http://{other_gate}:3128/healthz >/dev/null; echo other-gate=$?; \
-         curl -s --noproxy '*' --max-time 1 http://{other_agent}:80/ >/dev/null; echo other-agent=$?"
+        "echo mark=$MARK; echo prompt=$(cat $HOME/.claude-bottle/prompt.md); {}; {}",
+        crate::egress::direct_try(
+            "other-gate",
+            other_gate.map(|a| format!("http://{a}:3128/healthz")),
+            1
+        ),
+        crate::egress::direct_try(
+            "other-agent",
+            other_agent.map(|a| format!("http://{a}:80/")),
+            1
+        ),
     );
 
     let label = run_label("load");

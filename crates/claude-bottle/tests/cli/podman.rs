@@ -1,37 +1,133 @@
 //! Podman, through the Docker API its service serves (`scripts/test`
-//! starts it on its rootful socket). Its internal networks give a bottle a
-//! route to the host's services, so a start there is refused before
-//! anything exists.
+//! starts it on its rootful socket; the core set runs there too). Its
+//! internal networks give the host an address, so there the agent's
+//! container has no network at all and reaches the gate on its loopback,
+//! on a listener a short-lived helper hands the gate.
 
+use bollard::query_parameters::InspectContainerOptions;
 use bollard::{API_DEFAULT_VERSION, Docker};
+use fixtures::report::frames;
 
-use crate::support::{bottle_sandbox, leftovers, skip};
+use crate::support::{Session, bottle_sandbox, leftovers, running_agent, skip, value_of};
 
 const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
 
-/// Podman's service, or `None` (a loud skip; a failure under CI).
+/// Podman's service with the fake claude's image, or `None` (a loud skip;
+/// a failure under CI).
 async fn podman(test: &str) -> Option<Docker> {
-    match Docker::connect_with_unix(PODMAN_SOCKET, 30, API_DEFAULT_VERSION) {
-        Ok(podman) if podman.ping().await.is_ok() => Some(podman),
-        _ => skip(test, format!("no Podman answers at {PODMAN_SOCKET}")),
+    let podman = match Docker::connect_with_unix(PODMAN_SOCKET, 30, API_DEFAULT_VERSION) {
+        Ok(podman) if podman.ping().await.is_ok() => podman,
+        _ => return skip(test, format!("no Podman answers at {PODMAN_SOCKET}")),
+    };
+    if podman
+        .inspect_image(crate::support::FAKE_CLAUDE_IMAGE)
+        .await
+        .is_err()
+    {
+        return skip(test, "Podman lacks the fake claude's image");
     }
+    Some(podman)
+}
+
+fn on_podman(sandbox: crate::support::Sandbox) -> crate::support::Sandbox {
+    sandbox.env("DOCKER_HOST", &format!("unix://{PODMAN_SOCKET}"))
 }
 
 #[tokio::test]
-async fn a_start_on_podman_is_refused_with_its_reason_and_creates_nothing() {
-    let Some(podman) = podman("podman refused").await else {
+async fn on_podman_the_agent_has_only_its_loopback_where_the_gate_listens() {
+    let Some(podman) = podman("podman loopback").await else {
         return;
     };
-    let (sandbox, label) = bottle_sandbox("podman refused", &[]);
+    let script = "echo interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,); \
+        echo gate=$(getent hosts gate | cut -d' ' -f1); \
+        echo through-gate=$(curl -s -o /dev/null -w '%{http_code}' http://nowhere.invalid/); \
+        curl -s --noproxy '*' --max-time 2 http://host.containers.internal:1/ >/dev/null; echo host=$?";
+    let (sandbox, label) = bottle_sandbox(
+        "podman loopback",
+        &[("FAKE_CLAUDE_RUN", script), ("FAKE_CLAUDE_READ_STDIN", "1")],
+    );
+    let sandbox = on_podman(sandbox);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let agent = running_agent(&podman, &label, &session).await;
+    assert_eq!(
+        agent.host_config.and_then(|h| h.network_mode).as_deref(),
+        Some("none")
+    );
+    // The helper has handed the listener over and removed itself: the
+    // agent and the gate are left, on the gate's one network.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (containers, networks) = loop {
+        let (containers, networks) = leftovers(&podman, &label).await;
+        if containers.len() == 2 || std::time::Instant::now() > deadline {
+            break (containers, networks);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!((containers.len(), networks.len()), (2, 1), "{containers:?}");
+    let mut volumes = Vec::new();
+    for id in &containers {
+        let inspect = podman
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        volumes.extend(inspect.mounts.into_iter().flatten().filter_map(|m| {
+            m.name
+                .filter(|_| m.destination.as_deref() == Some("/run/gate"))
+        }));
+    }
+    assert_eq!(volumes.len(), 1, "the gate's handoff volume: {volumes:?}");
+
+    let out = session.finish("");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(frames(&out.stdout, "ran")[0]["code"], 0, "{}", out.stdout);
+    assert_eq!(value_of(&out.stdout, "interfaces"), "lo,", "{}", out.stdout);
+    assert_eq!(value_of(&out.stdout, "gate"), "127.0.0.1");
+    assert_eq!(
+        value_of(&out.stdout, "through-gate"),
+        "403",
+        "the gate answers on the loopback: {}",
+        out.stdout
+    );
+    assert_ne!(value_of(&out.stdout, "host"), "0", "{}", out.stdout);
+    assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
+    // The handoff's volume went with the gate.
+    let left = podman.inspect_volume(&volumes[0]).await;
+    assert!(
+        matches!(
+            left,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        ),
+        "the volume {} is left: {left:?}",
+        volumes[0]
+    );
+}
+
+#[tokio::test]
+async fn on_podman_gvisor_is_refused_with_its_reason_and_the_plan_names_one_network() {
+    let Some(podman) = podman("podman gvisor").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("podman gvisor", &[]);
+    let sandbox = on_podman(sandbox);
+    let plan = sandbox
+        .run(&["start", "a", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(plan["runtime"], "runc", "{plan}");
+    let networks = plan["networks"].as_array().unwrap();
+    assert_eq!(networks.len(), 1, "{plan}");
+    assert!(networks[0].as_str().unwrap().ends_with("-egress"), "{plan}");
+
     let out = sandbox
-        .env("DOCKER_HOST", &format!("unix://{PODMAN_SOCKET}"))
+        .env("CLAUDE_BOTTLE_RUNTIME", "runsc")
         .run(&["start", "a", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
     for said in [
-        "Podman Engine",
-        "cannot hold a bottle yet",
-        "route to this host's services",
-        "use a Docker engine",
+        "gVisor (`runsc`) cannot hold a bottle on this engine",
+        "its own loopback",
+        "CLAUDE_BOTTLE_RUNTIME=auto or runc",
     ] {
         assert!(out.stderr.contains(said), "`{said}` not said: {out:?}");
     }

@@ -375,12 +375,12 @@ async fn build(
                 return Err(output.failure(tag, &message, missing));
             }
             if let Some(text) = step.stream.as_deref() {
-                if text.starts_with("Step ") {
-                    progress.status(text);
+                if let Some(step) = build_step(text) {
                     // The engine is building: the test hook's phase.
-                    if text.starts_with("Step 1/") {
+                    if step.starts_with("Step 1/") {
                         pause_at.reached(Phase::Image, ui).await;
                     }
+                    progress.status(&step);
                 }
                 output.push(text);
             }
@@ -420,6 +420,16 @@ struct BuildOutput {
     images: Vec<String>,
 }
 
+/// A line that starts a build step, in Docker's words: Podman's builder
+/// says `STEP 2/5: RUN …` where Docker says `Step 2/5 : RUN …`.
+fn build_step(text: &str) -> Option<String> {
+    if text.starts_with("Step ") {
+        return Some(text.to_owned());
+    }
+    let (count, rest) = text.strip_prefix("STEP ")?.split_once(": ")?;
+    Some(format!("Step {count} : {rest}"))
+}
+
 impl BuildOutput {
     const LINES: usize = 12;
 
@@ -430,9 +440,11 @@ impl BuildOutput {
             if line.is_empty() {
                 continue;
             }
+            // Docker's `---> id`, Podman's `--> id`.
             if let Some(id) = line
                 .trim()
                 .strip_prefix("---> ")
+                .or_else(|| line.trim().strip_prefix("--> "))
                 .filter(|id| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
             {
                 self.images.push(id.to_owned());
@@ -512,6 +524,23 @@ mod tests {
         }
         assert_eq!(err.message(), expected);
         assert!(err.hints()[0].starts_with("the base lacks procps"));
+    }
+
+    #[test]
+    fn a_step_is_told_in_dockers_words_whichever_builder_says_it() {
+        for said in [
+            "Step 2/5 : RUN apt-get update\n",
+            "STEP 2/5: RUN apt-get update\n",
+        ] {
+            assert_eq!(
+                build_step(said).as_deref(),
+                Some("Step 2/5 : RUN apt-get update\n")
+            );
+        }
+        assert_eq!(build_step(" ---> Running in 99aa\n"), None);
+        let mut output = BuildOutput::default();
+        output.push("STEP 1/2: FROM base\n--> 0123456789ab\nSTEP 2/2: RUN x\n");
+        assert_eq!(output.images, ["0123456789ab"]);
     }
 
     #[test]

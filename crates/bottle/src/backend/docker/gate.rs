@@ -1,5 +1,6 @@
 //! The bottle's gate container: on the egress network and, as `gate`, on
-//! the internal one, at the address the internal network set aside for it.
+//! the internal one, at the address the internal network set aside for it;
+//! or, where the agent has no network, on the agent's loopback (`reach`).
 //! The agent container starts while the gate does, but claude runs only
 //! once the gate says it listens; a gate that never does fails the launch
 //! and takes the agent's container with it.
@@ -23,6 +24,7 @@ use futures_util::StreamExt;
 use tracing::{Instrument as _, info_span};
 
 use super::ledger::{Created, Ledger};
+use super::reach::Reach;
 use crate::error::{Error, Result};
 use crate::lifecycle::labels::{self, InstanceLabels, Role};
 use crate::plan::Plan;
@@ -31,6 +33,8 @@ use crate::settings::{GATE_IMAGE, GATE_NETWORKS};
 /// The name the gate answers to on the internal network.
 pub(super) const ALIAS: &str = "gate";
 pub(super) const PORT: u16 = 3128;
+/// Where the agent reaches a gate on its loopback.
+const LOOPBACK: &str = "127.0.0.1";
 const READY_WITHIN: Duration = Duration::from_secs(15);
 const FLUSHED_WITHIN: Duration = Duration::from_secs(5);
 /// What the engine keeps of the gate's log, in each of two files.
@@ -119,21 +123,21 @@ impl Gate {
 
 pub(super) struct GateSpec<'a> {
     pub(super) image: &'a str,
-    /// The internal network's name.
-    pub(super) internal: &'a str,
-    /// Its address on the internal network, chosen with the network.
-    pub(super) address: &'a str,
+    /// The internal network's name and the gate's address there, chosen
+    /// with the network; `None` where the agent reaches the gate on its
+    /// loopback.
+    pub(super) internal: Option<(&'a str, &'a str)>,
     pub(super) egress: &'a str,
     pub(super) extra_networks: &'a [String],
     pub(super) dns: Option<&'a str>,
 }
 
 /// The gate runs as nobody.
-const GATE_USER: &str = "65534:65534";
+pub(super) const GATE_USER: &str = "65534:65534";
 
 /// The gate's argv: what it listens on and what the plan lets through.
 fn gate_args(plan: &Plan, spec: &GateSpec<'_>) -> Vec<String> {
-    let mut args = vec!["--listen".to_owned(), format!("0.0.0.0:{PORT}")];
+    let mut args = spec.reach().gate_listen_args();
     for entry in &plan.egress.allowlist {
         args.extend(["--allow".to_owned(), entry.clone()]);
     }
@@ -152,11 +156,23 @@ fn gate_args(plan: &Plan, spec: &GateSpec<'_>) -> Vec<String> {
     args
 }
 
+impl GateSpec<'_> {
+    fn reach(&self) -> Reach {
+        if self.internal.is_some() {
+            Reach::InternalNetwork
+        } else {
+            Reach::Loopback
+        }
+    }
+}
+
 /// A gate created and on its networks, not yet started.
 pub(super) struct CreatedGate {
-    id: String,
+    pub(super) id: String,
+    /// Where the agent reaches it.
     address: String,
-    internal: String,
+    /// The internal network's name, where the gate is on one.
+    internal: Option<String>,
     stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
@@ -187,7 +203,10 @@ pub(super) async fn create(
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
-                host_config: Some(host_config(plan, spec, ipv6)),
+                host_config: Some(HostConfig {
+                    mounts: spec.reach().gate_mounts(labels),
+                    ..host_config(plan, spec, ipv6)
+                }),
                 ..Default::default()
             },
         )
@@ -209,14 +228,13 @@ pub(super) async fn create(
             ..Default::default()
         }),
     };
-    docker
-        .connect_network(
-            spec.internal,
-            join(Some(vec![ALIAS.to_owned()]), Some(spec.address)),
-        )
-        .instrument(info_span!("connect"))
-        .await
-        .map_err(|err| failed("could not join the internal network", err.into()))?;
+    if let Some((internal, address)) = spec.internal {
+        docker
+            .connect_network(internal, join(Some(vec![ALIAS.to_owned()]), Some(address)))
+            .instrument(info_span!("connect"))
+            .await
+            .map_err(|err| failed("could not join the internal network", err.into()))?;
+    }
     for network in spec.extra_networks {
         docker
             .connect_network(network, join(None, None))
@@ -243,8 +261,11 @@ pub(super) async fn create(
         .map_err(|err| failed("could not be attached", err.into()))?;
     Ok(CreatedGate {
         id: created.id,
-        address: spec.address.to_owned(),
-        internal: spec.internal.to_owned(),
+        address: spec
+            .internal
+            .map_or(LOOPBACK, |(_, address)| address)
+            .to_owned(),
+        internal: spec.internal.map(|(name, _)| name.to_owned()),
         stdin: attached.input,
     })
 }
@@ -268,7 +289,10 @@ impl CreatedGate {
         wait_ready(docker, &self.id)
             .instrument(info_span!("ready"))
             .await?;
-        let address = internal_address(docker, &self.id, &self.internal)
+        let Some(internal) = &self.internal else {
+            return Ok(self.started());
+        };
+        let address = internal_address(docker, &self.id, internal)
             .instrument(info_span!("address"))
             .await?;
         if address != self.address {
@@ -279,10 +303,14 @@ impl CreatedGate {
             ))
             .hint("the engine did not give the gate the address it was asked to; report it with `claude-bottle doctor`"));
         }
-        Ok(Gate {
+        Ok(self.started())
+    }
+
+    fn started(self) -> Gate {
+        Gate {
             id: self.id,
             stdin: GateControl(std::sync::Arc::new(tokio::sync::Mutex::new(self.stdin))),
-        })
+        }
     }
 }
 
@@ -469,13 +497,15 @@ pub(super) async fn find_running(
         format!("{}={}", labels::ROLE, role.as_str()),
     ];
     wanted.extend(scope.iter().map(|(k, v)| format!("{k}={v}")));
-    let found = docker
-        .list_containers(Some(ListContainersOptions {
+    let found = super::containers::list(
+        docker,
+        ListContainersOptions {
             filters: Some(HashMap::from([("label".to_owned(), wanted)])),
             ..Default::default()
-        }))
-        .await
-        .map_err(|err| Error::caused_by("cannot list the engine's containers", err))?;
+        },
+    )
+    .await
+    .map_err(|err| Error::caused_by("cannot list the engine's containers", err))?;
     found.into_iter().find_map(|c| c.id).ok_or_else(|| {
         Error::new(format!("no running instance named {instance}"))
             .hint("`claude-bottle list` shows the instances there are")

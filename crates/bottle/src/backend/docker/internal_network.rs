@@ -25,6 +25,9 @@ const TRIES: usize = 16;
 #[derive(Debug, Clone)]
 pub(super) struct InternalNetwork {
     pub(super) id: String,
+    /// Podman keys a container's networks by name, and gives the name as
+    /// their ID as well: the gate joins by name.
+    pub(super) name: String,
     /// Where the gate answers on it.
     pub(super) gate_address: String,
 }
@@ -87,6 +90,7 @@ pub(super) async fn create(
             Ok(created) => {
                 return Ok(InternalNetwork {
                     id: created.id,
+                    name: name.to_owned(),
                     gate_address: subnet.gate,
                 });
             }

@@ -21,14 +21,16 @@ pub(super) async fn instances(
     let filters = HashMap::from([("label".to_owned(), wanted)]);
     let failed =
         |err: bollard::errors::Error| Error::caused_by("cannot list the engine's resources", err);
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
+    let containers = super::containers::list(
+        docker,
+        ListContainersOptions {
             all: true,
             filters: Some(filters.clone()),
             ..Default::default()
-        }))
-        .await
-        .map_err(failed)?;
+        },
+    )
+    .await
+    .map_err(failed)?;
     let networks = docker
         .list_networks(Some(ListNetworksOptions {
             filters: Some(filters),
@@ -50,7 +52,11 @@ pub(super) async fn instances(
             if state.as_deref() == Some("running") {
                 "running".clone_into(&mut instance.state);
             }
-            agents.push((instance.instance.clone(), id.clone()));
+            agents.push((
+                instance.instance.clone(),
+                id.clone(),
+                labels.get(labels::RUNTIME).cloned(),
+            ));
         }
         instance.containers.push(InstanceResource {
             name: container
@@ -76,13 +82,18 @@ pub(super) async fn instances(
             state: None,
         });
     }
-    for (name, id) in agents {
+    for (name, id, labelled) in agents {
         if let Ok(inspect) = docker
             .inspect_container(&id, None::<InspectContainerOptions>)
             .await
         {
             if let Some(instance) = found.get_mut(&name) {
-                instance.runtime = inspect.host_config.and_then(|h| h.runtime);
+                // The engine's word, unless it says nothing (Podman: `oci`).
+                instance.runtime = inspect
+                    .host_config
+                    .and_then(|h| h.runtime)
+                    .filter(|runtime| runtime != "oci")
+                    .or(labelled);
             }
         }
     }

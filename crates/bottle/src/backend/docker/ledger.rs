@@ -260,6 +260,8 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::erro
                 id,
                 Some(RemoveContainerOptions {
                     force: true,
+                    // With its anonymous volumes (the gate's handoff directory).
+                    v: true,
                     ..Default::default()
                 }),
             )

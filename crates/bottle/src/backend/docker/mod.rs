@@ -1,14 +1,16 @@
 //! The Docker backend, through the Engine API (bollard), never the CLI.
 //!
 //! A launch creates: the default image when it is used and the engine
-//! lacks it; the instance's two networks and the gate image, at the same
-//! time as the image's facts are found (by a probe, on an image not seen
+//! lacks it; the instance's networks and the gate image, at the same time
+//! as the image's facts are found (by a probe, on an image not seen
 //! before); the gate and the agent container, created one after the other
-//! and started together; the provisioned home; and, once the gate is
-//! ready, the claude exec. Everything created is in the ledger, which
-//! tears it down on every way out.
+//! and started together (on Podman, with the helper that hands the gate
+//! its listener on the agent's loopback: `reach`); the provisioned home;
+//! and, once the gate is ready, the claude exec. Everything created is in
+//! the ledger, which tears it down on every way out.
 
 mod checkup;
+mod containers;
 mod default_image;
 mod dial_stdio;
 mod endpoint;
@@ -21,6 +23,7 @@ mod image;
 mod internal_network;
 mod inventory;
 mod ledger;
+mod reach;
 mod runtime;
 mod ssh;
 mod stale_images;
@@ -52,6 +55,7 @@ use engine::Engine;
 use exec::ClaudeExec;
 use image::{ImageFacts, WORKSPACE};
 use ledger::{Created, Ledger};
+use reach::Reach;
 
 /// The engine is asked what it is once per command: the plan, the sweep
 /// of dead instances and the launch share the answer and the connection.
@@ -69,6 +73,8 @@ impl DockerBackend {
         Ok(&self.asked().await?.docker)
     }
 }
+
+pub use containers::list as list_containers;
 
 /// The engine the environment chooses, connected as every command
 /// connects to it (for tools and tests that talk to the same engine).
@@ -95,9 +101,11 @@ impl Backend for DockerBackend {
             }
             Err(err) => return Err(err),
         };
+        let reach = engine.map(|e| Reach::on(e.identity.is_podman()));
         let runtime = runtime::choose(
             spec.settings.runtime,
             engine.as_ref().map(|e| e.runtimes.as_slice()),
+            reach,
         )?;
         let source = spec.settings.image_source(&spec.home);
         let (image, default_image) = match &source {
@@ -121,7 +129,10 @@ impl Backend for DockerBackend {
                 image: source,
                 runtime,
                 container: format!("{instance}-agent"),
-                networks: Networks::of_instance(instance),
+                networks: Networks::of_instance(
+                    instance,
+                    reach.is_none_or(|r| r == Reach::InternalNetwork),
+                ),
                 facts_cache: spec.home.join(".cache/claude-bottle/image-facts"),
             },
             image,
@@ -225,9 +236,6 @@ impl Backend for DockerBackend {
 }
 
 async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i64> {
-    if engine.identity.is_podman() {
-        return Err(podman_refused(&engine.identity));
-    }
     let docker = &engine.docker;
     let plan = &launch.plan;
     let labels = InstanceLabels::new(
@@ -258,7 +266,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         &labels,
         &image,
         &facts,
-        (&internal, &egress, &gate_image),
+        (internal.as_ref(), &egress, &gate_image),
         ledger,
     )
     .await?;
@@ -320,15 +328,17 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
 /// The gate and the agent's container (both recorded in `ledger`),
 /// created one after the other and started at the same time: the agent's
 /// container is told the gate's address before the gate has started.
-/// Returns once the gate is ready and the agent's home provisioned; a gate
-/// that is never ready fails it, and claude never runs.
+/// Without an internal network, the helper that hands the gate its
+/// listener starts once the agent's container runs. Returns once the gate
+/// is ready and the agent's home provisioned; a gate that is never ready
+/// fails it, and claude never runs.
 async fn start_gate_and_agent(
     engine: &Engine,
     launch: &Launch,
     labels: &InstanceLabels,
     image: &str,
     facts: &ImageFacts,
-    (internal, egress, gate_image): (&internal_network::InternalNetwork, &str, &str),
+    (internal, egress, gate_image): (Option<&internal_network::InternalNetwork>, &str, &str),
     ledger: &mut Ledger,
 ) -> Result<(
     gate::Gate,
@@ -341,10 +351,7 @@ async fn start_gate_and_agent(
         &launch.plan,
         &gate::GateSpec {
             image: gate_image,
-            // By name: Podman keys a container's networks by name and
-            // gives the name as their ID as well.
-            internal: &launch.networks.internal,
-            address: &internal.gate_address,
+            internal: internal.map(|n| (n.name.as_str(), n.gate_address.as_str())),
             egress,
             extra_networks: &launch.gate.extra_networks,
             dns: launch.gate.dns.as_deref(),
@@ -360,12 +367,27 @@ async fn start_gate_and_agent(
         image,
         facts,
         labels,
-        &internal.id,
+        internal.map(|n| n.id.as_str()),
         created_gate.address(),
     )
     .instrument(info_span!("agent create"))
     .await?;
     ledger.record(Created::Container(container.clone()));
+    let helper = match internal {
+        Some(_) => None,
+        None => Some(
+            reach::create_helper(
+                docker,
+                gate_image,
+                &created_gate.id,
+                &container,
+                labels,
+                ledger,
+            )
+            .instrument(info_span!("handoff create"))
+            .await?,
+        ),
+    };
     // The gate and the agent start at the same time; claude runs only
     // once both are done, and a gate that is never ready fails the launch.
     let (gate, deadman) = tokio::try_join!(
@@ -374,6 +396,11 @@ async fn start_gate_and_agent(
             let deadman = start_with_deadman(docker, &container)
                 .instrument(info_span!("agent start"))
                 .await?;
+            if let Some(helper) = &helper {
+                reach::start_helper(docker, helper)
+                    .instrument(info_span!("handoff start"))
+                    .await?;
+            }
             provision_home(docker, launch, &container, facts)
                 .instrument(info_span!("provision"))
                 .await?;
@@ -384,7 +411,7 @@ async fn start_gate_and_agent(
 }
 
 /// Tells the user if the gate stops while the session runs: the bottle is
-/// then cut off (its only network is the internal one), which is safe but
+/// then cut off (its only way out was the gate), which is safe but
 /// would otherwise look like a network fault. Aborted before teardown.
 fn watch_gate(
     docker: &Docker,
@@ -636,8 +663,9 @@ async fn start_ssh(
 }
 
 /// What the gate and the agent need, made at the same time since none
-/// depends on another: the image's facts, the two networks (recorded in
-/// `ledger`) and the gate image.
+/// depends on another: the image's facts, the networks (recorded in
+/// `ledger`; no internal one where the agent reaches the gate on its
+/// loopback) and the gate image.
 async fn prerequisites(
     engine: &Engine,
     launch: &Launch,
@@ -646,7 +674,7 @@ async fn prerequisites(
     ledger: &mut Ledger,
 ) -> Result<(
     ImageFacts,
-    internal_network::InternalNetwork,
+    Option<internal_network::InternalNetwork>,
     String,
     String,
 )> {
@@ -662,11 +690,16 @@ async fn prerequisites(
             &facts_cache,
         )
         .instrument(info_span!("probe")),
-        internal_network::create(
-            docker,
-            &launch.networks.internal,
-            labels.for_role(Role::InternalNetwork)
-        )
+        async {
+            match &launch.networks.internal {
+                Some(name) => {
+                    internal_network::create(docker, name, labels.for_role(Role::InternalNetwork))
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        }
         .instrument(info_span!("internal network")),
         create_network(
             docker,
@@ -681,7 +714,11 @@ async fn prerequisites(
         .teardown()
         .instrument(info_span!("probe removal"))
         .await;
-    let internal_id = internal.as_ref().ok().map(|n| n.id.clone());
+    let internal_id = internal
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|n| n.id.clone());
     for network in [internal_id.as_ref(), egress.as_ref().ok()]
         .into_iter()
         .flatten()
@@ -731,20 +768,6 @@ async fn provision_home(
     exec::untar(docker, container, &facts.user, &facts.home, archive).await
 }
 
-/// Podman is refused before anything is created: netavark gives an
-/// internal network's bridge an address on the host, so a bottle there
-/// would reach every service the host listens on (tried on Podman 4.3.1:
-/// the agent reached a host listener at its network's `.1`, and its hosts
-/// file names it `host.containers.internal`). Docker's bridge takes
-/// `inhibit_ipv4`, which Podman ignores.
-fn podman_refused(identity: &engine::Identity) -> Error {
-    Error::new(format!(
-        "{identity} cannot hold a bottle yet: its internal networks give the bottle a route \
-         to this host's services"
-    ))
-    .hint("use a Docker engine (DOCKER_HOST or a Docker context); see \"Engines\" in the README")
-}
-
 /// The options of the in-memory `/workspace`, owned by the image's user.
 /// Podman knows no `uid=` or `gid=`; its `U` gives the mount to the
 /// container's user, which is the image's.
@@ -756,18 +779,19 @@ fn workspace_tmpfs(facts: &ImageFacts, size: i64, podman: bool) -> String {
     }
 }
 
-/// The agent container: hardened, on the internal network only, its first
-/// process the dead-man switch. It needs no name resolved: `gate` is in
-/// its hosts file, and the engine's resolver may ask only the gate's
-/// address, where nothing answers DNS; so no query is answered from
-/// outside the bottle, whatever the engine does on an internal network.
+/// The agent container: hardened, on the internal network only (or on no
+/// network at all, `internal` being `None`), its first process the
+/// dead-man switch. It needs no name resolved: `gate` is in its hosts
+/// file, and the engine's resolver may ask only the gate's address, where
+/// nothing answers DNS; so no query is answered from outside the bottle,
+/// whatever the engine does on an internal network.
 async fn create_agent(
     engine: &Engine,
     launch: &Launch,
     image: &str,
     facts: &ImageFacts,
     labels: &InstanceLabels,
-    internal: &str,
+    internal: Option<&str>,
     gate_address: &str,
 ) -> Result<String> {
     let mut tmpfs = HashMap::new();
@@ -803,9 +827,16 @@ async fn create_agent(
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
-                labels: Some(labels.for_role(Role::Agent)),
+                labels: Some({
+                    let mut agent = labels.for_role(Role::Agent);
+                    agent.insert(
+                        crate::lifecycle::labels::RUNTIME.to_owned(),
+                        launch.runtime.as_str().to_owned(),
+                    );
+                    agent
+                }),
                 host_config: Some(HostConfig {
-                    network_mode: Some(internal.to_owned()),
+                    network_mode: Some(internal.unwrap_or("none").to_owned()),
                     cap_drop: Some(vec!["ALL".into()]),
                     security_opt: Some(vec!["no-new-privileges".into()]),
                     init: Some(true),

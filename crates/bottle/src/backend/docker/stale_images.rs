@@ -30,16 +30,18 @@ pub(super) async fn find(
         }))
         .await
         .map_err(failed)?;
-    let in_use: HashSet<String> = docker
-        .list_containers(Some(ListContainersOptions {
+    let in_use: HashSet<String> = super::containers::list(
+        docker,
+        ListContainersOptions {
             all: true,
             ..Default::default()
-        }))
-        .await
-        .map_err(failed)?
-        .into_iter()
-        .filter_map(|c| c.image_id)
-        .collect();
+        },
+    )
+    .await
+    .map_err(failed)?
+    .into_iter()
+    .filter_map(|c| c.image_id)
+    .collect();
     // Without the base on the engine (or a binary for its architecture)
     // the current default image cannot be told, so none counts as stale.
     let current_default = default_image::resolve(engine, &current.default)

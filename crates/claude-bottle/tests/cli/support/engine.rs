@@ -29,6 +29,19 @@ pub(crate) fn networks_are_local() -> bool {
         || std::env::var_os("CLAUDE_BOTTLE_TEST_ENGINE_IS_LOCAL").is_some()
 }
 
+/// Whether the engine is Podman serving the Docker API: it names its
+/// first component "Podman Engine". There a bottle's agent has no network
+/// and reaches its gate on its loopback.
+pub(crate) async fn is_podman(docker: &Docker) -> bool {
+    let version = docker.version().await.unwrap();
+    version
+        .components
+        .iter()
+        .flatten()
+        .next()
+        .is_some_and(|c| c.name.starts_with("Podman"))
+}
+
 /// The engine, when one answers.
 pub(crate) async fn connect(test: &str) -> Option<Docker> {
     // Chosen and reached as the CLI does: DOCKER_HOST (tcp, TLS, ssh), the

@@ -59,14 +59,16 @@ pub(crate) fn label_filter(label: &str, extra: Option<String>) -> HashMap<String
 
 /// Containers and networks that carry `label` (the test's run).
 pub(crate) async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
+    let containers = bottle::backend::docker::list_containers(
+        docker,
+        ListContainersOptions {
             all: true,
             filters: Some(label_filter(label, None)),
             ..Default::default()
-        }))
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let networks = docker
         .list_networks(Some(ListNetworksOptions {
             filters: Some(label_filter(label, None)),
@@ -193,16 +195,18 @@ pub(crate) async fn running_agent(
 ) -> ContainerInspectResponse {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let found = docker
-            .list_containers(Some(ListContainersOptions {
+        let found = bottle::backend::docker::list_containers(
+            docker,
+            ListContainersOptions {
                 filters: Some(label_filter(
                     label,
                     Some("io.claude-bottle.role=agent".to_owned()),
                 )),
                 ..Default::default()
-            }))
-            .await
-            .unwrap();
+            },
+        )
+        .await
+        .unwrap();
         let reported = !frames(&session.stdout.lock().unwrap(), "report").is_empty();
         if let (Some(container), true) = (found.first(), reported) {
             let id = container.id.clone().unwrap();

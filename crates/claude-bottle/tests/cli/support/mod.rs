@@ -13,7 +13,7 @@ pub(crate) mod ssh_host;
 pub(crate) mod terminal;
 
 pub(crate) use engine::{
-    connect, engine_with, has_runsc, runtimes, skip, with_fake_claude, with_real_claude,
+    connect, engine_with, has_runsc, is_podman, runtimes, skip, with_fake_claude, with_real_claude,
 };
 pub(crate) use fixture::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, SSHD_IMAGE,

@@ -1,0 +1,141 @@
+//! How the agent's container reaches its gate, by engine.
+//!
+//! On Docker the agent is on an internal network of its own, where the gate
+//! has an address: Docker gives that network's bridge no address on the
+//! host (`inhibit_ipv4`) and drops what would leave it. Podman's internal
+//! networks give the host an address on each (netavark ignores
+//! `inhibit_ipv4`, and the bottle's hosts file names it
+//! `host.containers.internal`), so a bottle there would reach every service
+//! the host listens on. On Podman the agent's container therefore has no
+//! network at all: a helper started in its namespace binds the gate's port
+//! on its loopback and hands the listener to the gate
+//! (`egress_gate::handoff`), through a volume only the two of them mount.
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
+use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+
+use super::gate::{GATE_USER, PORT};
+use super::ledger::{Created, Ledger};
+use crate::error::{Error, Result};
+use crate::lifecycle::labels::{InstanceLabels, Role};
+
+/// Where the gate and the helper share the handoff's socket.
+const HANDOFF_DIR: &str = "/run/gate";
+const HANDOFF_SOCKET: &str = "/run/gate/handoff.sock";
+
+/// How the agent reaches its gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reach {
+    /// On the bottle's internal network, at the gate's address there.
+    InternalNetwork,
+    /// On the agent's own loopback, in a container with no network.
+    Loopback,
+}
+
+impl Reach {
+    pub(super) fn on(podman: bool) -> Self {
+        if podman {
+            Self::Loopback
+        } else {
+            Self::InternalNetwork
+        }
+    }
+
+    /// The gate's own argv, where it listens.
+    pub(super) fn gate_listen_args(self) -> Vec<String> {
+        match self {
+            Self::InternalNetwork => vec!["--listen".into(), format!("0.0.0.0:{PORT}")],
+            Self::Loopback => vec!["--listen-from".into(), HANDOFF_SOCKET.into()],
+        }
+    }
+
+    /// The gate's mounts: the handoff's directory, an anonymous volume
+    /// that goes with the gate's container.
+    pub(super) fn gate_mounts(self, labels: &InstanceLabels) -> Option<Vec<Mount>> {
+        (self == Self::Loopback).then(|| {
+            vec![Mount {
+                target: Some(HANDOFF_DIR.into()),
+                typ: Some(MountType::VOLUME),
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(labels.for_role(Role::Gate)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]
+        })
+    }
+}
+
+/// The helper that hands the gate its listener, created (and recorded in
+/// `ledger`) in the agent's network namespace once the agent's container
+/// exists; it is started once that container runs, and removes itself.
+pub(super) async fn create_helper(
+    docker: &Docker,
+    gate_image: &str,
+    gate: &str,
+    agent: &str,
+    labels: &InstanceLabels,
+    ledger: &mut Ledger,
+) -> Result<String> {
+    let failed = |err: crate::error::Cause| {
+        Error::caused_by(
+            "cannot create the helper that hands the gate its listener",
+            err,
+        )
+    };
+    let executable = docker
+        .inspect_image(gate_image)
+        .await
+        .map_err(|e| failed(e.into()))?
+        .config
+        .and_then(|c| c.entrypoint)
+        .and_then(|e| e.into_iter().next())
+        .ok_or_else(|| failed("the gate image's ENTRYPOINT names no executable".into()))?;
+    let created = docker
+        .create_container(
+            None::<CreateContainerOptions>,
+            ContainerCreateBody {
+                image: Some(gate_image.to_owned()),
+                entrypoint: Some(vec![executable, "gate-handoff".into()]),
+                cmd: Some(vec![
+                    "--listen".into(),
+                    format!("127.0.0.1:{PORT}"),
+                    "--socket".into(),
+                    HANDOFF_SOCKET.into(),
+                ]),
+                // The gate's user: Podman gives a new volume to the user of
+                // the first container that mounts it.
+                user: Some(GATE_USER.into()),
+                labels: Some(labels.for_role(Role::Handoff)),
+                host_config: Some(HostConfig {
+                    network_mode: Some(format!("container:{agent}")),
+                    volumes_from: Some(vec![gate.to_owned()]),
+                    cap_drop: Some(vec!["ALL".into()]),
+                    security_opt: Some(vec!["no-new-privileges".into()]),
+                    readonly_rootfs: Some(true),
+                    memory: Some(32 << 20),
+                    pids_limit: Some(16),
+                    auto_remove: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| failed(e.into()))?;
+    ledger.record(Created::Container(created.id.clone()));
+    Ok(created.id)
+}
+
+pub(super) async fn start_helper(docker: &Docker, helper: &str) -> Result<()> {
+    docker
+        .start_container(helper, None::<StartContainerOptions>)
+        .await
+        .map_err(|err| {
+            Error::caused_by(
+                "cannot start the helper that hands the gate its listener",
+                err,
+            )
+        })
+}
