@@ -57,6 +57,10 @@ pub const DOCKER_CONTEXT: Variable = Variable {
     name: "DOCKER_CONTEXT",
     help: "The Docker context to use when `DOCKER_HOST` is not set (default: the current one of `docker context use`).",
 };
+pub const XDG_RUNTIME_DIR: Variable = Variable {
+    name: "XDG_RUNTIME_DIR",
+    help: "Where rootless Podman's socket is looked for (`podman/podman.sock`) when nothing chooses an engine and no Docker engine answers at the local socket.",
+};
 pub const DOCKER_CONFIG: Variable = Variable {
     name: "DOCKER_CONFIG",
     help: "The Docker config directory, where the contexts are (default `~/.docker`).",
@@ -192,6 +196,7 @@ pub const ALL: &[&Variable] = &[
     &DOCKER_CERT_PATH,
     &DOCKER_CONTEXT,
     &DOCKER_CONFIG,
+    &XDG_RUNTIME_DIR,
     &HOME,
     &COMPLETE,
     &TERM,

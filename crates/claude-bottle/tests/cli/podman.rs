@@ -133,3 +133,85 @@ async fn on_podman_gvisor_is_refused_with_its_reason_and_the_plan_names_one_netw
     }
     assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
 }
+
+/// `args` run where nothing chooses an engine and Docker's local socket
+/// answers nothing: in a mount namespace of the command's own, that socket
+/// is an empty file.
+fn without_docker(
+    sandbox: &crate::support::Sandbox,
+    runtime_dir: &std::path::Path,
+    args: &[&str],
+) -> crate::support::Output {
+    let chosen = sandbox.command(args);
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args([
+            "-m",
+            "--",
+            "sh",
+            "-c",
+            "mount --bind /dev/null /var/run/docker.sock && exec \"$0\" \"$@\"",
+        ])
+        .arg(chosen.get_program())
+        .args(chosen.get_args())
+        .env_clear()
+        .current_dir(chosen.get_current_dir().unwrap());
+    for (name, value) in chosen.get_envs() {
+        if let Some(value) = value {
+            command.env(name, value);
+        }
+    }
+    let output = command
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare runs");
+    crate::support::Output {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn where_no_docker_engine_answers_start_runs_on_podmans_socket() {
+    let Some(podman) = podman("podman fallback").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("podman fallback", &[]);
+    // No rootless Podman for this user: the system's socket.
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let out = without_docker(&sandbox, runtime_dir.path(), &["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "engine     Podman Engine {} (API ",
+            podman.version().await.unwrap().version.unwrap()
+        )) && out.stderr.contains(&format!(
+            "at unix://{PODMAN_SOCKET}, Podman's rootful socket"
+        )),
+        "{out:?}"
+    );
+    assert_eq!(frames(&out.stdout, "exit")[0]["code"], 0, "{}", out.stdout);
+    assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
+
+    // The user's own socket comes first; where it answers nothing either,
+    // the system's is used.
+    std::fs::create_dir(runtime_dir.path().join("podman")).unwrap();
+    std::fs::write(runtime_dir.path().join("podman/podman.sock"), "").unwrap();
+    let plan = without_docker(
+        &sandbox,
+        runtime_dir.path(),
+        &["start", "a", "--dry-run", "--format", "json"],
+    );
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(
+        plan.json()["engine"]
+            .as_str()
+            .unwrap()
+            .ends_with("Podman's rootful socket"),
+        "{plan:?}"
+    );
+}

@@ -52,6 +52,22 @@ fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
                     register it with `sudo runsc install`, then restart the engine \
                     (`sudo systemctl restart docker`)";
     let finding = match (registered, choice) {
+        // The agent reaches its gate on its own loopback there (`reach`).
+        _ if engine.identity.is_podman() && choice == RuntimeChoice::Runsc => Finding::new(
+            "gvisor",
+            Verdict::Fail,
+            format!(
+                "{} asks for runsc, which cannot hold a bottle on Podman: the agent reaches its \
+                 gate on its own loopback, which gVisor's network stack keeps from the gate",
+                RUNTIME.name
+            ),
+        )
+        .fix(format!("set {}=auto or runc", RUNTIME.name)),
+        _ if engine.identity.is_podman() => Finding::ok(
+            "gvisor",
+            "not used on Podman, where the agent reaches its gate on its own loopback, which \
+             gVisor's network stack keeps from the gate: bottles run under runc",
+        ),
         (true, RuntimeChoice::Runc) => Finding::ok(
             "gvisor",
             format!(

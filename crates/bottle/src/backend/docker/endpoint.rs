@@ -7,7 +7,8 @@
 //! 2. else the context `DOCKER_CONTEXT` names;
 //! 3. else the current context of `config.json` (in `DOCKER_CONFIG`, or
 //!    `~/.docker`);
-//! 4. else the local socket.
+//! 4. else the local socket: Docker's, or where no Docker engine answers
+//!    there, Podman's (the user's own rootless one, then the system's).
 //!
 //! A context is read from the docker CLI's own store: its endpoint from
 //! `contexts/meta/<sha256 of its name>/meta.json`, its TLS material from
@@ -23,9 +24,12 @@ use super::default_image::hex;
 use crate::error::{Error, Result};
 use crate::settings::{
     DOCKER_CERT_PATH, DOCKER_CONFIG, DOCKER_CONTEXT, DOCKER_HOST, DOCKER_TLS_VERIFY,
+    XDG_RUNTIME_DIR,
 };
 
 pub(super) const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+/// Where rootful Podman serves the Docker API (`podman system service`).
+const PODMAN_ROOTFUL: &str = "/run/podman/podman.sock";
 
 /// An engine's address and how it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +68,11 @@ pub(super) enum ChosenBy {
         from_env: bool,
     },
     Default,
+    /// No Docker engine answered at the local socket; Podman's socket is
+    /// the user's own (`rootless`) or the system's.
+    Podman {
+        rootless: bool,
+    },
 }
 
 impl fmt::Display for Endpoint {
@@ -82,6 +91,8 @@ impl fmt::Display for Endpoint {
             }
             ChosenBy::Context { name, .. } => write!(f, ", context `{name}`"),
             ChosenBy::Default => Ok(()),
+            ChosenBy::Podman { rootless: true } => f.write_str(", Podman's rootless socket"),
+            ChosenBy::Podman { rootless: false } => f.write_str(", Podman's rootful socket"),
         }
     }
 }
@@ -114,6 +125,26 @@ pub(super) fn choose(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint
         });
     };
     context(&config_dir, &name, from_env)
+}
+
+/// Podman's sockets that exist, for when nothing chooses an engine and no
+/// Docker engine answers at the local socket: the user's own (rootless)
+/// first, then the system's (rootful).
+pub(super) fn podman_sockets(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<Endpoint> {
+    let rootless = lookup(XDG_RUNTIME_DIR.name)
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| PathBuf::from(dir).join("podman/podman.sock"));
+    rootless
+        .map(|path| (path, true))
+        .into_iter()
+        .chain([(PathBuf::from(PODMAN_ROOTFUL), false)])
+        .filter(|(path, _)| path.exists())
+        .map(|(path, rootless)| Endpoint {
+            host: format!("unix://{}", path.display()),
+            tls: None,
+            chosen_by: ChosenBy::Podman { rootless },
+        })
+        .collect()
 }
 
 /// `currentContext` of `config.json`; none when the file is absent.
@@ -268,6 +299,34 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn podmans_sockets_are_the_users_own_first_then_the_systems_and_only_those_there() {
+        let runtime = tempfile::tempdir().unwrap();
+        let dir = runtime.path().to_str().unwrap();
+        let rootful = Path::new(PODMAN_ROOTFUL).exists();
+        let without: Vec<Endpoint> = podman_sockets(&lookup(&[("XDG_RUNTIME_DIR", dir)]));
+        assert_eq!(without.len(), usize::from(rootful), "{without:?}");
+        std::fs::create_dir(runtime.path().join("podman")).unwrap();
+        std::fs::write(runtime.path().join("podman/podman.sock"), "").unwrap();
+        let found = podman_sockets(&lookup(&[("XDG_RUNTIME_DIR", dir)]));
+        assert_eq!(found[0].host, format!("unix://{dir}/podman/podman.sock"));
+        assert_eq!(found[0].chosen_by, ChosenBy::Podman { rootless: true });
+        assert_eq!(
+            found[0].to_string(),
+            format!("unix://{dir}/podman/podman.sock, Podman's rootless socket")
+        );
+        if rootful {
+            assert_eq!(found[1].host, format!("unix://{PODMAN_ROOTFUL}"));
+            assert_eq!(found[1].chosen_by, ChosenBy::Podman { rootless: false });
+        }
+        assert_eq!(found.len(), 1 + usize::from(rootful));
+        assert!(
+            podman_sockets(&lookup(&[]))
+                .iter()
+                .all(|e| e.chosen_by == ChosenBy::Podman { rootless: false })
+        );
     }
 
     /// A docker config dir with `config.json` naming `current`, and

@@ -19,7 +19,25 @@ const SSH_ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// Connects to the engine the environment chooses, as the docker CLI
 /// would.
 pub(super) async fn connect() -> Result<Docker> {
-    connect_to(&chosen()?).await
+    Ok(reach().await?.1)
+}
+
+/// The engine the environment chooses, connected; where nothing chooses
+/// one and no Docker engine answers at the local socket, Podman's socket
+/// that answers first (rootless, then rootful), else Docker's error.
+async fn reach() -> Result<(Endpoint, Docker)> {
+    let endpoint = chosen()?;
+    let docker_error = match connect_to(&endpoint).await {
+        Ok(docker) => return Ok((endpoint, docker)),
+        Err(err) if endpoint.chosen_by == endpoint::ChosenBy::Default => err,
+        Err(err) => return Err(err),
+    };
+    for podman in endpoint::podman_sockets(&|name| std::env::var(name).ok()) {
+        if let Ok(docker) = connect_to(&podman).await {
+            return Ok((podman, docker));
+        }
+    }
+    Err(docker_error)
 }
 
 pub(super) fn chosen() -> Result<Endpoint> {
@@ -158,8 +176,7 @@ impl Identity {
 
 /// Connects and asks the engine about itself.
 pub(super) async fn ask() -> Result<Engine> {
-    let endpoint = chosen()?;
-    let docker = connect_to(&endpoint).await?;
+    let (endpoint, docker) = reach().await?;
     let (info, version) = answered(&endpoint, async {
         tokio::try_join!(docker.info(), docker.version())
     })
@@ -187,8 +204,13 @@ fn unreachable(endpoint: &Endpoint, detail: &dyn fmt::Display) -> Error {
     let error = Error::new(format!("no Docker engine answers at {endpoint} ({detail})"));
     match &endpoint.chosen_by {
         endpoint::ChosenBy::Default => error.hint(format!(
-            "start Docker, or set {} (or {}) to the engine to use",
+            "start Docker (or Podman's service: `podman system service`), or set {} (or {}) \
+             to the engine to use",
             DOCKER_HOST.name, DOCKER_CONTEXT.name
+        )),
+        endpoint::ChosenBy::Podman { .. } => error.hint(format!(
+            "start Podman's service (`podman system service`), or set {} to the engine to use",
+            DOCKER_HOST.name
         )),
         endpoint::ChosenBy::DockerHost => error.hint(format!(
             "start that engine, or correct or unset {}",
