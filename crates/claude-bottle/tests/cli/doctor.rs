@@ -103,7 +103,10 @@ async fn with_an_engine_that_answers_and_nothing_missing_start_can_work() {
     if kind == "Podman Engine" {
         // Bottles there reach their gate on a loopback gVisor keeps apart.
         assert_eq!(gvisor["verdict"], "ok", "{gvisor:#}");
-        assert!(gvisor.to_string().contains("not used on Podman"), "{gvisor:#}");
+        assert!(
+            gvisor.to_string().contains("not used on Podman"),
+            "{gvisor:#}"
+        );
     }
     let disk = only(&report, "disk");
     // Free space is measured where the engine's socket is on this machine.
