@@ -278,10 +278,21 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::erro
     }
 }
 
-/// Waits until the engine no longer knows the container `id`.
+/// How long a removal under way may take before it is asked for again.
+const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits until the engine no longer knows the container `id`, asking for
+/// its removal again now and then: Podman's own auto-removal can fail and
+/// leave the container `stopped` for good, where a removal asked for then
+/// succeeds at once.
 async fn gone_within(docker: &Docker, id: &str, within: std::time::Duration) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + within;
+    let mut ask_again = tokio::time::Instant::now() + ASK_AGAIN_AFTER;
     loop {
+        if tokio::time::Instant::now() >= ask_again {
+            ask_again += ASK_AGAIN_AFTER;
+            let _ = tokio::time::timeout(ASK_AGAIN_AFTER, remove_container(docker, id)).await;
+        }
         match docker
             .inspect_container(
                 id,
