@@ -173,6 +173,12 @@ mod tests {
         dir
     }
 
+    /// The helper's side, on a thread of its own.
+    fn helper(listen: SocketAddr, socket: &Path) -> std::thread::JoinHandle<io::Result<()>> {
+        let socket = socket.to_owned();
+        std::thread::spawn(move || hand_over(listen, &socket, Duration::from_secs(5)))
+    }
+
     /// A port free a moment ago.
     fn free_port() -> SocketAddr {
         TcpListener::bind("127.0.0.1:0")
@@ -186,10 +192,7 @@ mod tests {
         let dir = temp_dir("handed");
         let socket = socket_in(&dir);
         let listen = free_port();
-        let helper = {
-            let socket = socket.clone();
-            std::thread::spawn(move || hand_over(listen, &socket, Duration::from_secs(5)))
-        };
+        let helper = helper(listen, &socket);
         let listener = take_over(&socket, Duration::from_secs(5)).unwrap();
         helper.join().unwrap().unwrap();
         assert_eq!(listener.local_addr().unwrap(), listen);
@@ -210,10 +213,7 @@ mod tests {
         let socket = socket_in(&dir);
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let listen = taken.local_addr().unwrap();
-        let helper = {
-            let socket = socket.clone();
-            std::thread::spawn(move || hand_over(listen, &socket, Duration::from_secs(5)))
-        };
+        let helper = helper(listen, &socket);
         let err = take_over(&socket, Duration::from_secs(5)).unwrap_err();
         assert!(helper.join().unwrap().is_err());
         assert!(

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use crate::support::instance::{HOST_VALUE, LITERAL_VALUE, OAUTH_VALUE, label_filter};
 use crate::support::{
-    BASE_IMAGE, Output, Service, Session, TEST_LABEL, TestNetwork, bottle_sandbox, connect,
-    containers_gone, engine_relay::EngineRelay, fixture_json, has_runsc, is_podman, kill_9,
-    leftovers, run_label, running_agent, with_fake_claude,
+    BASE_IMAGE, Output, Service, Session, TEST_LABEL, TestNetwork, agent_and_gate, bottle_sandbox,
+    connect, containers_gone, engine_relay::EngineRelay, fixture_json, has_runsc, is_podman,
+    kill_9, leftovers, run_label, running_agent, with_fake_claude,
 };
 
 #[track_caller]
@@ -191,24 +191,6 @@ async fn hardened_lifecycle(runtime: &str) {
         "networks left: {left_networks:?}"
     );
     assert_eq!((left_containers, left_networks), (vec![], vec![]));
-}
-
-/// The instance's containers and networks once only the agent and the gate
-/// are left of its containers: on Podman the helper that hands the gate
-/// its listener removes itself once it has.
-async fn agent_and_gate(docker: &bollard::Docker, label: &str) -> (Vec<String>, Vec<String>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (containers, networks) = leftovers(docker, label).await;
-        if containers.len() == 2 {
-            return (containers, networks);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not the agent and the gate alone: {containers:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The agent's container: no capabilities or new privileges, an init, the

@@ -8,7 +8,9 @@ use bollard::query_parameters::InspectContainerOptions;
 use bollard::{API_DEFAULT_VERSION, Docker};
 use fixtures::report::frames;
 
-use crate::support::{Session, bottle_sandbox, leftovers, running_agent, skip, value_of};
+use crate::support::{
+    Session, agent_and_gate, bottle_sandbox, leftovers, running_agent, skip, value_of,
+};
 
 const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
 
@@ -55,15 +57,8 @@ async fn on_podman_the_agent_has_only_its_loopback_where_the_gate_listens() {
     );
     // The helper has handed the listener over and removed itself: the
     // agent and the gate are left, on the gate's one network.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let (containers, networks) = loop {
-        let (containers, networks) = leftovers(&podman, &label).await;
-        if containers.len() == 2 || std::time::Instant::now() > deadline {
-            break (containers, networks);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    assert_eq!((containers.len(), networks.len()), (2, 1), "{containers:?}");
+    let (containers, networks) = agent_and_gate(&podman, &label).await;
+    assert_eq!(networks.len(), 1, "{networks:?}");
     let mut volumes = Vec::new();
     for id in &containers {
         let inspect = podman
@@ -161,18 +156,14 @@ fn without_docker(
             command.env(name, value);
         }
     }
-    let output = command
+    command
         .env_remove("DOCKER_HOST")
         .env_remove("DOCKER_CONTEXT")
         .env("XDG_RUNTIME_DIR", runtime_dir)
         .stdin(std::process::Stdio::null())
         .output()
-        .expect("unshare runs");
-    crate::support::Output {
-        code: output.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+        .expect("unshare runs")
+        .into()
 }
 
 #[tokio::test]

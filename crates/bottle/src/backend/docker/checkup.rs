@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::default_image::{self, base_hint, platform};
 use super::engine::{self, Engine};
+use super::runtime::GVISOR_OFF_LOOPBACK;
 use crate::backend::ImageSource;
 use crate::doctor::{Finding, Verdict};
 use crate::images::npm::TarballSource;
@@ -57,16 +58,14 @@ fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
             "gvisor",
             Verdict::Fail,
             format!(
-                "{} asks for runsc, which cannot hold a bottle on Podman: the agent reaches its \
-                 gate on its own loopback, which gVisor's network stack keeps from the gate",
+                "{} asks for runsc, which cannot hold a bottle on Podman: {GVISOR_OFF_LOOPBACK}",
                 RUNTIME.name
             ),
         )
         .fix(format!("set {}=auto or runc", RUNTIME.name)),
         _ if engine.identity.is_podman() => Finding::ok(
             "gvisor",
-            "not used on Podman, where the agent reaches its gate on its own loopback, which \
-             gVisor's network stack keeps from the gate: bottles run under runc",
+            format!("not used on Podman, where {GVISOR_OFF_LOOPBACK}: bottles run under runc"),
         ),
         (true, RuntimeChoice::Runc) => Finding::ok(
             "gvisor",

@@ -136,6 +136,18 @@ async fn build(docker: &Docker, tag: &str, exe: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The path of the executable a gate image runs, the first word of its
+/// `ENTRYPOINT`.
+pub(super) async fn executable(docker: &Docker, tag: &str) -> Result<String, crate::error::Cause> {
+    docker
+        .inspect_image(tag)
+        .await?
+        .config
+        .and_then(|c| c.entrypoint)
+        .and_then(|e| e.into_iter().next())
+        .ok_or_else(|| "its ENTRYPOINT names no executable".into())
+}
+
 /// The executable the bottle's SSH helper runs: the gate's own. With
 /// this executable's image it is this executable; with a named gate image
 /// (where this one cannot run on the engine) it is read out of that image,
@@ -160,14 +172,7 @@ pub(super) async fn helper(
             err,
         )
     };
-    let path = docker
-        .inspect_image(tag)
-        .await
-        .map_err(|e| failed(e.into()))?
-        .config
-        .and_then(|c| c.entrypoint)
-        .and_then(|e| e.into_iter().next())
-        .ok_or_else(|| failed("its ENTRYPOINT names no executable".into()))?;
+    let path = executable(docker, tag).await.map_err(failed)?;
     let created = docker
         .create_container(
             None::<CreateContainerOptions>,

@@ -84,14 +84,9 @@ pub(super) async fn create_helper(
             err,
         )
     };
-    let executable = docker
-        .inspect_image(gate_image)
+    let executable = super::gate_image::executable(docker, gate_image)
         .await
-        .map_err(|e| failed(e.into()))?
-        .config
-        .and_then(|c| c.entrypoint)
-        .and_then(|e| e.into_iter().next())
-        .ok_or_else(|| failed("the gate image's ENTRYPOINT names no executable".into()))?;
+        .map_err(failed)?;
     let created = docker
         .create_container(
             None::<CreateContainerOptions>,

@@ -9,6 +9,10 @@ use crate::backend::Runtime;
 use crate::error::{Error, Result};
 use crate::settings::{RUNTIME, RuntimeChoice};
 
+/// Why gVisor cannot hold a bottle whose agent reaches its gate on its
+/// loopback.
+pub(super) const GVISOR_OFF_LOOPBACK: &str = "the agent reaches its gate on its own loopback, which gVisor's network stack keeps from the gate";
+
 /// `engine` is `None` when no engine answered (only allowed in a dry run),
 /// and then so are `reach` and the runtime.
 pub(super) fn choose(
@@ -21,10 +25,9 @@ pub(super) fn choose(
     };
     let gvisor_fits = reach != Some(Reach::Loopback);
     if choice == RuntimeChoice::Runsc && !gvisor_fits {
-        return Err(Error::new(
-            "gVisor (`runsc`) cannot hold a bottle on this engine: the agent reaches its gate on \
-             its own loopback, which gVisor's network stack keeps from the gate",
-        )
+        return Err(Error::new(format!(
+            "gVisor (`runsc`) cannot hold a bottle on this engine: {GVISOR_OFF_LOOPBACK}"
+        ))
         .hint(format!("set {}=auto or runc", RUNTIME.name)));
     }
     let has = |runtime: Runtime| engine.iter().any(|r| r == runtime.as_str());

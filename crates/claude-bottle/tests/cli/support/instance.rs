@@ -81,6 +81,24 @@ pub(crate) async fn leftovers(docker: &Docker, label: &str) -> (Vec<String>, Vec
     )
 }
 
+/// The instance's containers and networks once only the agent and the gate
+/// are left of its containers: on Podman the helper that hands the gate
+/// its listener removes itself once it has.
+pub(crate) async fn agent_and_gate(docker: &Docker, label: &str) -> (Vec<String>, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (containers, networks) = leftovers(docker, label).await;
+        if containers.len() == 2 {
+            return (containers, networks);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not the agent and the gate alone: {containers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A `start` running in the background, its stdin held by the test.
 pub(crate) struct Session {
     pub(crate) child: Child,

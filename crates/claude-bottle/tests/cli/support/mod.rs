@@ -21,8 +21,8 @@ pub(crate) use fixture::{
     fixture_json, http_get, run_in_container,
 };
 pub(crate) use instance::{
-    Session, bottle_sandbox, containers_gone, fake_claude_bottle, instance_of, kill_9,
-    label_filter, leftovers, real_claude, running_agent, value_of, wait_for_instance,
+    Session, agent_and_gate, bottle_sandbox, containers_gone, fake_claude_bottle, instance_of,
+    kill_9, label_filter, leftovers, real_claude, running_agent, value_of, wait_for_instance,
 };
 pub(crate) use label::run_label;
 pub(crate) use own_engine::{DOCKERD_IMAGE, OwnEngine};

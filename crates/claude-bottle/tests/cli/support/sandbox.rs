@@ -20,6 +20,16 @@ pub(crate) struct Output {
     pub(crate) stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(output: std::process::Output) -> Self {
+        Self {
+            code: output.status.code().expect("exited, not killed"),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+}
+
 impl Output {
     /// Everything the user saw.
     pub(crate) fn all(&self) -> String {
@@ -124,16 +134,11 @@ impl Sandbox {
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        let output = self
-            .command(args)
+        self.command(args)
             .stdin(Stdio::null())
             .output()
-            .expect("the binary runs");
-        Output {
-            code: output.status.code().expect("exited, not killed"),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
+            .expect("the binary runs")
+            .into()
     }
 
     /// The stage directories left under the sandbox's home.
