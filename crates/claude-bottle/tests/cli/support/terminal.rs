@@ -20,6 +20,10 @@ pub(crate) struct Terminal {
 /// How long anything awaited on the screen may take to show.
 const SHOWS_WITHIN: Duration = Duration::from_secs(40);
 
+/// How long claude-bottle may take to end: as a run off a terminal, it may
+/// hold a whole build, which under a parallel test run takes minutes.
+const ENDS_WITHIN: Duration = Duration::from_secs(300);
+
 impl Terminal {
     pub(crate) fn start(sandbox: &Sandbox, args: &[&str]) -> Self {
         let socket = run_label("cb-tty");
@@ -98,7 +102,12 @@ impl Terminal {
     /// The screen, once it shows `what`.
     #[track_caller]
     pub(crate) fn wait_for(&self, what: &str) -> String {
-        let deadline = Instant::now() + SHOWS_WITHIN;
+        self.wait_for_within(what, SHOWS_WITHIN)
+    }
+
+    #[track_caller]
+    fn wait_for_within(&self, what: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
         loop {
             let screen = self.screen();
             if screen.contains(what) {
@@ -177,7 +186,7 @@ impl Terminal {
     /// claude-bottle's exit status, once it has ended.
     #[track_caller]
     pub(crate) fn exit_status(&self) -> i32 {
-        let screen = self.wait_for("exit=");
+        let screen = self.wait_for_within("exit=", ENDS_WITHIN);
         // `exit=` may follow an echoed `^C` on its line.
         screen
             .lines()
