@@ -38,8 +38,9 @@ const POLL: Duration = Duration::from_millis(10);
 pub fn hand_over(listen: SocketAddr, socket: &Path, within: Duration) -> io::Result<()> {
     let _ = std::fs::remove_file(socket);
     let waiting = UnixListener::bind(socket)?;
-    // The gate runs as another user; nothing else can reach this directory.
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))?;
+    // The gate runs as the helper's user, and nothing else mounts this
+    // directory: the socket is for that user alone.
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     let bound = TcpListener::bind(listen);
     let gate = accept_within(&waiting, within)?;
     match bound {
@@ -54,12 +55,13 @@ pub fn hand_over(listen: SocketAddr, socket: &Path, within: Duration) -> io::Res
 
 /// In the gate: connects to the helper at `socket`, trying again until it
 /// listens (for `within` at most), and takes the listener it hands over.
-pub fn take_over(socket: &Path, within: Duration) -> io::Result<TcpListener> {
-    let deadline = Instant::now() + within;
+/// Dropped, it stops waiting: the gate's dead-man switch must not wait on it.
+pub async fn take_over(socket: &Path, within: Duration) -> io::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + within;
     let helper = loop {
-        match UnixStream::connect(socket) {
+        match tokio::net::UnixStream::connect(socket).await {
             Ok(helper) => break helper,
-            Err(err) if Instant::now() >= deadline => {
+            Err(err) if tokio::time::Instant::now() >= deadline => {
                 return Err(io::Error::new(
                     err.kind(),
                     format!(
@@ -69,50 +71,77 @@ pub fn take_over(socket: &Path, within: Duration) -> io::Result<TcpListener> {
                     ),
                 ));
             }
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => tokio::time::sleep(POLL).await,
         }
     };
-    helper.set_read_timeout(Some(within))?;
-    let mut said = [0u8; 512];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
-    let received = recvmsg(
-        &helper,
-        &mut [IoSliceMut::new(&mut said)],
-        &mut ancillary,
-        RecvFlags::CMSG_CLOEXEC,
-    )?;
-    let handed: Option<OwnedFd> = ancillary.drain().find_map(|message| match message {
-        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-        _ => None,
-    });
-    let said = &said[..received.bytes];
+    let (said, handed) = tokio::time::timeout(within, receive(&helper))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the helper in the agent's container said nothing within {} s",
+                    within.as_secs()
+                ),
+            )
+        })??;
     match handed {
-        Some(fd) if said == HANDED && is_tcp_listener(&fd) => {
+        Some(fd) if said == HANDED && is_loopback_listener(&fd) => {
             let listener = TcpListener::from(fd);
             listener.set_nonblocking(true)?;
             Ok(listener)
         }
         Some(_) => Err(io::Error::other(
-            "what was handed over is not a listening TCP socket",
+            "what was handed over is not a TCP socket listening on a loopback address",
         )),
         None if said.is_empty() => Err(io::Error::other(
             "the helper in the agent's container ended without handing a listener over",
         )),
-        None => Err(io::Error::other(String::from_utf8_lossy(said).into_owned())),
+        None => Err(io::Error::other(
+            String::from_utf8_lossy(&said).into_owned(),
+        )),
     }
 }
 
-fn is_tcp_listener(fd: &OwnedFd) -> bool {
-    use rustix::net::{AddressFamily, SocketType, sockopt};
+/// The helper's one message: its words, and the descriptor that came with
+/// them, if any.
+async fn receive(helper: &tokio::net::UnixStream) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    loop {
+        helper.readable().await?;
+        let received = helper.try_io(tokio::io::Interest::READABLE, || {
+            let mut said = [0u8; 512];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+            let received = recvmsg(
+                helper,
+                &mut [IoSliceMut::new(&mut said)],
+                &mut ancillary,
+                RecvFlags::CMSG_CLOEXEC,
+            )?;
+            let handed = ancillary.drain().find_map(|message| match message {
+                RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+                _ => None,
+            });
+            Ok((said[..received.bytes].to_vec(), handed))
+        });
+        match received {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            received => return received,
+        }
+    }
+}
+
+/// Whether `fd` listens for TCP on a loopback address: the agent's
+/// container has nothing else, and a listener on any other address would
+/// take connections from somewhere the gate was not meant to serve.
+fn is_loopback_listener(fd: &OwnedFd) -> bool {
+    use rustix::net::{SocketAddrAny, SocketType, sockopt};
+    let bound = rustix::net::getsockname(fd)
+        .ok()
+        .and_then(|address: SocketAddrAny| SocketAddr::try_from(address).ok());
     sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::STREAM)
         && sockopt::socket_acceptconn(fd).unwrap_or(false)
-        && rustix::net::getsockname(fd).is_ok_and(|a| {
-            matches!(
-                a.address_family(),
-                AddressFamily::INET | AddressFamily::INET6
-            )
-        })
+        && bound.is_some_and(|address| address.ip().is_loopback())
 }
 
 fn accept_within(waiting: &UnixListener, within: Duration) -> io::Result<UnixStream> {
@@ -187,13 +216,13 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn the_listener_handed_over_accepts_what_connects_to_the_helpers_port() {
+    #[tokio::test]
+    async fn the_listener_handed_over_accepts_what_connects_to_the_helpers_port() {
         let dir = temp_dir("handed");
         let socket = socket_in(&dir);
         let listen = free_port();
         let helper = helper(listen, &socket);
-        let listener = take_over(&socket, Duration::from_secs(5)).unwrap();
+        let listener = take_over(&socket, Duration::from_secs(5)).await.unwrap();
         helper.join().unwrap().unwrap();
         assert_eq!(listener.local_addr().unwrap(), listen);
         // The helper is gone; what it bound is the gate's now.
@@ -207,14 +236,16 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn a_port_the_helper_cannot_bind_is_the_gates_error() {
+    #[tokio::test]
+    async fn a_port_the_helper_cannot_bind_is_the_gates_error() {
         let dir = temp_dir("taken");
         let socket = socket_in(&dir);
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let listen = taken.local_addr().unwrap();
         let helper = helper(listen, &socket);
-        let err = take_over(&socket, Duration::from_secs(5)).unwrap_err();
+        let err = take_over(&socket, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(helper.join().unwrap().is_err());
         assert!(
             err.to_string().starts_with(&format!(
@@ -225,11 +256,13 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn with_no_helper_the_gate_gives_up_naming_the_socket() {
+    #[tokio::test]
+    async fn with_no_helper_the_gate_gives_up_naming_the_socket() {
         let dir = temp_dir("absent");
         let socket = socket_in(&dir);
-        let err = take_over(&socket, Duration::from_millis(100)).unwrap_err();
+        let err = take_over(&socket, Duration::from_millis(100))
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().starts_with(&format!(
                 "no listener was handed over at {}",
@@ -240,8 +273,29 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn a_socket_that_is_not_a_tcp_listener_is_refused() {
+    #[tokio::test]
+    async fn a_listener_on_an_address_other_than_loopback_is_refused() {
+        let dir = temp_dir("wide");
+        let socket = socket_in(&dir);
+        let waiting = UnixListener::bind(&socket).unwrap();
+        let impostor = std::thread::spawn(move || {
+            let (gate, _) = waiting.accept().unwrap();
+            let wide = TcpListener::bind("0.0.0.0:0").unwrap();
+            send(&gate, HANDED, Some(wide.as_fd())).unwrap();
+        });
+        let err = take_over(&socket, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        impostor.join().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "what was handed over is not a TCP socket listening on a loopback address"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_is_not_a_tcp_listener_is_refused() {
         let dir = temp_dir("wrong");
         let socket = socket_in(&dir);
         let waiting = UnixListener::bind(&socket).unwrap();
@@ -251,11 +305,13 @@ mod tests {
             let (one, _other) = UnixStream::pair().unwrap();
             send(&gate, HANDED, Some(one.as_fd())).unwrap();
         });
-        let err = take_over(&socket, Duration::from_secs(5)).unwrap_err();
+        let err = take_over(&socket, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         impostor.join().unwrap();
         assert_eq!(
             err.to_string(),
-            "what was handed over is not a listening TCP socket"
+            "what was handed over is not a TCP socket listening on a loopback address"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

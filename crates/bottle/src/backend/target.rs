@@ -11,6 +11,8 @@ use crate::images::claude_code::DefaultImage;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
     Runc,
+    /// Podman's usual runtime: like runc, no kernel of its own.
+    Crun,
     /// gVisor.
     Runsc,
 }
@@ -20,6 +22,7 @@ impl Runtime {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Runc => "runc",
+            Self::Crun => "crun",
             Self::Runsc => "runsc",
         }
     }

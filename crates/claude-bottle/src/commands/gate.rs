@@ -97,12 +97,8 @@ pub(crate) async fn run(args: GateArgs) -> Result<ExitCode, CommandError> {
     let serving = async {
         match &args.listen_from {
             Some(socket) => {
-                let socket = socket.clone();
-                let listener = tokio::task::spawn_blocking(move || {
-                    handoff::take_over(&socket, handoff::WITHIN)
-                })
-                .await
-                .map_err(std::io::Error::other)??;
+                // Awaited beside stdin: the dead-man switch ends the wait.
+                let listener = handoff::take_over(socket, handoff::WITHIN).await?;
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 egress_gate::serve_on(listener, config, log).await
             }

@@ -119,6 +119,10 @@ pub(crate) async fn container_address(docker: &Docker, label: &str, role: &str) 
         .inspect_container(&id, None::<InspectContainerOptions>)
         .await
         .unwrap();
+    let network_mode = inspect
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone());
     let mut addresses: Vec<(String, String)> = inspect
         .network_settings
         .and_then(|n| n.networks)
@@ -127,7 +131,13 @@ pub(crate) async fn container_address(docker: &Docker, label: &str, role: &str) 
         .filter_map(|(name, e)| Some((name, e.ip_address.filter(|a| !a.is_empty())?)))
         .collect();
     addresses.sort_by_key(|(name, _)| !name.ends_with("-internal"));
-    addresses.into_iter().next().map(|(_, address)| address)
+    let address = addresses.into_iter().next().map(|(_, address)| address);
+    // No address is no network, never an address these tests missed.
+    assert!(
+        address.is_some() || network_mode.as_deref() == Some("none"),
+        "the {role} has no address, yet the network mode {network_mode:?}"
+    );
+    address
 }
 
 /// A line of script that tries `url` directly (never through the gate)

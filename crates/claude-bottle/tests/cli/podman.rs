@@ -42,8 +42,7 @@ async fn on_podman_the_agent_has_only_its_loopback_where_the_gate_listens() {
     };
     let script = "echo interfaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,); \
         echo gate=$(getent hosts gate | cut -d' ' -f1); \
-        echo through-gate=$(curl -s -o /dev/null -w '%{http_code}' http://nowhere.invalid/); \
-        curl -s --noproxy '*' --max-time 2 http://host.containers.internal:1/ >/dev/null; echo host=$?";
+        echo through-gate=$(curl -s -o /dev/null -w '%{http_code}' http://nowhere.invalid/)";
     let (sandbox, label) = bottle_sandbox(
         "podman loopback",
         &[("FAKE_CLAUDE_RUN", script), ("FAKE_CLAUDE_READ_STDIN", "1")],
@@ -83,7 +82,6 @@ async fn on_podman_the_agent_has_only_its_loopback_where_the_gate_listens() {
         "the gate answers on the loopback: {}",
         out.stdout
     );
-    assert_ne!(value_of(&out.stdout, "host"), "0", "{}", out.stdout);
     assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
     // The handoff's volume went with the gate.
     let left = podman.inspect_volume(&volumes[0]).await;
@@ -111,6 +109,19 @@ async fn on_podman_gvisor_is_refused_with_its_reason_and_the_plan_names_one_netw
         .run(&["start", "a", "--dry-run", "--format", "json"])
         .json();
     assert_eq!(plan["runtime"], "runc", "{plan}");
+    // Where nothing is asked, Podman's own default, though it lists runsc
+    // (Podman lists every runtime its configuration names).
+    let info = podman.info().await.unwrap();
+    assert!(info.runtimes.unwrap_or_default().contains_key("runsc"));
+    let sandbox = sandbox.env("CLAUDE_BOTTLE_RUNTIME", "auto");
+    let auto = sandbox
+        .run(&["start", "a", "--dry-run", "--format", "json"])
+        .json();
+    assert_eq!(
+        auto["runtime"].as_str(),
+        info.default_runtime.as_deref(),
+        "{auto}"
+    );
     let networks = plan["networks"].as_array().unwrap();
     assert_eq!(networks.len(), 1, "{plan}");
     assert!(networks[0].as_str().unwrap().ends_with("-egress"), "{plan}");
@@ -205,4 +216,54 @@ async fn where_no_docker_engine_answers_start_runs_on_podmans_socket() {
             .ends_with("Podman's rootful socket"),
         "{plan:?}"
     );
+}
+
+#[tokio::test]
+async fn on_podman_an_agent_sharing_its_namespace_with_another_container_is_still_removed() {
+    let Some(podman) = podman("podman dependent").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("podman dependent", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    let sandbox = on_podman(sandbox);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let agent = running_agent(&podman, &label, &session).await;
+    agent_and_gate(&podman, &label).await;
+    // What a helper that outlived its handoff would be: in the agent's
+    // namespace, one of the instance's containers. Podman refuses to
+    // remove a container another still shares.
+    let mut labels = agent.config.and_then(|c| c.labels).unwrap();
+    let instance = labels[bottle::lifecycle::labels::INSTANCE].clone();
+    labels.insert(
+        bottle::lifecycle::labels::ROLE.to_owned(),
+        "handoff".to_owned(),
+    );
+    let dependent = podman
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            bollard::models::ContainerCreateBody {
+                image: Some(crate::support::FAKE_CLAUDE_IMAGE.to_owned()),
+                entrypoint: Some(vec!["sleep".to_owned(), "300".to_owned()]),
+                stop_signal: Some("SIGKILL".to_owned()),
+                labels: Some(labels),
+                host_config: Some(bollard::models::HostConfig {
+                    network_mode: Some(format!("container:{}", agent.id.unwrap())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    podman
+        .start_container(
+            &dependent.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+
+    let out = sandbox.run(&["cleanup", &instance, "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_ne!(session.wait().code, 0, "the session ended with its bottle");
+    assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
 }

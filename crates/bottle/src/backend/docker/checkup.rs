@@ -7,8 +7,9 @@ use std::path::Path;
 
 use super::default_image::{self, base_hint, platform};
 use super::engine::{self, Engine};
+use super::reach::Reach;
 use super::runtime::GVISOR_OFF_LOOPBACK;
-use crate::backend::ImageSource;
+use crate::backend::{ImageSource, Runtime};
 use crate::doctor::{Finding, Verdict};
 use crate::images::npm::TarballSource;
 use crate::settings::{IMAGE, RUNTIME, RuntimeChoice, Settings};
@@ -63,10 +64,19 @@ fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
             ),
         )
         .fix(format!("set {}=auto or runc", RUNTIME.name)),
-        _ if engine.identity.is_podman() => Finding::ok(
-            "gvisor",
-            format!("not used on Podman, where {GVISOR_OFF_LOOPBACK}: bottles run under runc"),
-        ),
+        _ if engine.identity.is_podman() => {
+            let under =
+                super::runtime::choose(choice, Some(engine.offered()), Some(Reach::Loopback))
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Runtime::Runc);
+            Finding::ok(
+                "gvisor",
+                format!(
+                    "not used on Podman, where {GVISOR_OFF_LOOPBACK}: bottles run under {under}"
+                ),
+            )
+        }
         (true, RuntimeChoice::Runc) => Finding::ok(
             "gvisor",
             format!(

@@ -123,8 +123,11 @@ async fn answered<T>(
 #[derive(Debug)]
 pub(super) struct Engine {
     pub(super) docker: Docker,
-    /// The runtimes it has registered, sorted.
+    /// The runtimes it has registered, sorted. Podman lists every one its
+    /// configuration names, installed or not.
     pub(super) runtimes: Vec<String>,
+    /// The one a container gets when it names none.
+    pub(super) default_runtime: Option<String>,
     /// As the engine names it: `x86_64`, `aarch64`, ...
     pub(super) architecture: String,
     /// Where it keeps images and containers, on its own host.
@@ -149,6 +152,16 @@ impl fmt::Display for Identity {
             "{} {} (API {}) at {}",
             self.product, self.version, self.api_version, self.endpoint
         )
+    }
+}
+
+impl Engine {
+    /// The runtimes it offers a container.
+    pub(super) fn offered(&self) -> super::runtime::Offered<'_> {
+        super::runtime::Offered {
+            registered: &self.runtimes,
+            default: self.default_runtime.as_deref(),
+        }
     }
 }
 
@@ -186,6 +199,7 @@ pub(super) async fn ask() -> Result<Engine> {
     Ok(Engine {
         docker,
         runtimes,
+        default_runtime: info.default_runtime,
         architecture: info.architecture.unwrap_or_default(),
         root_dir: info.docker_root_dir,
         identity: Identity::of(&endpoint, version),

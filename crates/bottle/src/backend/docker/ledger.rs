@@ -248,11 +248,14 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
     }
 }
 
-/// Removes a container, stopping it first. Podman refuses while the
-/// container is between running and stopped ("container state improper",
-/// a 500: its first process has just ended, or it is being auto-removed);
-/// asked again a moment later, it removes it or says it is gone. The
-/// caller's timeout bounds the asking.
+/// Removes a container, stopping it first. Podman refuses, with a 500,
+/// where asking again a moment later removes it or finds it gone: while
+/// the container is between running and stopped ("container state
+/// improper": its first process has just ended, or it is being
+/// auto-removed), and while a container in its namespace is still there
+/// ("has dependent containers": the handoff's helper, removed in the same
+/// wave, or its auto-removal under way). The caller's timeout bounds the
+/// asking.
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
     loop {
         let removed = docker
@@ -270,7 +273,9 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::erro
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 500,
                 ref message,
-            }) if message.contains("container state improper") => {
+            }) if message.contains("container state improper")
+                || message.contains("has dependent containers") =>
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             done => return done,

@@ -102,11 +102,7 @@ impl Backend for DockerBackend {
             Err(err) => return Err(err),
         };
         let reach = engine.map(|e| Reach::on(e.identity.is_podman()));
-        let runtime = runtime::choose(
-            spec.settings.runtime,
-            engine.as_ref().map(|e| e.runtimes.as_slice()),
-            reach,
-        )?;
+        let runtime = runtime::choose(spec.settings.runtime, engine.map(Engine::offered), reach)?;
         let source = spec.settings.image_source(&spec.home);
         let (image, default_image) = match &source {
             ImageSource::Named(image) => (image.clone(), None),

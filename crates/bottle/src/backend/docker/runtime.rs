@@ -3,6 +3,10 @@
 //! second kernel between the agent and the host, except where the agent
 //! reaches its gate on its loopback: gVisor's network stack keeps that
 //! loopback to itself, so the listener handed to the gate is not on it.
+//! There (Podman) `auto` takes the engine's own default where it is crun or
+//! runc: Podman lists every runtime its configuration names, installed or
+//! not, so its list cannot tell whether runc is there, and Fedora's and
+//! RHEL's Podman come with crun alone.
 
 use super::reach::Reach;
 use crate::backend::Runtime;
@@ -13,14 +17,26 @@ use crate::settings::{RUNTIME, RuntimeChoice};
 /// loopback.
 pub(super) const GVISOR_OFF_LOOPBACK: &str = "the agent reaches its gate on its own loopback, which gVisor's network stack keeps from the gate";
 
+/// The runtimes an engine offers: those it has registered, and the one a
+/// container gets when it names none.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Offered<'a> {
+    pub(super) registered: &'a [String],
+    pub(super) default: Option<&'a str>,
+}
+
 /// `engine` is `None` when no engine answered (only allowed in a dry run),
 /// and then so are `reach` and the runtime.
 pub(super) fn choose(
     choice: RuntimeChoice,
-    engine: Option<&[String]>,
+    engine: Option<Offered<'_>>,
     reach: Option<Reach>,
 ) -> Result<Option<Runtime>> {
-    let Some(engine) = engine else {
+    let Some(Offered {
+        registered: engine,
+        default,
+    }) = engine
+    else {
         return Ok(None);
     };
     let gvisor_fits = reach != Some(Reach::Loopback);
@@ -33,6 +49,9 @@ pub(super) fn choose(
     let has = |runtime: Runtime| engine.iter().any(|r| r == runtime.as_str());
     let wanted = match choice {
         RuntimeChoice::Auto if gvisor_fits && has(Runtime::Runsc) => Runtime::Runsc,
+        RuntimeChoice::Auto if !gvisor_fits && default == Some(Runtime::Crun.as_str()) => {
+            Runtime::Crun
+        }
         RuntimeChoice::Auto | RuntimeChoice::Runc => Runtime::Runc,
         RuntimeChoice::Runsc => Runtime::Runsc,
     };
@@ -62,12 +81,21 @@ mod tests {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
 
+    /// What Docker offers: runc by default.
+    fn offered(registered: &[String]) -> Offered<'_> {
+        Offered {
+            registered,
+            default: Some("runc"),
+        }
+    }
+
     #[test]
     fn auto_prefers_gvisor_when_the_engine_has_it() {
         let with = names(&["io.containerd.runc.v2", "runc", "runsc"]);
         let without = names(&["io.containerd.runc.v2", "runc"]);
-        let chosen =
-            |choice, engine| choose(choice, Some(engine), Some(Reach::InternalNetwork)).unwrap();
+        let chosen = |choice, engine| {
+            choose(choice, Some(offered(engine)), Some(Reach::InternalNetwork)).unwrap()
+        };
         assert_eq!(chosen(RuntimeChoice::Auto, &with), Some(Runtime::Runsc));
         assert_eq!(chosen(RuntimeChoice::Auto, &without), Some(Runtime::Runc));
         assert_eq!(chosen(RuntimeChoice::Runc, &with), Some(Runtime::Runc));
@@ -78,10 +106,10 @@ mod tests {
         let with = names(&["crun", "runc", "runsc"]);
         let loopback = Some(Reach::Loopback);
         assert_eq!(
-            choose(RuntimeChoice::Auto, Some(&with), loopback).unwrap(),
+            choose(RuntimeChoice::Auto, Some(offered(&with)), loopback).unwrap(),
             Some(Runtime::Runc)
         );
-        let err = choose(RuntimeChoice::Runsc, Some(&with), loopback).unwrap_err();
+        let err = choose(RuntimeChoice::Runsc, Some(offered(&with)), loopback).unwrap_err();
         assert!(
             err.message()
                 .starts_with("gVisor (`runsc`) cannot hold a bottle on this engine"),
@@ -91,8 +119,44 @@ mod tests {
     }
 
     #[test]
+    fn on_the_agents_loopback_auto_takes_the_engines_crun_and_runc_stays_what_is_asked() {
+        let listed = names(&["crun", "kata", "runc", "runsc"]);
+        let crun_first = Some(Offered {
+            registered: &listed,
+            default: Some("crun"),
+        });
+        let loopback = Some(Reach::Loopback);
+        assert_eq!(
+            choose(RuntimeChoice::Auto, crun_first, loopback).unwrap(),
+            Some(Runtime::Crun)
+        );
+        assert_eq!(
+            choose(RuntimeChoice::Runc, crun_first, loopback).unwrap(),
+            Some(Runtime::Runc)
+        );
+        let kata_first = Some(Offered {
+            registered: &listed,
+            default: Some("kata"),
+        });
+        assert_eq!(
+            choose(RuntimeChoice::Auto, kata_first, loopback).unwrap(),
+            Some(Runtime::Runc)
+        );
+        // On Docker's internal networks the engine's default is not asked.
+        assert_eq!(
+            choose(
+                RuntimeChoice::Auto,
+                crun_first,
+                Some(Reach::InternalNetwork)
+            )
+            .unwrap(),
+            Some(Runtime::Runsc)
+        );
+    }
+
+    #[test]
     fn an_explicit_runtime_the_engine_lacks_is_an_error_listing_what_it_has() {
-        let err = choose(RuntimeChoice::Runsc, Some(&names(&["runc"])), None).unwrap_err();
+        let err = choose(RuntimeChoice::Runsc, Some(offered(&names(&["runc"]))), None).unwrap_err();
         assert_eq!(
             err.message(),
             "the engine has no runtime `runsc` (it has: runc)"
