@@ -112,42 +112,50 @@ impl tower_service::Service<hyper::Uri> for DialStdio {
     }
 
     fn call(&mut self, _: hyper::Uri) -> Self::Future {
-        let args = self.args.clone();
-        let errors = self.errors.clone();
-        Box::pin(async move {
-            let mut child = Command::new("ssh")
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|err| io::Error::new(err.kind(), format!("cannot run ssh: {err}")))?;
-            let (Some(stdin), Some(stdout), Some(mut stderr)) =
-                (child.stdin.take(), child.stdout.take(), child.stderr.take())
-            else {
-                return Err(io::Error::other("ssh started without its pipes"));
-            };
-            tokio::spawn(async move {
-                let mut said = Vec::new();
-                let _ = stderr.read_to_end(&mut said).await;
-                if !said.is_empty() {
-                    if let Ok(mut last) = errors.0.lock() {
-                        *last = String::from_utf8_lossy(&said).into_owned();
-                    }
-                }
-            });
-            Ok(TokioIo::new(SshStream {
-                _child: child,
-                stdin: Some(stdin),
-                stdout,
-            }))
-        })
+        let spawned = spawn(&self.args, self.errors.clone());
+        Box::pin(async move { spawned })
     }
 }
 
+/// One connection to the engine `ssh://…` names, for a request made
+/// outside bollard.
+pub(super) fn open(host: &str) -> io::Result<TokioIo<SshStream>> {
+    spawn(&ssh_args(host), SshErrors::default())
+}
+
+/// Runs `ssh ARGS`; its stdin and stdout, as one connection.
+fn spawn(args: &[String], errors: SshErrors) -> io::Result<TokioIo<SshStream>> {
+    let mut child = Command::new("ssh")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot run ssh: {err}")))?;
+    let (Some(stdin), Some(stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(io::Error::other("ssh started without its pipes"));
+    };
+    tokio::spawn(async move {
+        let mut said = Vec::new();
+        let _ = stderr.read_to_end(&mut said).await;
+        if !said.is_empty() {
+            if let Ok(mut last) = errors.0.lock() {
+                *last = String::from_utf8_lossy(&said).into_owned();
+            }
+        }
+    });
+    Ok(TokioIo::new(SshStream {
+        _child: child,
+        stdin: Some(stdin),
+        stdout,
+    }))
+}
+
 /// One ssh process's stdout and stdin, as one byte stream.
-struct SshStream {
+pub(super) struct SshStream {
     _child: Child,
     /// Dropped on shutdown: the engine then reads the end of the request.
     stdin: Option<ChildStdin>,

@@ -11,9 +11,12 @@ use super::endpoint::{self, Endpoint};
 use crate::error::{Error, Result};
 use crate::settings::{DOCKER_CONTEXT, DOCKER_HOST};
 
-/// How long an engine may take to answer before it counts as absent.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-/// Over ssh the first answer waits for the login as well.
+/// How long connecting to an engine may take before it counts as absent.
+/// Once connected, a busy engine is slow, not absent: Podman serving
+/// several starts at once takes seconds to answer even `version`, so the
+/// answer gets the time every engine call gets (`CLAUDE_BOTTLE_ENGINE_TIMEOUT`).
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+/// Over ssh the connection is the login, and the first answer waits for it.
 const SSH_ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// Connects to the engine the environment chooses, as the docker CLI
@@ -44,14 +47,37 @@ pub(super) fn chosen() -> Result<Endpoint> {
     endpoint::choose(&|name| std::env::var(name).ok())
 }
 
-/// How long the engine may take to answer before it counts as absent;
-/// over ssh the first answer waits for the login as well.
-fn answer_within(endpoint: &Endpoint) -> Duration {
+/// How long the engine may take to answer once connected; over ssh the
+/// first answer waits for the login as well.
+fn answer_within(endpoint: &Endpoint, call_timeout: Duration) -> Duration {
     if endpoint.host.starts_with("ssh://") {
         SSH_ANSWER_WITHIN
     } else {
-        ANSWER_WITHIN
+        call_timeout
     }
+}
+
+/// Connects to the engine's socket or port and lets go: whether anything
+/// is there, told within `CONNECT_WITHIN`. Over ssh the login is the
+/// connection, awaited with the first answer.
+async fn connects(endpoint: &Endpoint) -> std::io::Result<()> {
+    let connect = async {
+        if let Some(path) = endpoint.host.strip_prefix("unix://") {
+            tokio::net::UnixStream::connect(path).await.map(drop)
+        } else if let Some(address) = endpoint.host.strip_prefix("tcp://") {
+            tokio::net::TcpStream::connect(address).await.map(drop)
+        } else {
+            Ok(())
+        }
+    };
+    tokio::time::timeout(CONNECT_WITHIN, connect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", CONNECT_WITHIN.as_secs()),
+            ))
+        })
 }
 
 async fn connect_to(endpoint: &Endpoint) -> Result<Docker> {
@@ -88,7 +114,8 @@ async fn connect_to(endpoint: &Endpoint) -> Result<Docker> {
     }
     .map_err(|err| unreachable(&err))?
     .with_timeout(timeout);
-    let within = answer_within(endpoint);
+    connects(endpoint).await.map_err(|err| unreachable(&err))?;
+    let within = answer_within(endpoint, timeout);
     let negotiated = tokio::time::timeout(within, docker.negotiate_version()).await;
     let said_by_ssh = || ssh_errors.as_ref().and_then(dial_stdio::SshErrors::last);
     match negotiated {
@@ -107,7 +134,7 @@ async fn answered<T>(
     endpoint: &Endpoint,
     call: impl std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
 ) -> Result<T> {
-    let within = answer_within(endpoint);
+    let within = answer_within(endpoint, crate::settings::engine_timeout()?);
     tokio::time::timeout(within, call)
         .await
         .map_err(|_| {
@@ -123,6 +150,8 @@ async fn answered<T>(
 #[derive(Debug)]
 pub(super) struct Engine {
     pub(super) docker: Docker,
+    /// Where it is, and how it is reached.
+    pub(super) endpoint: Endpoint,
     /// The runtimes it has registered, sorted. Podman lists every one its
     /// configuration names, installed or not.
     pub(super) runtimes: Vec<String>,
@@ -203,6 +232,7 @@ pub(super) async fn ask() -> Result<Engine> {
         architecture: info.architecture.unwrap_or_default(),
         root_dir: info.docker_root_dir,
         identity: Identity::of(&endpoint, version),
+        endpoint,
     })
 }
 

@@ -13,6 +13,8 @@ use bollard::query_parameters::ResizeExecOptions;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::engine::Engine;
+use super::raw_terminal;
 use crate::error::{Error, Result};
 use crate::ui::{ClaudeStreams, Ui};
 
@@ -47,7 +49,8 @@ pub(super) struct ClaudeExec<'a> {
 
 /// Runs claude with the user's streams, a TTY when the user has one, and
 /// returns its exit code.
-pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn Ui) -> Result<i64> {
+pub(super) async fn run_claude(engine: &Engine, spec: ClaudeExec<'_>, ui: &dyn Ui) -> Result<i64> {
+    let docker = &engine.docker;
     let failed =
         |err: crate::error::Cause| Error::caused_by("cannot run claude in the bottle", err);
     let tty = ui.is_tty();
@@ -58,7 +61,7 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
             "COLORTERM=truecolor".to_owned(),
         ]);
     }
-    let (exec, mut output, mut input) = attached(
+    let exec = create(
         docker,
         spec.container,
         ExecConfig {
@@ -72,6 +75,17 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
     )
     .await
     .map_err(failed)?;
+    let raw = if tty {
+        raw_terminal::needed_for(engine)
+    } else {
+        None
+    };
+    let (mut output, mut input) = match raw {
+        Some(endpoint) => raw_terminal::start(docker, endpoint, &exec)
+            .await
+            .map_err(|err| failed(err.into()))?,
+        None => start(docker, &exec).await.map_err(failed)?,
+    };
     let _raw = if tty {
         resize(docker, &exec, ui).await;
         Some(ui.raw_mode().map_err(|e| failed(e.into()))?)
@@ -132,14 +146,14 @@ pub(super) async fn run_claude(docker: &Docker, spec: ClaudeExec<'_>, ui: &dyn U
     }
 }
 
-type Output = std::pin::Pin<
+pub(super) type Output = std::pin::Pin<
     Box<
         dyn futures_util::Stream<
                 Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
             > + Send,
     >,
 >;
-type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+pub(super) type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// Creates and starts an exec with all three streams attached; returns
 /// its id and streams.
@@ -148,6 +162,17 @@ pub(super) async fn attached(
     container: &str,
     config: ExecConfig,
 ) -> Result<(String, Output, Input), crate::error::Cause> {
+    let exec = create(docker, container, config).await?;
+    let (output, input) = start(docker, &exec).await?;
+    Ok((exec, output, input))
+}
+
+/// Creates an exec with all three streams to be attached; returns its id.
+async fn create(
+    docker: &Docker,
+    container: &str,
+    config: ExecConfig,
+) -> Result<String, crate::error::Cause> {
     let config = ExecConfig {
         attach_stdin: Some(true),
         attach_stdout: Some(true),
@@ -167,10 +192,15 @@ pub(super) async fn attached(
                     err => err.into(),
                 }
             })?;
-    // Started without start options: with a TTY, bollard would otherwise
-    // split the raw stream into frames and corrupt it.
-    match docker.start_exec(&exec.id, None).await? {
-        StartExecResults::Attached { output, input } => Ok((exec.id, output, input)),
+    Ok(exec.id)
+}
+
+/// Starts the exec `id`, its streams attached. Without start options: the
+/// request then asks for no TTY, and Docker frames even a terminal's
+/// output, which bollard reads right (`raw_terminal` says why).
+async fn start(docker: &Docker, id: &str) -> Result<(Output, Input), crate::error::Cause> {
+    match docker.start_exec(id, None).await? {
+        StartExecResults::Attached { output, input } => Ok((output, input)),
         StartExecResults::Detached => Err("the exec did not attach".into()),
     }
 }

@@ -23,6 +23,7 @@ mod image;
 mod internal_network;
 mod inventory;
 mod ledger;
+mod raw_terminal;
 mod reach;
 mod runtime;
 mod ssh;
@@ -289,7 +290,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
     launch.pause(Phase::Session).await;
     let gate_watch = watch_gate(docker, &gate.id, launch.ui.clone());
     let code = exec::run_claude(
-        docker,
+        engine,
         ClaudeExec {
             container: &container,
             user: &facts.user,

@@ -1,5 +1,12 @@
 //! Finding and removing the images claude-bottle built that are no longer
 //! current, by their labels.
+//!
+//! Podman names its images in full: what claude-bottle tags
+//! `claude-bottle/gate:…` it lists as `docker.io/claude-bottle/gate:…`, and
+//! what it loaded as `localhost/…`. Tags are read in Docker's short form,
+//! which both engines take back. Its list of images also finds nothing
+//! when asked for two labels at once (Podman 4.3), so it is asked for
+//! claude-bottle's own label alone, and the scope is looked for here.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,15 +28,17 @@ pub(super) async fn find(
     let docker = &engine.docker;
     let failed =
         |err: bollard::errors::Error| Error::caused_by("cannot list the engine's images", err);
-    let mut wanted = vec![format!("{}=true", labels::MANAGED)];
-    wanted.extend(scope.iter().map(|(k, v)| format!("{k}={v}")));
-    let images = docker
+    let managed = format!("{}=true", labels::MANAGED);
+    let images: Vec<_> = docker
         .list_images(Some(ListImagesOptions {
-            filters: Some(HashMap::from([("label".to_owned(), wanted)])),
+            filters: Some(HashMap::from([("label".to_owned(), vec![managed])])),
             ..Default::default()
         }))
         .await
-        .map_err(failed)?;
+        .map_err(failed)?
+        .into_iter()
+        .filter(|image| scope.iter().all(|(k, v)| image.labels.get(k) == Some(v)))
+        .collect();
     let in_use: HashSet<String> = super::containers::list(
         docker,
         ListContainersOptions {
@@ -68,8 +77,9 @@ pub(super) async fn find(
         let tags: Vec<String> = image
             .repo_tags
             .iter()
+            .map(|t| short_form(t))
             .filter(|t| t.starts_with(&prefix))
-            .cloned()
+            .map(ToOwned::to_owned)
             .collect();
         if tags.is_empty()
             || tags.contains(current_tag)
@@ -87,6 +97,15 @@ pub(super) async fn find(
     }
     stale.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(stale)
+}
+
+/// A tag as Docker shows it: without the registry Podman names in full
+/// for images of no registry (`localhost/`) and of Docker Hub's.
+fn short_form(tag: &str) -> &str {
+    ["docker.io/library/", "docker.io/", "localhost/"]
+        .iter()
+        .find_map(|registry| tag.strip_prefix(registry))
+        .unwrap_or(tag)
 }
 
 /// Removes the image's tags (only claude-bottle's), and with the last tag
@@ -110,4 +129,31 @@ pub(super) async fn remove(docker: &Docker, image: &StaleImage) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_form;
+
+    #[test]
+    fn podmans_full_names_are_read_as_dockers_short_ones() {
+        for (listed, short) in [
+            (
+                "docker.io/claude-bottle/gate:1a2b",
+                "claude-bottle/gate:1a2b",
+            ),
+            (
+                "localhost/claude-bottle/claude-code:2.1.0-ab",
+                "claude-bottle/claude-code:2.1.0-ab",
+            ),
+            ("docker.io/library/debian:bookworm", "debian:bookworm"),
+            ("claude-bottle/gate:1a2b", "claude-bottle/gate:1a2b"),
+            (
+                "registry.example:5000/claude-bottle/gate:1",
+                "registry.example:5000/claude-bottle/gate:1",
+            ),
+        ] {
+            assert_eq!(short_form(listed), short, "{listed}");
+        }
+    }
 }
