@@ -320,15 +320,18 @@ async fn a_launch_failing_half_way_leaves_nothing() {
         return;
     };
     // The engine refuses a 1 MiB memory limit when the agent container is
-    // created: after the probe and both networks.
+    // created (Docker), or when it is readied to run (Podman, as the dead
+    // man's switch attaches): after the probe, the networks and the gate.
     let (sandbox, label) = bottle_sandbox("half-way", &[]);
     let sandbox = sandbox.env("CLAUDE_BOTTLE_MEMORY", "1m");
     let out = sandbox.run(&["start", "a", "--yes"]);
     assert_eq!(out.code, 125, "{out:?}");
-    assert!(
-        out.stderr.contains("cannot create the agent container"),
-        "{out:?}"
-    );
+    let refused = if crate::support::is_podman(&docker).await {
+        "cannot attach to the agent container"
+    } else {
+        "cannot create the agent container"
+    };
+    assert!(out.stderr.contains(refused), "{out:?}");
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
     assert!(sandbox.stage_dirs().is_empty(), "the stage was left");
 }

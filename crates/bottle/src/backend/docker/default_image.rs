@@ -459,13 +459,20 @@ impl BuildOutput {
     /// The error of a failed build step, with what the build printed last.
     fn failure(&self, tag: &str, detail: &str, missing: &[&str]) -> Error {
         // The engine quotes the whole failing command; its exit code says
-        // enough next to the output.
-        let detail = detail
-            .rsplit_once("returned a non-zero code: ")
-            .map_or_else(
-                || detail.to_owned(),
-                |(_, code)| format!("a build step exited with code {code}"),
-            );
+        // enough next to the output. Docker: "… returned a non-zero code:
+        // 100"; Podman: "… while running runtime: exit status 100".
+        let code = [
+            "returned a non-zero code: ",
+            "while running runtime: exit status ",
+        ]
+        .iter()
+        .find_map(|before| detail.trim_end().rsplit_once(before))
+        .map(|(_, code)| code)
+        .filter(|code| code.parse::<i64>().is_ok());
+        let detail = code.map_or_else(
+            || detail.to_owned(),
+            |code| format!("a build step exited with code {code}"),
+        );
         let mut message = format!("cannot build the default image {tag}: {detail}");
         for line in &self.tail {
             let _ = write!(message, "\n  | {line}");
@@ -524,6 +531,27 @@ mod tests {
         }
         assert_eq!(err.message(), expected);
         assert!(err.hints()[0].starts_with("the base lacks procps"));
+    }
+
+    #[test]
+    fn a_failed_step_is_told_by_its_exit_code_whichever_builder_says_it() {
+        let output = BuildOutput::default();
+        for said in [
+            "The command '/bin/sh -c apt-get install x' returned a non-zero code: 100",
+            "building at STEP \"RUN apt-get install x\": while running runtime: exit status 100\n",
+        ] {
+            assert_eq!(
+                output.failure("img", said, &[]).message(),
+                "cannot build the default image img: a build step exited with code 100",
+                "{said}"
+            );
+        }
+        assert_eq!(
+            output
+                .failure("img", "no space left on device", &[])
+                .message(),
+            "cannot build the default image img: no space left on device"
+        );
     }
 
     #[test]
