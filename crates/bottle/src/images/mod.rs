@@ -24,7 +24,12 @@ pub struct CurrentImages {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StaleImage {
     pub id: String,
+    /// claude-bottle's tags on it, as Docker writes them.
     pub tags: Vec<String>,
+    /// Those tags as the engine lists them, which it takes back to remove
+    /// them (Podman names them in full: `docker.io/…`, `localhost/…`).
+    #[serde(skip)]
+    pub listed: Vec<String>,
     /// `default image` or `gate image`.
     pub kind: String,
     pub size_bytes: i64,

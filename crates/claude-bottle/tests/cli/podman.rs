@@ -109,19 +109,19 @@ async fn on_podman_gvisor_is_refused_with_its_reason_and_the_plan_names_one_netw
         .run(&["start", "a", "--dry-run", "--format", "json"])
         .json();
     assert_eq!(plan["runtime"], "runc", "{plan}");
-    // Where nothing is asked, Podman's own default, though it lists runsc
-    // (Podman lists every runtime its configuration names).
-    let info = podman.info().await.unwrap();
-    assert!(info.runtimes.unwrap_or_default().contains_key("runsc"));
+    // Where nothing is asked, never gVisor; Podman's own default where
+    // that is crun or runc (runc on these machines: crun, the choice that
+    // follows Podman's, is proven by the unit tests of the rule).
+    let default = podman.info().await.unwrap().default_runtime;
+    let expected = default
+        .as_deref()
+        .filter(|r| ["crun", "runc"].contains(r))
+        .unwrap_or("runc");
     let sandbox = sandbox.env("CLAUDE_BOTTLE_RUNTIME", "auto");
     let auto = sandbox
         .run(&["start", "a", "--dry-run", "--format", "json"])
         .json();
-    assert_eq!(
-        auto["runtime"].as_str(),
-        info.default_runtime.as_deref(),
-        "{auto}"
-    );
+    assert_eq!(auto["runtime"], expected, "{auto}");
     let networks = plan["networks"].as_array().unwrap();
     assert_eq!(networks.len(), 1, "{plan}");
     assert!(networks[0].as_str().unwrap().ends_with("-egress"), "{plan}");

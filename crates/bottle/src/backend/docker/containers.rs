@@ -2,8 +2,9 @@
 //!
 //! Podman's Docker API names some states in its own words, which the Docker
 //! API lacks: a container that has exited but is not yet cleaned up is
-//! `stopped`, one made but never initialised is `configured`, one it lost
-//! track of is `unknown`. A list holding one cannot be read as the Docker
+//! `stopped`, one readied to run but not started is `initialized` (older
+//! Podmans also say `configured` for one made), one it lost track of is
+//! `unknown`. A list holding one cannot be read as the Docker
 //! API's. Under load `stopped` lasts for as long as Podman's cleanup takes,
 //! tens of seconds; waiting it out is no answer. Such a list is read again
 //! from the payload the engine sent, each of those states read as what it
@@ -53,7 +54,7 @@ fn read_with_podmans_states(
 fn in_dockers_words(podmans: &str) -> Option<&'static str> {
     match podmans {
         "stopped" => Some("exited"),
-        "configured" => Some("created"),
+        "initialized" | "configured" => Some("created"),
         "unknown" => Some("dead"),
         _ => None,
     }
@@ -68,6 +69,7 @@ mod tests {
     fn podmans_own_states_are_read_in_dockers_words_and_the_rest_as_given() {
         for (podmans, dockers) in [
             ("stopped", ContainerSummaryStateEnum::EXITED),
+            ("initialized", ContainerSummaryStateEnum::CREATED),
             ("configured", ContainerSummaryStateEnum::CREATED),
             ("unknown", ContainerSummaryStateEnum::DEAD),
         ] {

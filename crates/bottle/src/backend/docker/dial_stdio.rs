@@ -118,9 +118,10 @@ impl tower_service::Service<hyper::Uri> for DialStdio {
 }
 
 /// One connection to the engine `ssh://…` names, for a request made
-/// outside bollard.
-pub(super) fn open(host: &str) -> io::Result<TokioIo<SshStream>> {
-    spawn(&ssh_args(host), SshErrors::default())
+/// outside bollard, and what ssh says on it.
+pub(super) fn open(host: &str) -> io::Result<(TokioIo<SshStream>, SshErrors)> {
+    let errors = SshErrors::default();
+    Ok((spawn(&ssh_args(host), errors.clone())?, errors))
 }
 
 /// Runs `ssh ARGS`; its stdin and stdout, as one connection.

@@ -47,24 +47,29 @@ pub(super) fn chosen() -> Result<Endpoint> {
     endpoint::choose(&|name| std::env::var(name).ok())
 }
 
-/// How long the engine may take to answer once connected; over ssh the
-/// first answer waits for the login as well.
+/// How long the engine may take to answer once connected. Over ssh the
+/// first answer waits for the login as well; over TLS, which is not
+/// probed (a bare connection would be a failed handshake in the engine's
+/// log), it must come as soon as a connection would.
 fn answer_within(endpoint: &Endpoint, call_timeout: Duration) -> Duration {
     if endpoint.host.starts_with("ssh://") {
         SSH_ANSWER_WITHIN
+    } else if endpoint.tls.is_some() {
+        CONNECT_WITHIN
     } else {
         call_timeout
     }
 }
 
-/// Connects to the engine's socket or port and lets go: whether anything
-/// is there, told within `CONNECT_WITHIN`. Over ssh the login is the
-/// connection, awaited with the first answer.
+/// Connects to the engine's socket or plain port and lets go: whether
+/// anything is there, told within `CONNECT_WITHIN`. Over ssh and TLS the
+/// first answer tells it (`answer_within`).
 async fn connects(endpoint: &Endpoint) -> std::io::Result<()> {
     let connect = async {
         if let Some(path) = endpoint.host.strip_prefix("unix://") {
             tokio::net::UnixStream::connect(path).await.map(drop)
-        } else if let Some(address) = endpoint.host.strip_prefix("tcp://") {
+        } else if let (Some(address), None) = (endpoint.host.strip_prefix("tcp://"), &endpoint.tls)
+        {
             tokio::net::TcpStream::connect(address).await.map(drop)
         } else {
             Ok(())

@@ -16,6 +16,9 @@ use bollard::query_parameters::RemoveContainerOptions;
 use crate::ui::Ui;
 
 const REMOVE_WITHIN: Duration = Duration::from_secs(15);
+/// How long a removal Podman refuses for now is asked again: less than
+/// `REMOVE_WITHIN`, so that its last refusal, not a timeout, is told.
+const REFUSED_FOR: Duration = Duration::from_secs(10);
 
 /// Something a launch created on the engine.
 #[derive(Debug, Clone)]
@@ -254,9 +257,11 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
 /// improper": its first process has just ended, or it is being
 /// auto-removed), and while a container in its namespace is still there
 /// ("has dependent containers": the handoff's helper, removed in the same
-/// wave, or its auto-removal under way). The caller's timeout bounds the
-/// asking.
+/// wave, or its auto-removal under way). Asked ever less often, and not
+/// past `REFUSED_FOR`: then the refusal is the answer.
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    let give_up = tokio::time::Instant::now() + REFUSED_FOR;
+    let mut pause = Duration::from_millis(50);
     loop {
         let removed = docker
             .remove_container(
@@ -273,10 +278,12 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::erro
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 500,
                 ref message,
-            }) if message.contains("container state improper")
-                || message.contains("has dependent containers") =>
+            }) if (message.contains("container state improper")
+                || message.contains("has dependent containers"))
+                && tokio::time::Instant::now() < give_up =>
             {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
             done => return done,
         }

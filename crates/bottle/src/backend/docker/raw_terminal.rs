@@ -40,22 +40,34 @@ pub(super) async fn start(
     id: &str,
 ) -> io::Result<(Output, Input)> {
     let path = format!("/v{}/exec/{id}/start", docker.client_version());
-    let upgraded = if let Some(socket) = endpoint.host.strip_prefix("unix://") {
-        upgrade(
-            TokioIo::new(tokio::net::UnixStream::connect(socket).await?),
-            &path,
+    // Bounded as bollard bounds its calls: an engine that never answers
+    // fails the start instead of holding it.
+    let within = crate::settings::engine_timeout()
+        .map_err(|err| io::Error::other(err.message().to_owned()))?;
+    let started = tokio::time::timeout(within, async {
+        if let Some(socket) = endpoint.host.strip_prefix("unix://") {
+            let stream = tokio::net::UnixStream::connect(socket).await?;
+            upgrade(TokioIo::new(stream), &path).await
+        } else if let Some(address) = endpoint.host.strip_prefix("tcp://") {
+            let stream = tokio::net::TcpStream::connect(address).await?;
+            stream.set_nodelay(true)?;
+            upgrade(TokioIo::new(stream), &path).await
+        } else {
+            let (stream, said_by_ssh) = dial_stdio::open(&endpoint.host)?;
+            upgrade(stream, &path)
+                .await
+                .map_err(|err| said_by_ssh.last().map_or(err, io::Error::other))
+        }
+    })
+    .await
+    .map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the engine did not answer within {} s", within.as_secs()),
         )
-        .await?
-    } else if let Some(address) = endpoint.host.strip_prefix("tcp://") {
-        upgrade(
-            TokioIo::new(tokio::net::TcpStream::connect(address).await?),
-            &path,
-        )
-        .await?
-    } else {
-        upgrade(dial_stdio::open(&endpoint.host)?, &path).await?
-    };
-    let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+    })?
+    .map_err(|err| io::Error::new(err.kind(), format!("{err} (at {endpoint})")))?;
+    let (read, write) = tokio::io::split(TokioIo::new(started));
     let output = tokio_util::io::ReaderStream::new(read).map(|read| {
         read.map(|message| bollard::container::LogOutput::Console { message })
             .map_err(bollard::errors::Error::from)
@@ -87,11 +99,13 @@ where
         .await
         .map_err(io::Error::other)?;
     if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        // An engine's refusal is short; what is not is not read.
         let status = response.status();
-        let said = response
-            .into_body()
-            .collect()
+        let body = http_body_util::Limited::new(response.into_body(), 4096).collect();
+        let said = tokio::time::timeout(std::time::Duration::from_secs(5), body)
             .await
+            .ok()
+            .and_then(Result::ok)
             .map(|body| String::from_utf8_lossy(&body.to_bytes()).trim().to_owned())
             .unwrap_or_default();
         return Err(io::Error::other(format!(

@@ -74,16 +74,18 @@ pub(super) async fn find(
         // Images built on ours inherit our labels but not our tags; those,
         // and a user's own tags on ours, are never touched.
         let prefix = format!("{repository}:");
-        let tags: Vec<String> = image
+        let listed: Vec<String> = image
             .repo_tags
-            .iter()
-            .map(|t| short_form(t))
-            .filter(|t| t.starts_with(&prefix))
-            .map(ToOwned::to_owned)
+            .into_iter()
+            .filter(|t| short_form(t).starts_with(&prefix))
             .collect();
+        let mut tags: Vec<String> = listed.iter().map(|t| short_form(t).to_owned()).collect();
+        tags.sort();
+        tags.dedup();
+        let named = |tag: &String| current.named.iter().any(|n| short_form(n) == tag);
         if tags.is_empty()
             || tags.contains(current_tag)
-            || tags.iter().any(|t| current.named.contains(t))
+            || tags.iter().any(named)
             || in_use.contains(&image.id)
         {
             continue;
@@ -91,6 +93,7 @@ pub(super) async fn find(
         stale.push(StaleImage {
             id: image.id,
             tags,
+            listed,
             kind: kind.to_owned(),
             size_bytes: image.size,
         });
@@ -111,7 +114,7 @@ fn short_form(tag: &str) -> &str {
 /// Removes the image's tags (only claude-bottle's), and with the last tag
 /// the image.
 pub(super) async fn remove(docker: &Docker, image: &StaleImage) -> Result<()> {
-    for name in &image.tags {
+    for name in &image.listed {
         match docker
             .remove_image(name, None::<RemoveImageOptions>, None)
             .await
