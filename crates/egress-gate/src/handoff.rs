@@ -273,46 +273,43 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[tokio::test]
-    async fn a_listener_on_an_address_other_than_loopback_is_refused() {
-        let dir = temp_dir("wide");
+    /// What the gate makes of `handed`, handed over by an impostor helper.
+    async fn taken_from_impostor(
+        name: &str,
+        handed: impl FnOnce() -> OwnedFd + Send + 'static,
+    ) -> io::Error {
+        let dir = temp_dir(name);
         let socket = socket_in(&dir);
         let waiting = UnixListener::bind(&socket).unwrap();
         let impostor = std::thread::spawn(move || {
             let (gate, _) = waiting.accept().unwrap();
-            let wide = TcpListener::bind("0.0.0.0:0").unwrap();
-            send(&gate, HANDED, Some(wide.as_fd())).unwrap();
+            send(&gate, HANDED, Some(handed().as_fd())).unwrap();
         });
         let err = take_over(&socket, Duration::from_secs(5))
             .await
             .unwrap_err();
         impostor.join().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+        err
+    }
+
+    #[tokio::test]
+    async fn a_listener_on_an_address_other_than_loopback_is_refused() {
+        let err =
+            taken_from_impostor("wide", || TcpListener::bind("0.0.0.0:0").unwrap().into()).await;
         assert_eq!(
             err.to_string(),
             "what was handed over is not a TCP socket listening on a loopback address"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
     async fn a_socket_that_is_not_a_tcp_listener_is_refused() {
-        let dir = temp_dir("wrong");
-        let socket = socket_in(&dir);
-        let waiting = UnixListener::bind(&socket).unwrap();
-        let impostor = std::thread::spawn(move || {
-            let (gate, _) = waiting.accept().unwrap();
-            // A connected socket, not a listening one.
-            let (one, _other) = UnixStream::pair().unwrap();
-            send(&gate, HANDED, Some(one.as_fd())).unwrap();
-        });
-        let err = take_over(&socket, Duration::from_secs(5))
-            .await
-            .unwrap_err();
-        impostor.join().unwrap();
+        // A connected socket, not a listening one.
+        let err = taken_from_impostor("wrong", || UnixStream::pair().unwrap().0.into()).await;
         assert_eq!(
             err.to_string(),
             "what was handed over is not a TCP socket listening on a loopback address"
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -203,36 +203,30 @@ async fn where_no_docker_engine_answers_start_runs_on_podmans_socket() {
     // the system's is used.
     std::fs::create_dir(runtime_dir.path().join("podman")).unwrap();
     std::fs::write(runtime_dir.path().join("podman/podman.sock"), "").unwrap();
-    let plan = without_docker(
-        &sandbox,
-        runtime_dir.path(),
-        &["start", "a", "--dry-run", "--format", "json"],
-    );
-    assert_eq!(plan.code, 0, "{plan:?}");
-    assert!(
-        plan.json()["engine"]
-            .as_str()
-            .unwrap()
-            .ends_with("Podman's rootful socket"),
-        "{plan:?}"
-    );
+    // The engine the plan names.
+    let planned_engine = || {
+        let plan = without_docker(
+            &sandbox,
+            runtime_dir.path(),
+            &["start", "a", "--dry-run", "--format", "json"],
+        );
+        assert_eq!(plan.code, 0, "{plan:?}");
+        plan.json()["engine"].as_str().unwrap().to_owned()
+    };
+    let engine = planned_engine();
+    assert!(engine.ends_with("Podman's rootful socket"), "{engine}");
     // Where the user's own socket answers, it is the one (here it leads to
     // the same service).
     let own = runtime_dir.path().join("podman/podman.sock");
     std::fs::remove_file(&own).unwrap();
     std::os::unix::fs::symlink(PODMAN_SOCKET, &own).unwrap();
-    let plan = without_docker(
-        &sandbox,
-        runtime_dir.path(),
-        &["start", "a", "--dry-run", "--format", "json"],
-    );
-    assert_eq!(plan.code, 0, "{plan:?}");
+    let engine = planned_engine();
     assert!(
-        plan.json()["engine"].as_str().unwrap().ends_with(&format!(
+        engine.ends_with(&format!(
             "at unix://{}, Podman's rootless socket",
             own.display()
         )),
-        "{plan:?}"
+        "{engine}"
     );
 }
 

@@ -134,12 +134,14 @@ async fn connect_to(endpoint: &Endpoint) -> Result<Docker> {
     }
 }
 
-/// Awaits one call of the engine, within the time it is given to answer.
+/// Awaits one call of the engine, within the time it is given to answer
+/// (`docker` holds the time every call gets).
 async fn answered<T>(
     endpoint: &Endpoint,
+    docker: &Docker,
     call: impl std::future::Future<Output = std::result::Result<T, bollard::errors::Error>>,
 ) -> Result<T> {
-    let within = answer_within(endpoint, crate::settings::engine_timeout()?);
+    let within = answer_within(endpoint, docker.timeout());
     tokio::time::timeout(within, call)
         .await
         .map_err(|_| {
@@ -224,7 +226,7 @@ impl Identity {
 /// Connects and asks the engine about itself.
 pub(super) async fn ask() -> Result<Engine> {
     let (endpoint, docker) = reach().await?;
-    let (info, version) = answered(&endpoint, async {
+    let (info, version) = answered(&endpoint, &docker, async {
         tokio::try_join!(docker.info(), docker.version())
     })
     .await?;

@@ -42,8 +42,7 @@ pub(super) async fn start(
     let path = format!("/v{}/exec/{id}/start", docker.client_version());
     // Bounded as bollard bounds its calls: an engine that never answers
     // fails the start instead of holding it.
-    let within = crate::settings::engine_timeout()
-        .map_err(|err| io::Error::other(err.message().to_owned()))?;
+    let within = docker.timeout();
     let started = tokio::time::timeout(within, async {
         if let Some(socket) = endpoint.host.strip_prefix("unix://") {
             let stream = tokio::net::UnixStream::connect(socket).await?;
