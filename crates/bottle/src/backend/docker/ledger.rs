@@ -251,14 +251,16 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
     }
 }
 
-/// Removes a container, stopping it first. Podman refuses, with a 500,
-/// where asking again a moment later removes it or finds it gone: while
-/// the container is between running and stopped ("container state
-/// improper": its first process has just ended, or it is being
-/// auto-removed), and while a container in its namespace is still there
-/// ("has dependent containers": the handoff's helper, removed in the same
-/// wave, or its auto-removal under way). Asked ever less often, and not
-/// past `REFUSED_FOR`: then the refusal is the answer.
+/// Removes a container, stopping it first. The engine refuses, with a 500,
+/// where asking again a moment later removes it or finds it gone (or its
+/// removal under way, a 409): while the container is between running and
+/// stopped (Podman's "container state improper", Docker's "Could not kill
+/// running container … is not running": its first process has just ended,
+/// and its auto-removal begins), and while a container in its namespace
+/// is still there (Podman's "has dependent containers": the handoff's
+/// helper, removed in the same wave, or its auto-removal under way).
+/// Asked ever less often, and not past `REFUSED_FOR`: then the refusal is
+/// the answer.
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
     let give_up = tokio::time::Instant::now() + REFUSED_FOR;
     let mut pause = Duration::from_millis(50);
@@ -279,6 +281,7 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::erro
                 status_code: 500,
                 ref message,
             }) if (message.contains("container state improper")
+                || message.contains("is not running")
                 || message.contains("has dependent containers"))
                 && tokio::time::Instant::now() < give_up =>
             {
