@@ -75,6 +75,34 @@ pub(super) enum ChosenBy {
     },
 }
 
+/// A connection of its own to an engine's Unix socket or plain TCP port.
+pub(super) type PlainStream =
+    tokio_util::either::Either<tokio::net::UnixStream, tokio::net::TcpStream>;
+
+impl Endpoint {
+    /// Connects to the engine's Unix socket or plain TCP port (with
+    /// `TCP_NODELAY`: what goes over it is a conversation); `None` over ssh
+    /// or TLS, where a connection is more than a socket.
+    pub(super) async fn connect_plain(&self) -> Option<std::io::Result<PlainStream>> {
+        use tokio_util::either::Either;
+        if let Some(path) = self.host.strip_prefix("unix://") {
+            Some(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(Either::Left),
+            )
+        } else if let (Some(address), None) = (self.host.strip_prefix("tcp://"), &self.tls) {
+            let connected = tokio::net::TcpStream::connect(address).await;
+            Some(connected.and_then(|stream| {
+                stream.set_nodelay(true)?;
+                Ok(Either::Right(stream))
+            }))
+        } else {
+            None
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.host)?;

@@ -66,14 +66,8 @@ fn answer_within(endpoint: &Endpoint, call_timeout: Duration) -> Duration {
 /// first answer tells it (`answer_within`).
 async fn connects(endpoint: &Endpoint) -> std::io::Result<()> {
     let connect = async {
-        if let Some(path) = endpoint.host.strip_prefix("unix://") {
-            tokio::net::UnixStream::connect(path).await.map(drop)
-        } else if let (Some(address), None) = (endpoint.host.strip_prefix("tcp://"), &endpoint.tls)
-        {
-            tokio::net::TcpStream::connect(address).await.map(drop)
-        } else {
-            Ok(())
-        }
+        let connected = endpoint.connect_plain().await;
+        connected.map_or(Ok(()), |connected| connected.map(drop))
     };
     tokio::time::timeout(CONNECT_WITHIN, connect)
         .await

@@ -44,13 +44,8 @@ pub(super) async fn start(
     // fails the start instead of holding it.
     let within = docker.timeout();
     let started = tokio::time::timeout(within, async {
-        if let Some(socket) = endpoint.host.strip_prefix("unix://") {
-            let stream = tokio::net::UnixStream::connect(socket).await?;
-            upgrade(TokioIo::new(stream), &path).await
-        } else if let Some(address) = endpoint.host.strip_prefix("tcp://") {
-            let stream = tokio::net::TcpStream::connect(address).await?;
-            stream.set_nodelay(true)?;
-            upgrade(TokioIo::new(stream), &path).await
+        if let Some(connected) = endpoint.connect_plain().await {
+            upgrade(TokioIo::new(connected?), &path).await
         } else {
             let (stream, said_by_ssh) = dial_stdio::open(&endpoint.host)?;
             upgrade(stream, &path)
