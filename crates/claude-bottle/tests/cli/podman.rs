@@ -9,24 +9,30 @@ use bollard::{API_DEFAULT_VERSION, Docker};
 use fixtures::report::frames;
 
 use crate::support::{
-    Session, agent_and_gate, bottle_sandbox, leftovers, running_agent, skip, value_of,
+    GATE_IMAGE, Session, agent_and_gate, bottle_sandbox, leftovers, running_agent, skip, value_of,
 };
 
 const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+/// A user's own Podman service (`scripts/rootless-podman`).
+const ROOTLESS_SOCKET: &str = "/run/claude-bottle-rootless/podman/podman.sock";
 
 /// Podman's service with the fake claude's image, or `None` (a loud skip;
 /// a failure under CI).
 async fn podman(test: &str) -> Option<Docker> {
-    let podman = match Docker::connect_with_unix(PODMAN_SOCKET, 30, API_DEFAULT_VERSION) {
+    podman_at(PODMAN_SOCKET, test).await
+}
+
+/// The Podman service at `socket`, with the fake claude's and the gate's
+/// test images.
+async fn podman_at(socket: &str, test: &str) -> Option<Docker> {
+    let podman = match Docker::connect_with_unix(socket, 30, API_DEFAULT_VERSION) {
         Ok(podman) if podman.ping().await.is_ok() => podman,
-        _ => return skip(test, format!("no Podman answers at {PODMAN_SOCKET}")),
+        _ => return skip(test, format!("no Podman answers at {socket}")),
     };
-    if podman
-        .inspect_image(crate::support::FAKE_CLAUDE_IMAGE)
-        .await
-        .is_err()
-    {
-        return skip(test, "Podman lacks the fake claude's image");
+    for image in [crate::support::FAKE_CLAUDE_IMAGE, GATE_IMAGE] {
+        if podman.inspect_image(image).await.is_err() {
+            return skip(test, format!("Podman at {socket} lacks {image}"));
+        }
     }
     Some(podman)
 }
@@ -278,4 +284,49 @@ async fn on_podman_an_agent_sharing_its_namespace_with_another_container_is_stil
     assert_eq!(out.code, 0, "{out:?}");
     assert_ne!(session.wait().code, 0, "the session ended with its bottle");
     assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
+}
+
+/// Rootless Podman keeps a container's limits only on cgroups v2 (with the
+/// controllers delegated); on cgroups v1 it takes them and keeps none,
+/// saying so only in its own CLI. There a start fails before anything
+/// runs, naming what was dropped, and leaves nothing.
+#[tokio::test]
+async fn on_rootless_podman_a_bottle_runs_only_where_its_limits_are_kept() {
+    let Some(rootless) = podman_at(ROOTLESS_SOCKET, "rootless podman limits").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox(
+        "rootless podman limits",
+        &[(
+            "FAKE_CLAUDE_RUN",
+            "echo memory=$(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null)",
+        )],
+    );
+    let sandbox = sandbox
+        .env("DOCKER_HOST", &format!("unix://{ROOTLESS_SOCKET}"))
+        .env("CLAUDE_BOTTLE_GATE_IMAGE", GATE_IMAGE)
+        .env("CLAUDE_BOTTLE_MEMORY", "768m");
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    let cgroups = rootless.info().await.unwrap().cgroup_version;
+    if cgroups == Some(bollard::models::SystemInfoCgroupVersionEnum::_1) {
+        assert_eq!(out.code, 125, "{out:?}");
+        for said in [
+            "Podman Engine did not keep the bottle's limits: ",
+            "the egress gate's memory none (asked 256 MiB), processes none (asked 256)",
+            "the agent's memory none (asked 768 MiB), processes none (asked 1024), CPUs none",
+            "rootless Podman keeps limits only on cgroups v2",
+        ] {
+            assert!(out.stderr.contains(said), "`{said}` not said: {out:?}");
+        }
+        assert!(out.stdout.is_empty(), "claude ran: {out:?}");
+    } else {
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(
+            value_of(&out.stdout, "memory"),
+            "805306368",
+            "{}",
+            out.stdout
+        );
+    }
+    assert_eq!(leftovers(&rootless, &label).await, (vec![], vec![]));
 }

@@ -173,6 +173,8 @@ pub(super) struct CreatedGate {
     address: String,
     /// The internal network's name, where the gate is on one.
     internal: Option<String>,
+    /// What it was created with, to be read back (`limits::held`).
+    limits: super::limits::Limits,
     stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
@@ -189,6 +191,11 @@ pub(super) async fn create(
     };
     let args = gate_args(plan, spec);
     let ipv6 = uses_ipv6(docker, spec).await;
+    let host_config = HostConfig {
+        mounts: spec.reach().gate_mounts(labels),
+        ..host_config(plan, spec, ipv6)
+    };
+    let limits = super::limits::Limits::of(&host_config);
     let created = docker
         .create_container(
             Some(CreateContainerOptions {
@@ -203,10 +210,7 @@ pub(super) async fn create(
                 attach_stdin: Some(true),
                 open_stdin: Some(true),
                 stdin_once: Some(true),
-                host_config: Some(HostConfig {
-                    mounts: spec.reach().gate_mounts(labels),
-                    ..host_config(plan, spec, ipv6)
-                }),
+                host_config: Some(host_config),
                 ..Default::default()
             },
         )
@@ -266,6 +270,7 @@ pub(super) async fn create(
             .map_or(LOOPBACK, |(_, address)| address)
             .to_owned(),
         internal: spec.internal.map(|(name, _)| name.to_owned()),
+        limits,
         stdin: attached.input,
     })
 }
@@ -273,6 +278,10 @@ pub(super) async fn create(
 impl CreatedGate {
     pub(super) fn address(&self) -> &str {
         &self.address
+    }
+
+    pub(super) fn limits(&self) -> super::limits::Limits {
+        self.limits
     }
 
     /// Starts the gate and waits until it listens where the agent was

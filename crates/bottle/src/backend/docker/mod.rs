@@ -3,8 +3,8 @@
 //! A launch creates: the default image when it is used and the engine
 //! lacks it; the instance's networks and the gate image, at the same time
 //! as the image's facts are found (by a probe, on an image not seen
-//! before); the gate and the agent container, created one after the other
-//! and started together (on Podman, with the helper that hands the gate
+//! before); the gate and the agent container, created one after the other,
+//! their limits read back (`limits`), and started together (on Podman, with the helper that hands the gate
 //! its listener on the agent's loopback: `reach`); the provisioned home;
 //! and, once the gate is ready, the claude exec. Everything created is in
 //! the ledger, which tears it down on every way out.
@@ -23,6 +23,7 @@ mod image;
 mod internal_network;
 mod inventory;
 mod ledger;
+mod limits;
 mod raw_terminal;
 mod reach;
 mod runtime;
@@ -358,7 +359,7 @@ async fn start_gate_and_agent(
     )
     .instrument(info_span!("gate create"))
     .await?;
-    let container = create_agent(
+    let (container, agent_limits) = create_agent(
         engine,
         launch,
         image,
@@ -370,6 +371,16 @@ async fn start_gate_and_agent(
     .instrument(info_span!("agent create"))
     .await?;
     ledger.record(Created::Container(container.clone()));
+    // Read back before anything runs: an engine may keep none of them.
+    limits::held(
+        engine,
+        &[
+            (&created_gate.id, "the egress gate", created_gate.limits()),
+            (&container, "the agent", agent_limits),
+        ],
+    )
+    .instrument(info_span!("limits"))
+    .await?;
     let helper = match internal {
         Some(_) => None,
         None => Some(
@@ -790,7 +801,7 @@ async fn create_agent(
     labels: &InstanceLabels,
     internal: Option<&str>,
     gate_address: &str,
-) -> Result<String> {
+) -> Result<(String, limits::Limits)> {
     let mut tmpfs = HashMap::new();
     if !facts.workspace_writable {
         // Half the memory limit: a repository that does not fit fails with
@@ -804,6 +815,24 @@ async fn create_agent(
             ),
         );
     }
+    let host_config = HostConfig {
+        network_mode: Some(internal.unwrap_or("none").to_owned()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        init: Some(true),
+        memory: Some(launch.plan.limits.memory_bytes),
+        pids_limit: Some(launch.plan.limits.pids),
+        nano_cpus: Some(launch.plan.limits.nano_cpus),
+        extra_hosts: Some(vec![format!("{}:{gate_address}", gate::ALIAS)]),
+        dns: Some(vec![gate_address.to_owned()]),
+        dns_search: Some(vec![]),
+        sysctls: Some(no_ipv6()),
+        runtime: Some(launch.runtime.as_str().to_owned()),
+        auto_remove: Some(true),
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        ..Default::default()
+    };
+    let limits = limits::Limits::of(&host_config);
     engine
         .docker
         .create_container(
@@ -832,28 +861,12 @@ async fn create_agent(
                     );
                     agent
                 }),
-                host_config: Some(HostConfig {
-                    network_mode: Some(internal.unwrap_or("none").to_owned()),
-                    cap_drop: Some(vec!["ALL".into()]),
-                    security_opt: Some(vec!["no-new-privileges".into()]),
-                    init: Some(true),
-                    memory: Some(launch.plan.limits.memory_bytes),
-                    pids_limit: Some(launch.plan.limits.pids),
-                    nano_cpus: Some(launch.plan.limits.nano_cpus),
-                    extra_hosts: Some(vec![format!("{}:{gate_address}", gate::ALIAS)]),
-                    dns: Some(vec![gate_address.to_owned()]),
-                    dns_search: Some(vec![]),
-                    sysctls: Some(no_ipv6()),
-                    runtime: Some(launch.runtime.as_str().to_owned()),
-                    auto_remove: Some(true),
-                    tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-                    ..Default::default()
-                }),
+                host_config: Some(host_config),
                 ..Default::default()
             },
         )
         .await
-        .map(|created| created.id)
+        .map(|created| (created.id, limits))
         .map_err(|err| Error::caused_by("cannot create the agent container", err))
 }
 
