@@ -16,6 +16,7 @@ use bottle::spec::{BottleSpec, CopyCwd};
 
 use crate::cli::{Format, StartArgs};
 use crate::error::CommandError;
+use crate::progress::while_waiting;
 use crate::signals;
 use crate::terminal::{self, TerminalPrompt, TerminalUi};
 
@@ -63,7 +64,12 @@ async fn start(args: StartArgs) -> Result<ExitCode, CommandError> {
         dry_run: args.dry_run,
         settings,
     };
-    let mut prepared = prepare(backend.as_ref(), &spec, |var| std::env::var(var).ok()).await?;
+    // The engine is asked here; a slow or hung one is seen waited on.
+    let mut prepared = while_waiting(
+        "asking the engine",
+        prepare(backend.as_ref(), &spec, |var| std::env::var(var).ok()),
+    )
+    .await?;
     if args.format == Format::Json {
         println!("{}", prepared.plan.to_json());
         return Ok(ExitCode::SUCCESS);

@@ -116,3 +116,58 @@ async fn a_start_that_takes_a_while_shows_its_step_on_a_terminal_and_nothing_off
         );
     }
 }
+
+/// An engine that takes the connection and never answers holds a start
+/// for as long as its calls are given; on a terminal that wait is shown,
+/// and then said in the error, over TCP as over a Unix socket.
+#[test]
+fn a_start_waiting_on_a_silent_engine_shows_the_wait_and_then_why() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept() {
+            held.push(connection);
+        }
+    });
+    let sandbox = Sandbox::with_manifest(MANIFEST)
+        .env("DOCKER_HOST", &format!("tcp://{address}"))
+        .env("CLAUDE_BOTTLE_ENGINE_TIMEOUT", "6");
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--yes"]);
+    terminal.wait_for("asking the engine");
+    assert_eq!(terminal.exit_status(), 125);
+    let screen = terminal.screen();
+    assert!(
+        screen.contains(&format!(
+            "no Docker engine answers at tcp://{address}, from DOCKER_HOST (no answer within 6 s)"
+        )),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("asking the engine"),
+        "the spinner outlived the wait:\n{screen}"
+    );
+
+    // Off a terminal the wait is not drawn.
+    let socket = sandbox.cwd.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept() {
+            held.push(connection);
+        }
+    });
+    let out = sandbox
+        .env("DOCKER_HOST", &format!("unix://{}", socket.display()))
+        .env("CLAUDE_BOTTLE_ENGINE_TIMEOUT", "2")
+        .run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "no Docker engine answers at unix://{}, from DOCKER_HOST (no answer within 2 s)",
+            socket.display()
+        )),
+        "{out:?}"
+    );
+    assert!(!out.stderr.contains("asking the engine"), "{out:?}");
+}

@@ -47,15 +47,16 @@ pub(super) fn chosen() -> Result<Endpoint> {
     endpoint::choose(&|name| std::env::var(name).ok())
 }
 
-/// How long the engine may take to answer once connected. Over ssh the
-/// first answer waits for the login as well; over TLS, which is not
-/// probed (a bare connection would be a failed handshake in the engine's
-/// log), it must come as soon as a connection would.
+/// How long the engine may take to answer once connected, never longer
+/// than any call is given. Over ssh the first answer waits for the login
+/// as well; over TLS, which is not probed (a bare connection would be a
+/// failed handshake in the engine's log), it must come as soon as a
+/// connection would.
 fn answer_within(endpoint: &Endpoint, call_timeout: Duration) -> Duration {
     if endpoint.host.starts_with("ssh://") {
-        SSH_ANSWER_WITHIN
+        SSH_ANSWER_WITHIN.min(call_timeout)
     } else if endpoint.tls.is_some() {
-        CONNECT_WITHIN
+        CONNECT_WITHIN.min(call_timeout)
     } else {
         call_timeout
     }
@@ -74,7 +75,7 @@ async fn connects(endpoint: &Endpoint) -> std::io::Result<()> {
         .unwrap_or_else(|_| {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", CONNECT_WITHIN.as_secs()),
+                no_answer_within(CONNECT_WITHIN),
             ))
         })
 }
@@ -120,11 +121,25 @@ async fn connect_to(endpoint: &Endpoint) -> Result<Docker> {
     match negotiated {
         Ok(Ok(docker)) => Ok(docker),
         Ok(Err(err)) => Err(unreachable(
-            &said_by_ssh().unwrap_or_else(|| innermost(&err)),
+            &said_by_ssh().unwrap_or_else(|| failed_answer(&err, within)),
         )),
-        Err(_) => Err(unreachable(&said_by_ssh().unwrap_or_else(|| {
-            format!("no answer within {} s", within.as_secs())
-        }))),
+        Err(_) => Err(unreachable(
+            &said_by_ssh().unwrap_or_else(|| no_answer_within(within)),
+        )),
+    }
+}
+
+fn no_answer_within(within: Duration) -> String {
+    format!("no answer within {} s", within.as_secs())
+}
+
+/// Why a call got no answer: its time ran out (bollard's own bound, the
+/// same as `within`, says only "Timeout error"), or the error's root.
+fn failed_answer(err: &bollard::errors::Error, within: Duration) -> String {
+    if matches!(err, bollard::errors::Error::RequestTimeoutError) {
+        no_answer_within(within)
+    } else {
+        innermost(err)
     }
 }
 
@@ -138,13 +153,8 @@ async fn answered<T>(
     let within = answer_within(endpoint, docker.timeout());
     tokio::time::timeout(within, call)
         .await
-        .map_err(|_| {
-            unreachable(
-                endpoint,
-                &format!("no answer within {} s", within.as_secs()),
-            )
-        })?
-        .map_err(|err| unreachable(endpoint, &innermost(&err)))
+        .map_err(|_| unreachable(endpoint, &no_answer_within(within)))?
+        .map_err(|err| unreachable(endpoint, &failed_answer(&err, within)))
 }
 
 /// The engine, and what it says of itself in one `info` and one `version`.
