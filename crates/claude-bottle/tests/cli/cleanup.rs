@@ -198,16 +198,16 @@ async fn fake_instance(docker: &Docker, label: &str, name: &str, start_time: u64
         ),
         (crate::support::TEST_LABEL.to_owned(), label.to_owned()),
     ]);
-    docker
-        .create_network(NetworkCreateRequest {
+    crate::support::fixture::create_network(
+        docker,
+        NetworkCreateRequest {
             name: name.to_owned(),
             internal: Some(true),
             labels: Some(labels),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id
+        },
+    )
+    .await
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use bollard::Docker;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use rand::Rng as _;
 
+use super::networks;
 use crate::error::{Error, Result};
 
 /// Tries before giving up when every subnet drawn is taken.
@@ -61,8 +62,9 @@ pub(super) async fn create(
     let mut last = None;
     for _ in 0..TRIES {
         let subnet = Subnet::nth(rand::rng().random_range(0..512));
-        let created = docker
-            .create_network(NetworkCreateRequest {
+        let created = networks::create(
+            docker,
+            NetworkCreateRequest {
                 name: name.to_owned(),
                 driver: Some("bridge".into()),
                 internal: Some(true),
@@ -84,8 +86,9 @@ pub(super) async fn create(
                 }),
                 labels: Some(labels.clone()),
                 ..Default::default()
-            })
-            .await;
+            },
+        )
+        .await;
         match created {
             Ok(created) => {
                 return Ok(InternalNetwork {

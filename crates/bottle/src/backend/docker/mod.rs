@@ -24,6 +24,7 @@ mod internal_network;
 mod inventory;
 mod ledger;
 mod limits;
+mod networks;
 mod raw_terminal;
 mod reach;
 mod runtime;
@@ -35,7 +36,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, StartContainerOptions,
 };
@@ -709,7 +710,7 @@ async fn prerequisites(
             }
         }
         .instrument(info_span!("internal network")),
-        create_network(
+        networks::egress(
             docker,
             &launch.networks.egress,
             labels.for_role(Role::EgressNetwork)
@@ -912,24 +913,6 @@ fn claude_command(launch: &Launch, home: &str) -> Vec<String> {
     }
     cmd.extend(launch.claude_args.iter().cloned());
     cmd
-}
-
-/// The egress network: the gate's way out.
-async fn create_network(
-    docker: &Docker,
-    name: &str,
-    labels: HashMap<String, String>,
-) -> Result<String> {
-    docker
-        .create_network(NetworkCreateRequest {
-            name: name.to_owned(),
-            driver: Some("bridge".into()),
-            labels: Some(labels),
-            ..Default::default()
-        })
-        .await
-        .map(|created| created.id)
-        .map_err(|err| Error::caused_by(format!("cannot create the network {name}"), err))
 }
 
 #[cfg(test)]

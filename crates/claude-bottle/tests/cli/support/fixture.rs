@@ -270,17 +270,34 @@ impl TestNetwork {
 
     async fn new(docker: &Docker, run_label: &str, internal: bool) -> Self {
         let name = format!("cbt-{run_label}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        docker
-            .create_network(NetworkCreateRequest {
+        create_network(
+            docker,
+            NetworkCreateRequest {
                 name: name.clone(),
                 // No route out: fixtures play the internet, nothing else may.
                 internal: Some(internal),
                 labels: Some([(TEST_LABEL.to_owned(), run_label.to_owned())].into()),
                 ..Default::default()
-            })
-            .await
-            .unwrap();
+            },
+        )
+        .await;
         Self { name }
+    }
+}
+
+/// Creates a network, its ID. Podman refuses a create now and then while
+/// another test's interfaces go ("no such network interface"), as the
+/// CLI's own creates find; asked again, it passes.
+pub(crate) async fn create_network(docker: &Docker, request: NetworkCreateRequest) -> String {
+    let mut tries = 0;
+    loop {
+        match docker.create_network(request.clone()).await {
+            Err(err) if tries < 5 && err.to_string().contains("no such network interface") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            created => return created.unwrap().id,
+        }
     }
 }
 
