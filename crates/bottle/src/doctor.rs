@@ -33,7 +33,7 @@ pub enum Verdict {
 /// One check's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// What was checked: `engine`, `gvisor`, `image`, `disk`, `settings`,
+    /// What was checked: `engine`, `gvisor`, `limits`, `image`, `disk`, `settings`,
     /// `manifests`, `skills`, `ssh-keys`, `environment`, `credential`,
     /// `terminal`.
     pub check: &'static str,

@@ -108,6 +108,13 @@ async fn with_an_engine_that_answers_and_nothing_missing_start_can_work() {
             "{gvisor:#}"
         );
     }
+    // This machine's engines keep a bottle's limits (rootful Podman, asked
+    // through its own API, says which it is).
+    let limits = only(&report, "limits");
+    assert_eq!(limits["verdict"], "ok", "{limits:#}");
+    if kind == "Podman Engine" {
+        assert_eq!(limits["facts"]["rootless"], false, "{limits:#}");
+    }
     let disk = only(&report, "disk");
     // Free space is measured where the engine's socket is on this machine.
     if expected.starts_with("unix://") {
@@ -165,7 +172,7 @@ fn with_docker_host_at_a_dead_address_it_fails_and_names_the_variable() {
         engine["fix"].as_str().unwrap().contains("DOCKER_HOST"),
         "{engine:#}"
     );
-    for check in ["gvisor", "image", "disk"] {
+    for check in ["gvisor", "limits", "image", "disk"] {
         assert_eq!(only(&report, check)["verdict"], "skipped", "{report:#}");
     }
     // What does not need the engine is still checked.

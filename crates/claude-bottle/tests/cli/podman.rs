@@ -330,3 +330,43 @@ async fn on_rootless_podman_a_bottle_runs_only_where_its_limits_are_kept() {
     }
     assert_eq!(leftovers(&rootless, &label).await, (vec![], vec![]));
 }
+
+#[tokio::test]
+async fn on_rootless_podman_doctor_says_whether_a_bottles_limits_are_kept() {
+    let Some(rootless) = podman_at(ROOTLESS_SOCKET, "rootless podman doctor").await else {
+        return;
+    };
+    let (sandbox, _) = bottle_sandbox("rootless podman doctor", &[]);
+    let sandbox = sandbox.env("DOCKER_HOST", &format!("unix://{ROOTLESS_SOCKET}"));
+    let out = sandbox.run(&["doctor", "--format", "json"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("{err}: {out:?}"));
+    let limits: Vec<_> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "limits")
+        .collect();
+    assert_eq!(limits.len(), 1, "{report:#}");
+    let limits = limits[0];
+    assert_eq!(limits["facts"]["rootless"], true, "{limits:#}");
+    let cgroups = rootless.info().await.unwrap().cgroup_version;
+    if cgroups == Some(bollard::models::SystemInfoCgroupVersionEnum::_1) {
+        assert_eq!(out.code, 1, "{out:?}");
+        assert_eq!(limits["verdict"], "fail", "{limits:#}");
+        assert_eq!(
+            limits["summary"],
+            "rootless Podman on cgroups v1 keeps none of a container's memory, process and \
+             CPU limits: a start is refused"
+        );
+        assert!(
+            limits["fix"]
+                .as_str()
+                .unwrap()
+                .contains("run Podman's service as root"),
+            "{limits:#}"
+        );
+    } else {
+        assert_eq!(limits["verdict"], "ok", "{limits:#}");
+    }
+}

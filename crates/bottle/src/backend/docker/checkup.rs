@@ -7,6 +7,8 @@ use std::path::Path;
 
 use super::default_image::{self, base_hint, platform};
 use super::engine::{self, Engine};
+use super::limits;
+use super::podman_host;
 use super::reach::Reach;
 use super::runtime::GVISOR_OFF_LOOPBACK;
 use crate::backend::{ImageSource, Runtime};
@@ -30,6 +32,7 @@ pub(super) async fn findings(settings: &Settings, home: &Path, ui: &dyn Ui) -> V
             return vec![
                 Finding::failed("engine", &err),
                 skipped("gvisor"),
+                skipped("limits"),
                 skipped("image"),
                 skipped("disk"),
             ];
@@ -43,6 +46,7 @@ pub(super) async fn findings(settings: &Settings, home: &Path, ui: &dyn Ui) -> V
             .fact("api_version", identity.api_version.as_str())
             .fact("location", identity.endpoint.as_str()),
         gvisor(&engine, settings.runtime),
+        limits(&engine).await,
         image(&engine, settings, home, ui).await,
         disk(&engine),
     ]
@@ -111,6 +115,75 @@ fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
     finding
         .fact("registered", registered)
         .fact("runtimes", engine.runtimes.clone())
+}
+
+/// Whether the engine keeps a container's memory, process and CPU limits,
+/// without which a start is refused (`limits`). Podman's Docker API claims
+/// them all; its own says whether it is rootless on cgroups v1, where it
+/// keeps none.
+async fn limits(engine: &Engine) -> Finding {
+    const ALL: &str = "a container's memory, process and CPU limits";
+    if engine.identity.is_podman() {
+        let host = match podman_host::ask(&engine.endpoint).await {
+            Some(Ok(host)) => host,
+            unasked => {
+                let why = match unasked {
+                    Some(Err(err)) => format!("Podman's own info did not come ({err})"),
+                    _ => "Podman behind TLS is not asked whether it is rootless".to_owned(),
+                };
+                return Finding::new(
+                    "limits",
+                    Verdict::Skipped,
+                    format!("not checked: {why}; a start reads the limits back"),
+                );
+            }
+        };
+        let service = if host.rootless { "rootless" } else { "rootful" };
+        let finding = if host.drops_limits() {
+            Finding::new(
+                "limits",
+                Verdict::Fail,
+                format!(
+                    "{service} Podman on cgroups {} keeps none of {ALL}: a start is refused",
+                    host.cgroup_version
+                ),
+            )
+            .fix(limits::PODMAN_KEEPS_NONE)
+        } else {
+            Finding::ok(
+                "limits",
+                format!(
+                    "{service} Podman on cgroups {} keeps {ALL}",
+                    host.cgroup_version
+                ),
+            )
+        };
+        return finding
+            .fact("rootless", host.rootless)
+            .fact("cgroup_version", host.cgroup_version);
+    }
+    let held = engine.limit_controllers;
+    let lacking: Vec<&str> = [
+        ("memory", held.memory),
+        ("processes", held.pids),
+        ("CPUs", held.cpus),
+    ]
+    .into_iter()
+    .filter_map(|(what, kept)| (!kept).then_some(what))
+    .collect();
+    if lacking.is_empty() {
+        Finding::ok("limits", format!("the engine keeps {ALL}"))
+    } else {
+        Finding::new(
+            "limits",
+            Verdict::Fail,
+            format!(
+                "the engine cannot limit a container's {}: a start is refused",
+                lacking.join(", ")
+            ),
+        )
+        .fix(limits::KERNEL_LACKS)
+    }
 }
 
 async fn image(engine: &Engine, settings: &Settings, home: &Path, ui: &dyn Ui) -> Finding {

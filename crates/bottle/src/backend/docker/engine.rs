@@ -172,7 +172,17 @@ pub(super) struct Engine {
     pub(super) architecture: String,
     /// Where it keeps images and containers, on its own host.
     pub(super) root_dir: Option<String>,
+    /// The limits its `info` says it can hold (Podman's claims all).
+    pub(super) limit_controllers: LimitControllers,
     pub(super) identity: Identity,
+}
+
+/// Which of a container's limits the engine says its kernel can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LimitControllers {
+    pub(super) memory: bool,
+    pub(super) pids: bool,
+    pub(super) cpus: bool,
 }
 
 /// Which engine this is, for the plan and `list`: "Docker Engine 26.1.5
@@ -242,6 +252,13 @@ pub(super) async fn ask() -> Result<Engine> {
         default_runtime: info.default_runtime,
         architecture: info.architecture.unwrap_or_default(),
         root_dir: info.docker_root_dir,
+        // An engine that does not say is taken at its word elsewhere: a
+        // start reads the limits back.
+        limit_controllers: LimitControllers {
+            memory: info.memory_limit.unwrap_or(true),
+            pids: info.pids_limit.unwrap_or(true),
+            cpus: info.cpu_cfs_quota.unwrap_or(true),
+        },
         identity: Identity::of(&endpoint, version),
         endpoint,
     })

@@ -101,18 +101,20 @@ pub(super) async fn held(engine: &Engine, containers: &[(&str, &str, Limits)]) -
         engine.identity.product,
         lacking.join("; ")
     ));
-    Err(if engine.identity.is_podman() {
-        error.hint(
-            "rootless Podman keeps limits only on cgroups v2, with the memory, pids and cpu \
-             controllers delegated to the user: run Podman's service as root, or use Docker",
-        )
+    Err(error.hint(if engine.identity.is_podman() {
+        PODMAN_KEEPS_NONE
     } else {
-        error.hint(
-            "the engine's kernel lacks the cgroup controllers for them: use an engine whose \
-             host has the memory, pids and cpu controllers",
-        )
-    })
+        KERNEL_LACKS
+    }))
 }
+
+/// What to do where Podman keeps no limits (`doctor` says it too).
+pub(super) const PODMAN_KEEPS_NONE: &str = "rootless Podman keeps limits only on cgroups v2, with \
+    the memory, pids and cpu controllers delegated to the user: run Podman's service as root, \
+    or use Docker";
+/// What to do where the engine's kernel cannot hold a limit.
+pub(super) const KERNEL_LACKS: &str = "the engine's kernel lacks the cgroup controllers for \
+    them: use an engine whose host has the memory, pids and cpu controllers";
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,7 @@ mod inventory;
 mod ledger;
 mod limits;
 mod networks;
+mod podman_host;
 mod raw_terminal;
 mod reach;
 mod runtime;
