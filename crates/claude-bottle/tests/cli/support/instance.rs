@@ -243,21 +243,70 @@ pub(crate) async fn running_agent(
 }
 
 /// SIGKILLs the session's CLI and waits until the dead-man switch has
-/// taken every container of `label` down (10 s at most).
+/// taken every container of `label` down (`containers_gone`).
 pub(crate) async fn kill_9(mut session: Session, docker: &Docker, label: &str, what: &str) {
     session.child.kill().unwrap();
     session.child.wait().unwrap();
     containers_gone(docker, label, &format!("{what} outlived its CLI")).await;
 }
 
-/// Waits until no container of `label` is left, 10 s at most; else fails
-/// with `outlived`.
+/// Waits until no container of `label` runs, 10 s at most, and then until
+/// none is left, 30 s at most; else fails with `outlived`. The bottle is
+/// down once nothing runs; removal follows, at once on Docker, and on
+/// Podman through a cleanup process per container that, while the engine
+/// builds an image, has taken longer.
 pub(crate) async fn containers_gone(docker: &Docker, label: &str, outlived: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !leftovers(docker, label).await.0.is_empty() {
-        assert!(Instant::now() < deadline, "{outlived} by 10 s");
+    let started = Instant::now();
+    let mut stopped = false;
+    loop {
+        let (left, _) = leftovers(docker, label).await;
+        if left.is_empty() {
+            return;
+        }
+        let states = states(docker, &left).await;
+        stopped = stopped || !states.iter().any(|s| s.running);
+        let waited = started.elapsed();
+        assert!(
+            stopped || waited < Duration::from_secs(10),
+            "{outlived} by 10 s: {states:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(30),
+            "{outlived}: stopped but not removed in 30 s: {states:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// What a left container is, for the wait and a failure's message.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug
+struct Left {
+    name: String,
+    status: Option<bollard::models::ContainerStateStatusEnum>,
+    running: bool,
+    finished: Option<String>,
+}
+
+/// Each container's state; one already gone is not running.
+async fn states(docker: &Docker, ids: &[String]) -> Vec<Left> {
+    let mut states = Vec::new();
+    for id in ids {
+        let inspected = docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await;
+        let state = inspected.as_ref().ok().and_then(|c| c.state.clone());
+        states.push(Left {
+            name: inspected
+                .ok()
+                .and_then(|c| c.name)
+                .unwrap_or_else(|| id.clone()),
+            status: state.as_ref().and_then(|s| s.status),
+            running: state.as_ref().and_then(|s| s.running).unwrap_or(false),
+            finished: state.and_then(|s| s.finished_at),
+        });
+    }
+    states
 }
 
 /// The instance a start's preflight named in `stderr`, if it has yet.
