@@ -370,3 +370,93 @@ async fn on_rootless_podman_doctor_says_whether_a_bottles_limits_are_kept() {
         assert_eq!(limits["verdict"], "ok", "{limits:#}");
     }
 }
+
+/// A tarball of one small file: an image's root, imported in a moment.
+fn tiny_root() -> Vec<u8> {
+    let mut root = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(3);
+    header.set_mode(0o644);
+    header.set_cksum();
+    root.append_data(&mut header, "f", &b"hi\n"[..]).unwrap();
+    root.into_inner().unwrap()
+}
+
+/// While images come and go on Podman (a build's intermediate ones,
+/// another command's removals), `cleanup` reads its list of images: Podman
+/// fails a list when an image goes while it reads them ("image not
+/// known"), which, unasked again, about one list in five did here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_podman_cleanup_reads_the_images_while_others_come_and_go() {
+    use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions};
+    use futures_util::StreamExt as _;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let Some(podman) = podman("podman image churn").await else {
+        return;
+    };
+    let (sandbox, label) = bottle_sandbox("podman image churn", &[]);
+    let sandbox = Arc::new(on_podman(sandbox));
+    let (going, rounds) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let churn = tokio::spawn({
+        let podman = podman.clone();
+        let (going, rounds) = (going.clone(), rounds.clone());
+        async move {
+            let root = bytes::Bytes::from(tiny_root());
+            while going.load(Ordering::Relaxed) {
+                let mut imported = Vec::new();
+                for _ in 0..20 {
+                    let options = CreateImageOptions {
+                        from_src: Some("-".into()),
+                        ..Default::default()
+                    };
+                    let mut steps = podman.create_image(
+                        Some(options),
+                        Some(bollard::body_full(root.clone())),
+                        None,
+                    );
+                    let mut id = None;
+                    while let Some(step) = steps.next().await {
+                        id = step.unwrap().id.or(id);
+                    }
+                    imported.push(id.expect("the imported image's ID"));
+                }
+                for id in &imported {
+                    podman
+                        .remove_image(
+                            id,
+                            Some(RemoveImageOptions {
+                                force: true,
+                                ..Default::default()
+                            }),
+                            None,
+                        )
+                        .await
+                        .unwrap();
+                }
+                rounds.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut outs = Vec::new();
+    for _ in 0..20 {
+        let sandbox = Arc::clone(&sandbox);
+        outs.push(
+            tokio::task::spawn_blocking(move || sandbox.run(&["cleanup", "--yes"]))
+                .await
+                .unwrap(),
+        );
+    }
+    going.store(false, Ordering::Relaxed);
+    churn.await.unwrap();
+
+    assert!(rounds.load(Ordering::Relaxed) > 0, "no image came and went");
+    for out in &outs {
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+    assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
+}

@@ -9,6 +9,7 @@
 //! and, once the gate is ready, the claude exec. Everything created is in
 //! the ledger, which tears it down on every way out.
 
+mod ask_again;
 mod checkup;
 mod containers;
 mod default_image;

@@ -1,44 +1,24 @@
-//! Asking the engine for a network, and asking again when its refusal is
-//! one a moment cures.
-//!
-//! Podman, to find the subnets the host uses, reads the host's addresses
-//! and then its interfaces; an interface removed in between (another
-//! bottle's, torn down at that moment) fails the whole create with "no
-//! such network interface". With several bottles coming and going on one
-//! Podman that happens a few times in a hundred creates, and the same
-//! create a moment later passes.
+//! Asking the engine for a network, again where Podman's refusal says
+//! that the host's interfaces changed while it read them (`ask_again`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{NetworkCreateRequest, NetworkCreateResponse};
 
+use super::ask_again::{INTERFACE_GONE, ask_again};
 use crate::error::{Error, Result};
 
-/// Creates before a passing refusal is taken as the answer.
-const TRIES: u32 = 6;
-/// The pause after the first passing refusal; each later one is longer.
-const PAUSE: Duration = Duration::from_millis(20);
-
-/// Creates `request`'s network, asking again while the engine's refusal
-/// is a passing one.
+/// Creates `request`'s network.
 pub(super) async fn create(
     docker: &Docker,
     request: NetworkCreateRequest,
 ) -> std::result::Result<NetworkCreateResponse, bollard::errors::Error> {
-    let mut tries = 1;
-    loop {
-        // Boxed: a start awaits two of these at once, beside other work.
-        match Box::pin(docker.create_network(request.clone())).await {
-            Err(err) if tries < TRIES && passing(&err.to_string()) => {
-                tracing::debug!(network = request.name, %err, "asked again");
-                tokio::time::sleep(PAUSE * tries).await;
-                tries += 1;
-            }
-            answer => return answer,
-        }
-    }
+    // Boxed: a start awaits two of these at once, beside other work.
+    ask_again(INTERFACE_GONE, || {
+        Box::pin(docker.create_network(request.clone()))
+    })
+    .await
 }
 
 /// The egress network: the gate's way out.
@@ -61,12 +41,6 @@ pub(super) async fn egress(
     .map_err(|err| Error::caused_by(format!("cannot create the network {name}"), err))
 }
 
-/// Whether a refusal came from the host's interfaces changing while the
-/// engine read them (Go's "route ip+net: no such network interface").
-fn passing(refusal: &str) -> bool {
-    refusal.contains("no such network interface")
-}
-
 #[cfg(test)]
 mod tests {
     use std::process::Stdio;
@@ -77,17 +51,6 @@ mod tests {
     use super::*;
 
     const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
-
-    #[test]
-    fn only_the_host_changing_under_the_engine_is_a_passing_refusal() {
-        assert!(passing(
-            "Docker responded with status code 500: route ip+net: no such network interface"
-        ));
-        assert!(!passing("network with name x already exists"));
-        assert!(!passing(
-            "subnet 198.19.9.0/24 is already used on the host or by another config"
-        ));
-    }
 
     /// Podman's rootful service (`scripts/test` starts it), or `None` off
     /// CI; under CI a missing Podman or a user who may not add interfaces
@@ -165,7 +128,7 @@ mod tests {
 
         let label = format!("claude-bottle-test.networks-{tag}");
         let (mut created, mut refused) = (0, Vec::new());
-        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while tokio::time::Instant::now() < until {
             let name = format!("cbt-churn-{tag}-{created}");
             let request = NetworkCreateRequest {

@@ -6,13 +6,16 @@
 //! what it loaded as `localhost/…`. Tags are read in Docker's short form,
 //! which both engines take back. Its list of images also finds nothing
 //! when asked for two labels at once (Podman 4.3), so it is asked for
-//! claude-bottle's own label alone, and the scope is looked for here.
+//! claude-bottle's own label alone, and the scope is looked for here. It
+//! fails the list when an image goes while it reads them, so the list is
+//! asked for again then (`ask_again`).
 
 use std::collections::{HashMap, HashSet};
 
 use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
 
+use super::ask_again::{IMAGE_GONE, ask_again};
 use super::engine::Engine;
 use super::{default_image, gate_image};
 use crate::error::{Error, Result};
@@ -29,11 +32,11 @@ pub(super) async fn find(
     let failed =
         |err: bollard::errors::Error| Error::caused_by("cannot list the engine's images", err);
     let managed = format!("{}=true", labels::MANAGED);
-    let images: Vec<_> = docker
-        .list_images(Some(ListImagesOptions {
-            filters: Some(HashMap::from([("label".to_owned(), vec![managed])])),
-            ..Default::default()
-        }))
+    let options = ListImagesOptions {
+        filters: Some(HashMap::from([("label".to_owned(), vec![managed])])),
+        ..Default::default()
+    };
+    let images: Vec<_> = ask_again(IMAGE_GONE, || docker.list_images(Some(options.clone())))
         .await
         .map_err(failed)?
         .into_iter()
