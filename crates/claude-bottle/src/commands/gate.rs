@@ -133,6 +133,12 @@ pub(crate) fn hand_over(
     listen: std::net::SocketAddr,
     socket: &std::path::Path,
 ) -> Result<ExitCode, CommandError> {
+    // The dead-man switch: stdin, held by the CLI, reaching its end ends
+    // the helper, whether it still waits for the gate or not.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(1);
+    });
     handoff::hand_over(listen, socket, handoff::WITHIN)
         .map_err(|err| bottle::Error::caused_by("cannot hand the gate its listener", err))?;
     Ok(ExitCode::SUCCESS)

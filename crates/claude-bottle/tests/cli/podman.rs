@@ -4,12 +4,15 @@
 //! container has no network at all and reaches the gate on its loopback,
 //! on a listener a short-lived helper hands the gate.
 
-use bollard::query_parameters::InspectContainerOptions;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use bollard::{API_DEFAULT_VERSION, Docker};
 use fixtures::report::frames;
 
 use crate::support::{
-    GATE_IMAGE, Session, agent_and_gate, bottle_sandbox, leftovers, running_agent, skip, value_of,
+    BASE_IMAGE, GATE_IMAGE, Session, TEST_LABEL, TestImage, agent_and_gate, bottle_sandbox, kill_9,
+    label_filter, leftovers, running_agent, skip, value_of,
 };
 
 const PODMAN_SOCKET: &str = "/run/podman/podman.sock";
@@ -236,54 +239,76 @@ async fn where_no_docker_engine_answers_start_runs_on_podmans_socket() {
     );
 }
 
+/// Podman will not remove a container while another joined its namespace
+/// by name, and its auto-removal then gives up for good. The helper that
+/// hands the gate its listener joins the agent's namespace by path, so a
+/// CLI killed while the helper is there still leaves nothing: the agent
+/// goes when its dead-man switch fires, the helper when it ends.
 #[tokio::test]
-async fn on_podman_an_agent_sharing_its_namespace_with_another_container_is_still_removed() {
-    let Some(podman) = podman("podman dependent").await else {
+async fn on_podman_a_bottle_killed_while_its_gate_is_handed_its_listener_leaves_nothing() {
+    let Some(podman) = podman("podman slow handoff").await else {
         return;
     };
-    let (sandbox, label) = bottle_sandbox("podman dependent", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
-    let sandbox = on_podman(sandbox);
-    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
-    let agent = running_agent(&podman, &label, &session).await;
-    agent_and_gate(&podman, &label).await;
-    // What a helper that outlived its handoff would be: in the agent's
-    // namespace, one of the instance's containers. Podman refuses to
-    // remove a container another still shares.
-    let mut labels = agent.config.and_then(|c| c.labels).unwrap();
-    let instance = labels[bottle::lifecycle::labels::INSTANCE].clone();
-    labels.insert(
-        bottle::lifecycle::labels::ROLE.to_owned(),
-        "handoff".to_owned(),
+    let (sandbox, label) =
+        bottle_sandbox("podman slow handoff", &[("FAKE_CLAUDE_READ_STDIN", "1")]);
+    // The gate's executable behind a script that holds the handoff 5 s.
+    let dockerfile = format!(
+        "FROM {BASE_IMAGE}\nCOPY --from={GATE_IMAGE} /claude-bottle /claude-bottle\n\
+         RUN printf '#!/bin/sh\\n[ \"$1\" = gate-handoff ] && sleep 5\\nexec /claude-bottle \"$@\"\\n' \
+         >/slow && chmod 755 /slow\nENTRYPOINT [\"/slow\", \"gate\"]\n"
     );
-    let dependent = podman
-        .create_container(
-            None::<bollard::query_parameters::CreateContainerOptions>,
-            bollard::models::ContainerCreateBody {
-                image: Some(crate::support::FAKE_CLAUDE_IMAGE.to_owned()),
-                entrypoint: Some(vec!["sleep".to_owned(), "300".to_owned()]),
-                stop_signal: Some("SIGKILL".to_owned()),
-                labels: Some(labels),
-                host_config: Some(bollard::models::HostConfig {
-                    network_mode: Some(format!("container:{}", agent.id.unwrap())),
-                    ..Default::default()
-                }),
+    let gate = TestImage::build(
+        &podman,
+        &format!(
+            "claude-bottle-test/gate-slow-handoff:{}",
+            label.replace(' ', "-")
+        ),
+        &dockerfile,
+        &[(TEST_LABEL, &label)],
+    )
+    .await
+    .on_socket(PODMAN_SOCKET);
+    let sandbox = on_podman(sandbox).env("CLAUDE_BOTTLE_GATE_IMAGE", &gate.tag);
+    let session = Session::spawn(&sandbox, &["start", "a", "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let helpers = bottle::backend::docker::list_containers(
+            &podman,
+            ListContainersOptions {
+                filters: Some(label_filter(
+                    &label,
+                    Some("io.claude-bottle.role=handoff".to_owned()),
+                )),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    podman
-        .start_container(
-            &dependent.id,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
+        if !helpers.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no helper ran; stderr: {}",
+            session.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill_9(session, &podman, &label, "a container of the bottle").await;
+    let volumes = podman
+        .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+            filters: Some(label_filter(&label, None)),
+        }))
         .await
         .unwrap();
-
-    let out = sandbox.run(&["cleanup", &instance, "--yes"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_ne!(session.wait().code, 0, "the session ended with its bottle");
-    assert_eq!(leftovers(&podman, &label).await, (vec![], vec![]));
+    assert_eq!(
+        volumes.volumes.unwrap_or_default().len(),
+        0,
+        "a volume is left"
+    );
+    for network in leftovers(&podman, &label).await.1 {
+        podman.remove_network(&network).await.unwrap();
+    }
 }
 
 /// Rootless Podman keeps a container's limits only on cgroups v2 (with the

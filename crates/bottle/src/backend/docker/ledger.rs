@@ -256,9 +256,7 @@ async fn remove(docker: &Docker, resource: &Created) -> Result<(), Why> {
 /// removal under way, a 409): while the container is between running and
 /// stopped (Podman's "container state improper", Docker's "Could not kill
 /// running container … is not running": its first process has just ended,
-/// and its auto-removal begins), and while a container in its namespace
-/// is still there (Podman's "has dependent containers": the handoff's
-/// helper, removed in the same wave, or its auto-removal under way).
+/// and its auto-removal begins).
 /// Asked ever less often, and not past `REFUSED_FOR`: then the refusal is
 /// the answer.
 async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
@@ -281,8 +279,7 @@ async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::erro
                 status_code: 500,
                 ref message,
             }) if (message.contains("container state improper")
-                || message.contains("is not running")
-                || message.contains("has dependent containers"))
+                || message.contains("is not running"))
                 && tokio::time::Instant::now() < give_up =>
             {
                 tokio::time::sleep(pause).await;

@@ -330,7 +330,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
 /// created one after the other and started at the same time: the agent's
 /// container is told the gate's address before the gate has started.
 /// Without an internal network, the helper that hands the gate its
-/// listener starts once the agent's container runs. Returns once the gate
+/// listener starts once the agent's container runs, in its namespace. Returns once the gate
 /// is ready and the agent's home provisioned; a gate that is never ready
 /// fails it, and claude never runs.
 async fn start_gate_and_agent(
@@ -384,40 +384,32 @@ async fn start_gate_and_agent(
     )
     .instrument(info_span!("limits"))
     .await?;
-    let helper = match internal {
-        Some(_) => None,
-        None => Some(
-            reach::create_helper(
-                docker,
-                gate_image,
-                &created_gate.id,
-                &container,
-                labels,
-                ledger,
-            )
-            .instrument(info_span!("handoff create"))
-            .await?,
-        ),
-    };
     // The gate and the agent start at the same time; claude runs only
     // once both are done, and a gate that is never ready fails the launch.
-    let (gate, deadman) = tokio::try_join!(
+    let gate_id = created_gate.id.clone();
+    let (gate, (deadman, joined)) = tokio::try_join!(
         created_gate.start(docker).instrument(info_span!("gate")),
         async {
-            let deadman = start_with_deadman(docker, &container)
+            let deadman = start_with_deadman(docker, &container, "the agent container")
                 .instrument(info_span!("agent start"))
                 .await?;
-            if let Some(helper) = &helper {
-                reach::start_helper(docker, helper)
-                    .instrument(info_span!("handoff start"))
-                    .await?;
-            }
+            let joined = match internal {
+                Some(_) => None,
+                None => Some(
+                    reach::hand_over(docker, gate_image, &gate_id, &container, labels, ledger)
+                        .instrument(info_span!("handoff"))
+                        .await?,
+                ),
+            };
             provision_home(docker, launch, &container, facts)
                 .instrument(info_span!("provision"))
                 .await?;
-            Ok(deadman)
+            Ok((deadman, joined))
         },
     )?;
+    if let Some(joined) = joined {
+        joined.confirm(docker, &container).await?;
+    }
     Ok((gate, container, deadman))
 }
 
@@ -739,11 +731,12 @@ async fn prerequisites(
     Ok((facts?, internal?, egress?, gate_image?))
 }
 
-/// Starts the agent container with its first process's stdin held: the
-/// dead-man switch, released when the returned stream is dropped.
+/// Starts a container (`what`, for errors) with its first process's stdin
+/// held: the dead-man switch, released when the returned stream is dropped.
 async fn start_with_deadman(
     docker: &Docker,
     container: &str,
+    what: &str,
 ) -> Result<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> {
     let attached = docker
         .attach_container(
@@ -755,11 +748,11 @@ async fn start_with_deadman(
             }),
         )
         .await
-        .map_err(|err| Error::caused_by("cannot attach to the agent container", err))?;
+        .map_err(|err| Error::caused_by(format!("cannot attach to {what}"), err))?;
     docker
         .start_container(container, None::<StartContainerOptions>)
         .await
-        .map_err(|err| Error::caused_by("cannot start the agent container", err))?;
+        .map_err(|err| Error::caused_by(format!("cannot start {what}"), err))?;
     Ok(attached.input)
 }
 

@@ -13,7 +13,7 @@
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
-use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
 
 use super::gate::{GATE_USER, PORT};
 use super::ledger::{Created, Ledger};
@@ -67,23 +67,37 @@ impl Reach {
     }
 }
 
-/// The helper that hands the gate its listener, created (and recorded in
-/// `ledger`) in the agent's network namespace once the agent's container
-/// exists; it is started once that container runs, and removes itself.
-pub(super) async fn create_helper(
+/// The agent's network namespace, as the helper joined it: by the path of
+/// the agent's first process, which names no container. A helper that
+/// joined `container:<agent>` would make the agent depend on it, and
+/// Podman refuses to remove a container with a dependant: an agent whose
+/// dead-man switch fired while the helper was still there would stay,
+/// stopped, with no one left to remove it.
+pub(super) struct Joined {
+    pid: i64,
+    /// The helper's dead-man switch: it ends, waiting or not, once this is
+    /// dropped or the CLI dies.
+    _deadman: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+/// Starts the helper that hands the gate its listener (recorded in
+/// `ledger`) in the network namespace of the agent's running container.
+/// The helper removes itself.
+pub(super) async fn hand_over(
     docker: &Docker,
     gate_image: &str,
     gate: &str,
     agent: &str,
     labels: &InstanceLabels,
     ledger: &mut Ledger,
-) -> Result<String> {
+) -> Result<Joined> {
     let failed = |err: crate::error::Cause| {
         Error::caused_by(
-            "cannot create the helper that hands the gate its listener",
+            "cannot start the helper that hands the gate its listener",
             err,
         )
     };
+    let pid = running_pid(docker, agent).await.map_err(failed)?;
     let executable = super::gate_image::executable(docker, gate_image)
         .await
         .map_err(failed)?;
@@ -102,9 +116,12 @@ pub(super) async fn create_helper(
                 // The gate's user: Podman gives a new volume to the user of
                 // the first container that mounts it.
                 user: Some(GATE_USER.into()),
+                attach_stdin: Some(true),
+                open_stdin: Some(true),
+                stdin_once: Some(true),
                 labels: Some(labels.for_role(Role::Handoff)),
                 host_config: Some(HostConfig {
-                    network_mode: Some(format!("container:{agent}")),
+                    network_mode: Some(format!("ns:/proc/{pid}/ns/net")),
                     volumes_from: Some(vec![gate.to_owned()]),
                     cap_drop: Some(vec!["ALL".into()]),
                     security_opt: Some(vec!["no-new-privileges".into()]),
@@ -120,17 +137,46 @@ pub(super) async fn create_helper(
         .await
         .map_err(|e| failed(e.into()))?;
     ledger.record(Created::Container(created.id.clone()));
-    Ok(created.id)
+    let deadman = super::start_with_deadman(
+        docker,
+        &created.id,
+        "the helper that hands the gate its listener",
+    )
+    .await?;
+    Ok(Joined {
+        pid,
+        _deadman: deadman,
+    })
 }
 
-pub(super) async fn start_helper(docker: &Docker, helper: &str) -> Result<()> {
-    docker
-        .start_container(helper, None::<StartContainerOptions>)
-        .await
-        .map_err(|err| {
-            Error::caused_by(
-                "cannot start the helper that hands the gate its listener",
+impl Joined {
+    /// Fails unless the agent's first process still runs once the gate
+    /// holds its listener. A process id is another's only once its own has
+    /// ended, so the helper joined the agent's namespace and no other.
+    /// Releases the helper, done by then.
+    pub(super) async fn confirm(self, docker: &Docker, agent: &str) -> Result<()> {
+        match running_pid(docker, agent).await {
+            Ok(pid) if pid == self.pid => Ok(()),
+            Ok(_) => Err(Error::new(
+                "the agent's container restarted while its gate was handed its listener",
+            )),
+            Err(err) => Err(Error::caused_by(
+                "the agent's container stopped while its gate was handed its listener",
                 err,
-            )
-        })
+            )),
+        }
+    }
+}
+
+/// The engine's id of a running container's first process.
+async fn running_pid(docker: &Docker, container: &str) -> Result<i64, crate::error::Cause> {
+    let state = docker
+        .inspect_container(container, None::<InspectContainerOptions>)
+        .await?
+        .state
+        .unwrap_or_default();
+    match state.pid {
+        Some(pid) if pid > 0 && state.running == Some(true) => Ok(pid),
+        _ => Err("it is not running".into()),
+    }
 }

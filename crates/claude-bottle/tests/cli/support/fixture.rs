@@ -112,6 +112,9 @@ fn finish_in_drop<T: Send + 'static>(
 pub(crate) struct TestImage {
     docker: Docker,
     pub(crate) tag: String,
+    /// The engine's socket, where it is not the default engine's: the
+    /// drop connects anew.
+    socket: Option<String>,
 }
 
 impl TestImage {
@@ -120,7 +123,15 @@ impl TestImage {
         Self {
             docker: docker.clone(),
             tag: tag.to_owned(),
+            socket: None,
         }
+    }
+
+    /// Removed when dropped through the engine at `socket`, not the
+    /// default one.
+    pub(crate) fn on_socket(mut self, socket: &str) -> Self {
+        self.socket = Some(socket.to_owned());
+        self
     }
 
     /// A new image of the base with `labels` (and no layer of its own),
@@ -177,10 +188,15 @@ impl TestImage {
 
 impl Drop for TestImage {
     fn drop(&mut self) {
-        let tag = self.tag.clone();
+        let (tag, socket) = (self.tag.clone(), self.socket.clone());
         finish_in_drop(async move {
-            in_drop()
-                .await?
+            let docker = match socket {
+                Some(socket) => {
+                    Docker::connect_with_unix(&socket, 30, bollard::API_DEFAULT_VERSION)?
+                }
+                None => in_drop().await?,
+            };
+            docker
                 .remove_image(&tag, None::<RemoveImageOptions>, None)
                 .await
         });
