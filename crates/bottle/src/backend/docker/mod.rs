@@ -4,10 +4,11 @@
 //! lacks it; the instance's networks and the gate image, at the same time
 //! as the image's facts are found (by a probe, on an image not seen
 //! before); the gate and the agent container, created one after the other,
-//! their limits read back (`limits`), and started together (on Podman, with the helper that hands the gate
-//! its listener on the agent's loopback: `reach`); the provisioned home;
-//! and, once the gate is ready, the claude exec. Everything created is in
-//! the ledger, which tears it down on every way out.
+//! their limits read back (`limits`), and started together (on Podman,
+//! with the helper that hands the gate its listener on the agent's
+//! loopback: `reach`); the provisioned home; and, once the gate is ready,
+//! the claude exec. Everything created is in the ledger, which tears it
+//! down on every way out.
 
 mod ask_again;
 mod checkup;
@@ -80,6 +81,7 @@ impl DockerBackend {
 }
 
 pub use containers::list as list_containers;
+pub use networks::create as create_network;
 
 /// The engine the environment chooses, connected as every command
 /// connects to it (for tools and tests that talk to the same engine).
@@ -330,9 +332,9 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
 /// created one after the other and started at the same time: the agent's
 /// container is told the gate's address before the gate has started.
 /// Without an internal network, the helper that hands the gate its
-/// listener starts once the agent's container runs, in its namespace. Returns once the gate
-/// is ready and the agent's home provisioned; a gate that is never ready
-/// fails it, and claude never runs.
+/// listener starts once the agent's container runs, in its namespace.
+/// Returns once the gate is ready and the agent's home provisioned; a gate
+/// that is never ready fails it, and claude never runs.
 async fn start_gate_and_agent(
     engine: &Engine,
     launch: &Launch,

@@ -10,7 +10,7 @@ use super::ask_again::{INTERFACE_GONE, ask_again};
 use crate::error::{Error, Result};
 
 /// Creates `request`'s network.
-pub(super) async fn create(
+pub async fn create(
     docker: &Docker,
     request: NetworkCreateRequest,
 ) -> std::result::Result<NetworkCreateResponse, bollard::errors::Error> {

@@ -97,10 +97,11 @@ pub(super) async fn hand_over(
             err,
         )
     };
-    let pid = running_pid(docker, agent).await.map_err(failed)?;
-    let executable = super::gate_image::executable(docker, gate_image)
-        .await
-        .map_err(failed)?;
+    let (pid, executable) = tokio::try_join!(
+        running_pid(docker, agent),
+        super::gate_image::executable(docker, gate_image),
+    )
+    .map_err(failed)?;
     let created = docker
         .create_container(
             None::<CreateContainerOptions>,

@@ -301,20 +301,13 @@ impl TestNetwork {
     }
 }
 
-/// Creates a network, its ID. Podman refuses a create now and then while
-/// another test's interfaces go ("no such network interface"), as the
-/// CLI's own creates find; asked again, it passes.
+/// Creates a network, its ID, asked again where Podman refuses while
+/// another test's interfaces go, as the CLI's own creates are.
 pub(crate) async fn create_network(docker: &Docker, request: NetworkCreateRequest) -> String {
-    let mut tries = 0;
-    loop {
-        match docker.create_network(request.clone()).await {
-            Err(err) if tries < 5 && err.to_string().contains("no such network interface") => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            created => return created.unwrap().id,
-        }
-    }
+    bottle::backend::docker::create_network(docker, request)
+        .await
+        .unwrap()
+        .id
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
