@@ -65,7 +65,7 @@ pub async fn prepare(
         bottle: bottle.name.clone(),
         image: resolution.image,
         default_image: resolution.default_image,
-        runtime: Runtime::plan_name(target.runtime),
+        runtime: Runtime::plan_name(target.runtime.as_ref()),
         limits: spec.settings.limits,
         container: target.container.clone(),
         networks: target.networks.names(),

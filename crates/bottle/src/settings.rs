@@ -39,7 +39,7 @@ pub const IMAGE: Variable = Variable {
 };
 pub const RUNTIME: Variable = Variable {
     name: "CLAUDE_BOTTLE_RUNTIME",
-    help: "`auto` (default: gVisor when the engine has `runsc`), `runc` or `runsc`.",
+    help: "`auto` (default: gVisor when the engine has `runsc`), `runc`, `runsc`, or a gVisor registered under another name that starts `runsc-` (`runsc-kvm`).",
 };
 pub const DOCKER_HOST: Variable = Variable {
     name: "DOCKER_HOST",
@@ -205,16 +205,23 @@ pub const ALL: &[&Variable] = &[
 ];
 
 /// Which container runtime the agent runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeChoice {
     /// gVisor when the engine has it, runc otherwise.
     Auto,
     Runc,
-    Runsc,
+    /// gVisor, under the name the engine registered it with: `runsc`, or
+    /// one of the variants gVisor's own guide registers beside it
+    /// (`runsc-kvm`, `runsc-debug`).
+    Runsc(String),
 }
 
 impl RuntimeChoice {
-    pub const NAMES: &[&str] = &["auto", "runc", "runsc"];
+    pub const NAMES: &[&str] = &["auto", "runc", "runsc", "runsc-NAME"];
+
+    pub fn is_gvisor(&self) -> bool {
+        matches!(self, Self::Runsc(_))
+    }
 }
 
 impl fmt::Display for RuntimeChoice {
@@ -222,7 +229,7 @@ impl fmt::Display for RuntimeChoice {
         f.write_str(match self {
             Self::Auto => "auto",
             Self::Runc => "runc",
-            Self::Runsc => "runsc",
+            Self::Runsc(name) => name,
         })
     }
 }
@@ -329,7 +336,17 @@ impl Settings {
         let runtime = match get(&RUNTIME).as_deref() {
             None | Some("auto") => RuntimeChoice::Auto,
             Some("runc") => RuntimeChoice::Runc,
-            Some("runsc") => RuntimeChoice::Runsc,
+            Some(name)
+                if name == "runsc"
+                    || name.strip_prefix("runsc-").is_some_and(|variant| {
+                        !variant.is_empty()
+                            && variant
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    }) =>
+            {
+                RuntimeChoice::Runsc(name.to_owned())
+            }
             Some(other) => {
                 return Err(Error::new(format!(
                     "{} is `{other}`, which is not a runtime claude-bottle knows",
@@ -660,8 +677,20 @@ mod tests {
 
     #[test]
     fn an_unknown_runtime_lists_the_known_ones() {
-        let err =
-            Settings::from_lookup(|n| (n == RUNTIME.name).then(|| "kata".into())).unwrap_err();
-        assert_eq!(err.hints(), ["use one of: auto, runc, runsc"]);
+        let runtime =
+            |value: &str| Settings::from_lookup(|n| (n == RUNTIME.name).then(|| value.into()));
+        for unknown in ["kata", "runsc-", "runsc-a/b", "runscx"] {
+            let err = runtime(unknown).unwrap_err();
+            assert_eq!(
+                err.hints(),
+                ["use one of: auto, runc, runsc, runsc-NAME"],
+                "{unknown}"
+            );
+        }
+        // gVisor under another name its guide gives it.
+        assert_eq!(
+            runtime("runsc-kvm").unwrap().runtime,
+            RuntimeChoice::Runsc("runsc-kvm".into())
+        );
     }
 }

@@ -8,27 +8,36 @@ use crate::error::{Error, Result};
 use crate::images::claude_code::DefaultImage;
 
 /// The container runtime the agent runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {
     Runc,
     /// Podman's usual runtime: like runc, no kernel of its own.
     Crun,
-    /// gVisor.
-    Runsc,
+    /// gVisor, under the name the engine registered it with.
+    Runsc(String),
 }
 
 impl Runtime {
+    /// gVisor under its usual name.
+    pub fn runsc() -> Self {
+        Self::Runsc("runsc".to_owned())
+    }
+
     /// The engine's name for it.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Runc => "runc",
             Self::Crun => "crun",
-            Self::Runsc => "runsc",
+            Self::Runsc(name) => name,
         }
     }
 
+    pub fn is_gvisor(&self) -> bool {
+        matches!(self, Self::Runsc(_))
+    }
+
     /// As the plan shows it: `unknown` until an engine answered.
-    pub fn plan_name(runtime: Option<Self>) -> String {
+    pub fn plan_name(runtime: Option<&Self>) -> String {
         runtime.map_or("unknown", Self::as_str).to_owned()
     }
 }
@@ -123,7 +132,7 @@ pub struct LaunchTarget {
 
 impl LaunchTarget {
     pub fn runtime(&self) -> Result<Runtime> {
-        self.runtime.ok_or_else(|| {
+        self.runtime.clone().ok_or_else(|| {
             Error::new("no engine answered at prepare, so the runtime is unknown")
                 .hint("start the engine, then start the bottle again")
         })

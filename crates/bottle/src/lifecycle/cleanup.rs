@@ -7,24 +7,50 @@
 //! host is live and is never removed unless named or explicitly included;
 //! one whose owner runs elsewhere (another host or boot), or on a host that
 //! cannot tell, cannot be checked and counts as live too.
+//!
+//! What names no owner at all may be a start's still in the making, so the
+//! sweep a start runs never takes it. `cleanup` takes it once it is older
+//! than [`OWNERLESS_GRACE`], which no start comes near.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::instance::{Instance, liveness_word};
+use super::instance::{Instance, human_age, liveness_word};
 use super::owner::Liveness;
 use super::stage::{FoundStage, find_stages};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::images::{CurrentImages, StaleImage};
 
-/// Which instances a cleanup takes.
+/// How long a stage directory or engine resource may name no owner before
+/// `cleanup` takes it as left behind: far longer than a start takes from
+/// making it to naming its owner, which it does at once.
+pub const OWNERLESS_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// Which instances a cleanup takes. The default is the sweep a start runs:
+/// only what dead owners left.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     /// Named instances are taken whatever their owner's state.
     pub names: Vec<String>,
     /// Take live and unknown instances too.
     pub include_live: bool,
+    /// Take what names no owner once it is older than [`OWNERLESS_GRACE`].
+    pub ownerless_past_grace: bool,
+}
+
+impl Selection {
+    /// Whether `name`, found with `liveness` and `owned` or not, `age`
+    /// seconds old, is taken.
+    fn takes(&self, name: &str, liveness: Liveness, owned: bool, age: u64) -> bool {
+        if !self.names.is_empty() {
+            return self.names.iter().any(|n| n == name);
+        }
+        self.include_live
+            || liveness == Liveness::Dead
+            || (self.ownerless_past_grace && !owned && age >= OWNERLESS_GRACE.as_secs())
+    }
 }
 
 /// What a cleanup will remove, decided before anything is.
@@ -40,16 +66,14 @@ pub struct CleanupPlan {
 
 impl CleanupPlan {
     pub fn new(found: Vec<Instance>, stages: Vec<FoundStage>, selection: &Selection) -> Self {
-        let take = |name: &str, liveness: Liveness| {
-            if selection.names.is_empty() {
-                selection.include_live || liveness == Liveness::Dead
-            } else {
-                selection.names.iter().any(|n| n == name)
-            }
-        };
         let mut plan = Self::default();
         for instance in found {
-            if take(&instance.instance, instance.liveness) {
+            if selection.takes(
+                &instance.instance,
+                instance.liveness,
+                instance.owner.is_some(),
+                instance.age_seconds,
+            ) {
                 plan.instances.push(instance);
             } else if instance.liveness != Liveness::Dead {
                 plan.kept.push(instance.instance);
@@ -57,7 +81,12 @@ impl CleanupPlan {
         }
         for stage in stages {
             let liveness = Instance::liveness_of(stage.owner.as_ref());
-            if take(&stage.instance, liveness) {
+            if selection.takes(
+                &stage.instance,
+                liveness,
+                stage.owner.is_some(),
+                stage.age_seconds,
+            ) {
                 plan.stages.push(stage);
             }
         }
@@ -71,13 +100,12 @@ impl CleanupPlan {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         for instance in &self.instances {
-            let _ = writeln!(
-                out,
-                "  {} ({}, {})",
-                instance.instance,
-                instance.agent,
-                liveness_word(instance.liveness)
-            );
+            let owner = if instance.owner.is_some() {
+                liveness_word(instance.liveness).to_owned()
+            } else {
+                ownerless(instance.age_seconds)
+            };
+            let _ = writeln!(out, "  {} ({}, {owner})", instance.instance, instance.agent);
             for c in &instance.containers {
                 let _ = writeln!(out, "    container {} ({})", c.name, c.role);
             }
@@ -86,7 +114,11 @@ impl CleanupPlan {
             }
         }
         for stage in &self.stages {
-            let _ = writeln!(out, "  stage directory {}", stage.path.display());
+            let _ = write!(out, "  stage directory {}", stage.path.display());
+            let _ = match stage.owner {
+                Some(_) => writeln!(out),
+                None => writeln!(out, " ({})", ownerless(stage.age_seconds)),
+            };
         }
         for image in &self.images {
             let _ = writeln!(
@@ -116,6 +148,11 @@ impl CleanupPlan {
     pub fn stage_paths(&self) -> Vec<PathBuf> {
         self.stages.iter().map(|s| s.path.clone()).collect()
     }
+}
+
+/// How the plan tells what names no owner.
+fn ownerless(age_seconds: u64) -> String {
+    format!("no owner, {} old", human_age(age_seconds))
 }
 
 /// What a cleanup of `selection` would remove, from the engine (within
@@ -194,6 +231,7 @@ mod tests {
 
     use super::*;
     use crate::backend::{Launch, Resolution};
+    use crate::lifecycle::name::InstanceName;
     use crate::lifecycle::owner::Owner;
     use crate::lifecycle::stage::StageDir;
     use crate::spec::BottleSpec;
@@ -260,14 +298,14 @@ mod tests {
         assert_eq!(plan.kept, ["live", "far"]);
         let named = Selection {
             names: vec!["live".into(), "nope".into()],
-            include_live: false,
+            ..Selection::default()
         };
         let plan = CleanupPlan::new(found(), vec![], &named);
         assert_eq!(names(&plan), ["live"]);
         assert_eq!(plan.unmatched(&named), ["nope"]);
         let all = Selection {
-            names: vec![],
             include_live: true,
+            ..Selection::default()
         };
         assert_eq!(
             names(&CleanupPlan::new(found(), vec![], &all)),
@@ -286,6 +324,113 @@ mod tests {
         let plan = CleanupPlan::new(vec![far], vec![], &Selection::default());
         assert!(names(&plan).is_empty());
         assert_eq!(plan.kept, ["far"]);
+    }
+
+    /// Starts make stages (and drop them) while a sweep looks, over and
+    /// over: the sweep takes none, and sees none of them without its owner.
+    #[test]
+    fn a_sweep_beside_starts_never_takes_their_stages() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        const STARTS: usize = 3;
+        const STAGES_EACH: usize = 1500;
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let making = AtomicBool::new(true);
+        std::thread::scope(|threads| {
+            let starts: Vec<_> = (0..STARTS)
+                .map(|_| {
+                    threads.spawn(|| {
+                        let mut held = std::collections::VecDeque::new();
+                        for _ in 0..STAGES_EACH {
+                            held.push_back(
+                                StageDir::create(home, InstanceName::generate("a")).unwrap(),
+                            );
+                            if held.len() > 8 {
+                                held.pop_front();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let sweep = threads.spawn(|| {
+                let (mut looks, mut seen) = (0, 0);
+                while making.load(Ordering::Relaxed) {
+                    let found = find_stages(home);
+                    for stage in &found {
+                        // One may have gone between the listing and the
+                        // reading of its owner; one still there has one.
+                        let shown = !stage.instance.starts_with('.');
+                        assert!(
+                            !shown || stage.owner.is_some() || !stage.path.exists(),
+                            "{} was in view without its owner",
+                            stage.instance
+                        );
+                    }
+                    seen += found.len();
+                    let plan = CleanupPlan::new(vec![], found, &Selection::default());
+                    let taken: Vec<_> = plan.stages.iter().map(|s| &s.instance).collect();
+                    assert!(taken.is_empty(), "the sweep took live stages {taken:?}");
+                    looks += 1;
+                }
+                (looks, seen)
+            });
+            for start in starts {
+                start.join().unwrap();
+            }
+            making.store(false, Ordering::Relaxed);
+            let (looks, seen) = sweep.join().unwrap();
+            // It raced: the sweep looked while stages came and went.
+            assert!(
+                looks > 10 && seen > looks,
+                "{looks} looks saw {seen} stages"
+            );
+        });
+        assert!(find_stages(home).is_empty());
+    }
+
+    #[test]
+    fn cleanup_takes_what_names_no_owner_only_past_the_grace_and_says_so() {
+        let home = tempfile::tempdir().unwrap();
+        let root = crate::lifecycle::stage::stage_root(home.path());
+        std::fs::create_dir_all(root.join("claude-bottle-a-left")).unwrap();
+        let fresh = find_stages(home.path());
+        let cleanup = Selection {
+            ownerless_past_grace: true,
+            ..Selection::default()
+        };
+        assert!(CleanupPlan::new(vec![], fresh.clone(), &cleanup).is_empty());
+        let old: Vec<FoundStage> = fresh
+            .into_iter()
+            .map(|stage| FoundStage {
+                age_seconds: OWNERLESS_GRACE.as_secs() + 60,
+                ..stage
+            })
+            .collect();
+        // A start's sweep never takes it, however old.
+        assert!(CleanupPlan::new(vec![], old.clone(), &Selection::default()).is_empty());
+        let plan = CleanupPlan::new(vec![], old, &cleanup);
+        assert_eq!(plan.stages.len(), 1);
+        assert!(
+            plan.to_text()
+                .ends_with("claude-bottle-a-left (no owner, 11m old)\n"),
+            "{}",
+            plan.to_text()
+        );
+
+        let mut ownerless = Instance::bare("claude-bottle-a-bare", Liveness::Unknown);
+        assert!(CleanupPlan::new(vec![ownerless.clone()], vec![], &cleanup).is_empty());
+        ownerless.age_seconds = OWNERLESS_GRACE.as_secs();
+        let plan = CleanupPlan::new(vec![ownerless.clone()], vec![], &cleanup);
+        assert_eq!(
+            plan.to_text(),
+            "  claude-bottle-a-bare (a, no owner, 10m old)\n"
+        );
+        assert!(
+            CleanupPlan::new(vec![ownerless], vec![], &Selection::default())
+                .instances
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -37,8 +37,10 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// What names no owner may be in the making (its owner not yet
+    /// written, or written by another version): it cannot be told dead.
     pub fn liveness_of(owner: Option<&Owner>) -> Liveness {
-        owner.map_or(Liveness::Dead, Owner::liveness)
+        owner.map_or(Liveness::Unknown, Owner::liveness)
     }
 
     pub fn age_from(created: u64) -> u64 {
@@ -86,7 +88,7 @@ pub(super) fn liveness_word(liveness: Liveness) -> &'static str {
     }
 }
 
-fn human_age(seconds: u64) -> String {
+pub(super) fn human_age(seconds: u64) -> String {
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

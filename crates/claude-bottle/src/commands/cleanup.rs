@@ -17,6 +17,7 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode, CommandError> {
     let selection = Selection {
         names: args.instances,
         include_live: args.include_live,
+        ownerless_past_grace: true,
     };
     let home = super::home()?;
     // Images are offered only when no instance is named.

@@ -270,3 +270,38 @@ async fn two_cleanups_at_the_same_time_both_succeed() {
     assert!(list(&sandbox).is_empty(), "{:?}", list(&sandbox));
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
+
+#[tokio::test]
+async fn cleanup_takes_an_ownerless_stage_only_once_it_is_old_and_says_so() {
+    let Some(_docker) = with_fake_claude("cleanup: ownerless stage").await else {
+        return;
+    };
+    let (sandbox, _label) = bottle_sandbox("ownerless", &[]);
+    let stages = sandbox.home.join(".cache/claude-bottle/stage");
+    // One a start died making, long ago, and one that may be in the making.
+    let old = stages.join(".claude-bottle-a-old1.new");
+    let young = stages.join("claude-bottle-a-young1");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::create_dir_all(&young).unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::open(&old)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    // A start's own sweep takes neither.
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(old.exists() && young.exists());
+    let out = sandbox.run(&["cleanup", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "stage directory {} (no owner, 60m old)",
+            old.display()
+        )),
+        "{out:?}"
+    );
+    assert!(!old.exists());
+    assert!(young.exists(), "{out:?}");
+    assert!(!out.stderr.contains("young1"), "{out:?}");
+}

@@ -13,6 +13,7 @@ mod engine;
 mod faults;
 mod gate;
 mod gate_load;
+mod gvisor;
 mod harness;
 mod init_edit;
 mod launch;

@@ -7,13 +7,17 @@ use std::path::Path;
 
 use super::default_image::{self, base_hint, platform};
 use super::engine::{self, Engine};
+use super::facts_cache::{FactsCache, runtime_key};
+use super::ledger::Ledger;
 use super::limits;
 use super::podman_host;
 use super::reach::Reach;
 use super::runtime::GVISOR_OFF_LOOPBACK;
+use super::statx_fallback;
 use crate::backend::{ImageSource, Runtime};
 use crate::doctor::{Finding, Verdict};
 use crate::images::npm::TarballSource;
+use crate::lifecycle::labels::{self, Role};
 use crate::settings::{IMAGE, RUNTIME, RuntimeChoice, Settings};
 use crate::ui::Ui;
 
@@ -45,21 +49,164 @@ pub(super) async fn findings(settings: &Settings, home: &Path, ui: &dyn Ui) -> V
             .fact("version", identity.version.as_str())
             .fact("api_version", identity.api_version.as_str())
             .fact("location", identity.endpoint.as_str()),
-        gvisor(&engine, settings.runtime),
+        gvisor(&engine, settings, home).await,
         limits(&engine).await,
         image(&engine, settings, home, ui).await,
         disk(&engine),
     ]
 }
 
-fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
-    let registered = engine.runtimes.iter().any(|r| r == "runsc");
+/// Whether gVisor is there and chosen, and whether the build chosen is
+/// sound: one whose statx coreutils cannot use gets the statx fallback in
+/// every bottle (`statx_fallback`), which the user is told how to end.
+async fn gvisor(engine: &Engine, settings: &Settings, home: &Path) -> Finding {
+    let choice = &settings.runtime;
+    let finding = gvisor_registered(engine, choice);
+    if finding.verdict != Verdict::Ok || engine.identity.is_podman() {
+        return finding;
+    }
+    let Ok(Some(runtime)) = super::runtime::choose(
+        choice.clone(),
+        Some(engine.offered()),
+        Some(Reach::InternalNetwork),
+    ) else {
+        return finding;
+    };
+    if !runtime.is_gvisor() {
+        return finding;
+    }
+    let build = runsc_build(engine, runtime.as_str()).await;
+    let finding = finding.fact("build", build.as_str());
+    let Some(image) = image_to_try(engine, settings, home).await else {
+        return finding.fact("statx", "unchecked");
+    };
+    let mut probe = Ledger::new(&engine.docker);
+    let report = super::image::run_script(
+        &engine.docker,
+        &image,
+        statx_fallback::PROBE,
+        Some(runtime.as_str()),
+        labels::for_image(Role::Probe.as_str(), &settings.extra_labels),
+        &mut probe,
+        "",
+    )
+    .await;
+    probe.teardown().await;
+    match report {
+        Ok(report) if statx_fallback::faulty(&report) => Finding::new(
+            "gvisor",
+            Verdict::Warn,
+            format!(
+                "gVisor ({}, {build}) refuses coreutils' statx calls: `ls FILE`, `ls -l` and \
+                 `stat` fail under it, so every bottle gets claude-bottle's statx fallback",
+                runtime.as_str()
+            ),
+        )
+        .fix(
+            "install a newer gVisor on the engine's host: Debian 13's runsc package \
+             (0.0~20240729), or a release from gvisor.dev; register it as `runsc` \
+             (`sudo runsc install`, or its path in /etc/docker/daemon.json as the README \
+             shows), then restart the engine",
+        )
+        .fact("registered", true)
+        .fact("runtimes", engine.runtimes.clone())
+        .fact("build", build.as_str())
+        .fact("statx", "faulty"),
+        Ok(_) => {
+            // Starts keep finding it where it was faulty before this build.
+            FactsCache::of_home(home).forget_runtime(&runtime_key(engine, runtime.as_str()));
+            finding.fact("statx", "sound")
+        }
+        Err(_) => finding.fact("statx", "unchecked"),
+    }
+}
+
+/// The image a statx check runs in: the bottle's own where the engine has
+/// it, else the default image's base.
+async fn image_to_try(engine: &Engine, settings: &Settings, home: &Path) -> Option<String> {
+    let candidates = match settings.image_source(home) {
+        ImageSource::Named(image) => vec![image],
+        ImageSource::Default(recipe) => {
+            let built = default_image::resolve(engine, &recipe)
+                .await
+                .ok()
+                .filter(|resolved| resolved.built)
+                .and_then(|resolved| resolved.tag);
+            built.into_iter().chain([recipe.base.clone()]).collect()
+        }
+    };
+    for image in candidates {
+        if engine.docker.inspect_image(&image).await.is_ok() {
+            return Some(image);
+        }
+    }
+    None
+}
+
+/// The build of the runtime `name`, as its own `--version` says, where the
+/// engine is on this host; else its executable's path.
+async fn runsc_build(engine: &Engine, name: &str) -> String {
+    let path = engine.runtime_paths.get(name).cloned().unwrap_or_default();
+    let version = if runs_here(engine, Path::new(&path)) {
+        let asked = tokio::process::Command::new(&path)
+            .arg("--version")
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(std::time::Duration::from_secs(5), asked)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .filter(|out| out.status.success())
+            .and_then(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            })
+    } else {
+        None
+    };
+    match version {
+        Some(version) => format!("{version} at {path}"),
+        None if path.is_empty() => "its build unknown".to_owned(),
+        None => path,
+    }
+}
+
+/// Whether `path`, which the engine names as a gVisor's executable, may be
+/// asked its version here: the engine is Docker on this very host (its
+/// socket here and its host name this host's), and the file is a `runsc`
+/// by absolute path that only root can change. Nothing else the engine
+/// names is run.
+fn runs_here(engine: &Engine, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let this_host = crate::lifecycle::owner::ProcessTable::host_name(
+        &crate::lifecycle::owner::Procfs::system(),
+    );
+    engine.endpoint.host.starts_with("unix://")
+        && !engine.identity.is_podman()
+        && this_host.is_some_and(|host| host == engine.host_name)
+        && path.is_absolute()
+        && path
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with("runsc"))
+        && std::fs::metadata(path)
+            .is_ok_and(|m| m.is_file() && m.uid() == 0 && m.mode() & 0o022 == 0)
+}
+
+fn gvisor_registered(engine: &Engine, choice: &RuntimeChoice) -> Finding {
+    let registered = engine.runtimes.iter().any(|r| match choice {
+        RuntimeChoice::Runsc(name) => r == name,
+        _ => r == "runsc",
+    });
     let register = "install gVisor on the engine's host (Debian: `apt-get install runsc`), \
                     register it with `sudo runsc install`, then restart the engine \
                     (`sudo systemctl restart docker`)";
     let finding = match (registered, choice) {
         // The agent reaches its gate on its own loopback there (`reach`).
-        _ if engine.identity.is_podman() && choice == RuntimeChoice::Runsc => Finding::new(
+        _ if engine.identity.is_podman() && choice.is_gvisor() => Finding::new(
             "gvisor",
             Verdict::Fail,
             format!(
@@ -69,11 +216,14 @@ fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
         )
         .fix(format!("set {}=auto or runc", RUNTIME.name)),
         _ if engine.identity.is_podman() => {
-            let under =
-                super::runtime::choose(choice, Some(engine.offered()), Some(Reach::Loopback))
-                    .ok()
-                    .flatten()
-                    .unwrap_or(Runtime::Runc);
+            let under = super::runtime::choose(
+                choice.clone(),
+                Some(engine.offered()),
+                Some(Reach::Loopback),
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(Runtime::Runc);
             Finding::ok(
                 "gvisor",
                 format!(
@@ -92,7 +242,7 @@ fn gvisor(engine: &Engine, choice: RuntimeChoice) -> Finding {
             "gvisor",
             "gVisor (runsc) is registered: bottles run under it",
         ),
-        (false, RuntimeChoice::Runsc) => Finding::new(
+        (false, RuntimeChoice::Runsc(_)) => Finding::new(
             "gvisor",
             Verdict::Fail,
             format!(

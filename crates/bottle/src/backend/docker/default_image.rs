@@ -181,6 +181,7 @@ pub(super) async fn ensure(
         docker,
         &recipe.base,
         &missing_packages_script(),
+        None,
         probe_labels,
         &mut probe,
         &base_hint(),

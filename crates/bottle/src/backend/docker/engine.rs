@@ -166,6 +166,13 @@ pub(super) struct Engine {
     /// The runtimes it has registered, sorted. Podman lists every one its
     /// configuration names, installed or not.
     pub(super) runtimes: Vec<String>,
+    /// The engine's own ID (Docker's `info`), empty where it gives none.
+    pub(super) id: String,
+    /// The name of the host it runs on, as it says.
+    pub(super) host_name: String,
+    /// Each runtime's executable, as the engine's configuration names it
+    /// (a path on the engine's host, or a name on its `PATH`).
+    pub(super) runtime_paths: std::collections::BTreeMap<String, String>,
     /// The one a container gets when it names none.
     pub(super) default_runtime: Option<String>,
     /// As the engine names it: `x86_64`, `aarch64`, ...
@@ -244,11 +251,18 @@ pub(super) async fn ask() -> Result<Engine> {
         tokio::try_join!(docker.info(), docker.version())
     })
     .await?;
-    let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-    runtimes.sort();
+    let runtime_paths: std::collections::BTreeMap<String, String> = info
+        .runtimes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, runtime)| (name, runtime.path.unwrap_or_default()))
+        .collect();
     Ok(Engine {
         docker,
-        runtimes,
+        id: info.id.unwrap_or_default(),
+        host_name: info.name.unwrap_or_default(),
+        runtimes: runtime_paths.keys().cloned().collect(),
+        runtime_paths,
         default_runtime: info.default_runtime,
         architecture: info.architecture.unwrap_or_default(),
         root_dir: info.docker_root_dir,

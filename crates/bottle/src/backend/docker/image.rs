@@ -2,8 +2,10 @@
 //! a non-root `USER`, and `claude`, `sh`, `cat` and `tar` on its path.
 //!
 //! The facts come from the image's configuration and from one short probe
-//! container (no network, no capabilities) that reports the user's ids, its
-//! home and which tools are missing, once per image ID (`facts_cache`).
+//! container (no network, no capabilities, the bottle's runtime) that
+//! reports the user's ids, its home, which tools are missing and whether
+//! the runtime breaks `stat` (`statx_fallback`), once per image ID and
+//! runtime (`facts_cache`).
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -14,6 +16,7 @@ use futures_util::StreamExt;
 
 use super::facts_cache::FactsCache;
 use super::ledger::{Created, Ledger};
+use super::statx_fallback;
 use crate::error::{Error, Result};
 use crate::settings::IMAGE;
 
@@ -31,6 +34,14 @@ pub(super) struct ImageFacts {
     pub(super) workspace_writable: bool,
     /// Whether `ssh` is on its path (which SSH hosts need).
     pub(super) has_ssh: bool,
+    /// Whether the runtime refuses coreutils' statx calls, so the bottle
+    /// needs the statx fallback.
+    #[serde(default)]
+    pub(super) statx_faulty: bool,
+    /// The image's own `LD_PRELOAD`, which claude's environment replaces
+    /// and so must carry on where it sets its own.
+    #[serde(default)]
+    pub(super) preload: Option<String>,
 }
 
 const PROBE: &str = r#"for tool in claude cat tar; do command -v "$tool" >/dev/null || echo "missing=$tool"; done
@@ -38,9 +49,12 @@ echo "uid=$(id -u)"; echo "gid=$(id -g)"; echo "home=$HOME"
 if [ -d /workspace ] && [ -w /workspace ]; then echo workspace=writable; fi
 command -v ssh >/dev/null && echo ssh=present"#;
 
+/// The facts of `image` as a bottle under `runtime` sees them; they are
+/// kept under `runtime_key` (`facts_cache::runtime_key`).
 pub(super) async fn probe(
     docker: &Docker,
     image: &str,
+    (runtime, runtime_key): (&str, &str),
     labels: std::collections::HashMap<String, String>,
     ledger: &mut Ledger,
     cache: &FactsCache,
@@ -54,7 +68,14 @@ pub(super) async fn probe(
         )),
         err => Error::caused_by(format!("cannot inspect the image `{image}`"), err),
     })?;
-    let user = inspect.config.and_then(|c| c.user).unwrap_or_default();
+    let config = inspect.config.unwrap_or_default();
+    let user = config.user.unwrap_or_default();
+    let preload = config
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|e| e.strip_prefix("LD_PRELOAD=").map(str::to_owned))
+        .filter(|p| !p.is_empty());
     let root =
         user.is_empty() || ["root", "0"].contains(&user.split(':').next().unwrap_or_default());
     if root {
@@ -62,30 +83,39 @@ pub(super) async fn probe(
             .hint("claude refuses --dangerously-skip-permissions as root; add a non-root USER to the image"));
     }
     let id = inspect.id.unwrap_or_default();
-    if let Some(facts) = cache.get(&id).filter(|facts| facts.user == user) {
+    if let Some(facts) = cache
+        .get(&id, runtime_key)
+        .filter(|facts| facts.user == user)
+    {
         return Ok(facts);
     }
     let report = run_script(
         docker,
         image,
-        PROBE,
+        &format!("{PROBE}\n{}", statx_fallback::PROBE),
+        Some(runtime),
         labels,
         ledger,
         "a bottle image needs `sh`, `cat`, `tar` and `claude`",
     )
     .await?;
-    let facts = facts(image, &user, &report)?;
-    cache.put(&id, &facts);
+    let facts = ImageFacts {
+        preload,
+        ..facts(image, &user, &report)?
+    };
+    cache.put(&id, runtime_key, &facts);
     Ok(facts)
 }
 
 /// Runs `script` with `sh -c` in a throwaway container of `image` (no
-/// network, no capabilities) and returns what it printed. `no_shell_hint`
-/// says what to do when the image has no `sh`.
+/// network, no capabilities; under `runtime`, else the engine's default)
+/// and returns what it printed. `no_shell_hint` says what to do when the
+/// image has no `sh`.
 pub(super) async fn run_script(
     docker: &Docker,
     image: &str,
     script: &str,
+    runtime: Option<&str>,
     labels: std::collections::HashMap<String, String>,
     ledger: &mut Ledger,
     no_shell_hint: &str,
@@ -100,6 +130,7 @@ pub(super) async fn run_script(
                 labels: Some(labels),
                 network_disabled: Some(true),
                 host_config: Some(HostConfig {
+                    runtime: runtime.map(str::to_owned),
                     network_mode: Some("none".into()),
                     cap_drop: Some(vec!["ALL".into()]),
                     security_opt: Some(vec!["no-new-privileges".into()]),
@@ -196,6 +227,8 @@ fn facts(image: &str, user: &str, report: &str) -> Result<ImageFacts> {
             .to_owned(),
         workspace_writable: value("workspace") == Some("writable"),
         has_ssh: value("ssh") == Some("present"),
+        statx_faulty: statx_fallback::faulty(report),
+        preload: None,
     })
 }
 

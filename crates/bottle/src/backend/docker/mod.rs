@@ -33,6 +33,7 @@ mod reach;
 mod runtime;
 mod ssh;
 mod stale_images;
+mod statx_fallback;
 mod workspace;
 
 use std::collections::HashMap;
@@ -109,7 +110,11 @@ impl Backend for DockerBackend {
             Err(err) => return Err(err),
         };
         let reach = engine.map(|e| Reach::on(e.identity.is_podman()));
-        let runtime = runtime::choose(spec.settings.runtime, engine.map(Engine::offered), reach)?;
+        let runtime = runtime::choose(
+            spec.settings.runtime.clone(),
+            engine.map(Engine::offered),
+            reach,
+        )?;
         let source = spec.settings.image_source(&spec.home);
         let (image, default_image) = match &source {
             ImageSource::Named(image) => (image.clone(), None),
@@ -119,6 +124,13 @@ impl Backend for DockerBackend {
                 (image, Some(plan))
             }
         };
+        if let (Some(engine), Some(runtime)) = (engine, runtime.as_ref()) {
+            let cache = facts_cache::FactsCache::of_home(&spec.home);
+            let key = facts_cache::runtime_key(engine, runtime.as_str());
+            if statx_fallback::known_needed(&engine.docker, &image, &key, &cache).await {
+                warnings.push(statx_fallback::in_use(runtime.as_str()));
+            }
+        }
         let instance = stage.instance().as_str();
         let engine_named = match &engine {
             Some(engine) => engine.identity.to_string(),
@@ -136,7 +148,7 @@ impl Backend for DockerBackend {
                     instance,
                     reach.is_none_or(|r| r == Reach::InternalNetwork),
                 ),
-                facts_cache: spec.home.join(".cache/claude-bottle/image-facts"),
+                facts_cache: facts_cache::FactsCache::dir_of_home(&spec.home),
             },
             image,
             default_image,
@@ -292,7 +304,7 @@ async fn run(engine: &Engine, launch: &Launch, ledger: &mut Ledger) -> Result<i6
         .instrument(info_span!("copy-in"))
         .await?;
 
-    let env = claude_env(launch, &facts, holder.is_some());
+    let env = claude_env(launch, &facts, holder.is_some(), &engine.architecture);
     launch.pause(Phase::Session).await;
     let gate_watch = watch_gate(docker, &gate.id, launch.ui.clone());
     let code = exec::run_claude(
@@ -403,7 +415,7 @@ async fn start_gate_and_agent(
                         .await?,
                 ),
             };
-            provision_home(docker, launch, &container, facts)
+            provision_home(docker, launch, &container, facts, &engine.architecture)
                 .instrument(info_span!("provision"))
                 .await?;
             Ok((deadman, joined))
@@ -618,7 +630,12 @@ async fn come_home(
 
 /// claude's environment: the bottle's values, and the agent socket when
 /// the holder runs (for `ssh-add` and tools that ignore ssh's config).
-fn claude_env(launch: &Launch, facts: &ImageFacts, ssh: bool) -> Vec<String> {
+fn claude_env(
+    launch: &Launch,
+    facts: &ImageFacts,
+    ssh: bool,
+    engine_architecture: &str,
+) -> Vec<String> {
     let mut env: Vec<String> = crate::claude_traffic::SWITCHES
         .iter()
         .filter(|(name, _)| !launch.env.iter().any(|(set, _)| set == *name))
@@ -633,6 +650,18 @@ fn claude_env(launch: &Launch, facts: &ImageFacts, ssh: bool) -> Vec<String> {
     if ssh {
         let home = facts.home.trim_end_matches('/');
         env.push(format!("SSH_AUTH_SOCK={home}/{}", crate::ssh::AGENT_SOCKET));
+    }
+    if facts.statx_faulty && statx_fallback::fits(engine_architecture, &facts.home).is_ok() {
+        // The manifest's own, else the image's, which this one replaces.
+        let given = env
+            .iter()
+            .position(|e| e.starts_with("LD_PRELOAD="))
+            .map(|at| env.remove(at));
+        let given = given
+            .as_deref()
+            .and_then(|e| e.strip_prefix("LD_PRELOAD="))
+            .or(facts.preload.as_deref());
+        env.push(statx_fallback::preload(&facts.home, given));
     }
     env
 }
@@ -686,10 +715,12 @@ async fn prerequisites(
     let docker = &engine.docker;
     let mut probe_ledger = Ledger::new(docker);
     let facts_cache = facts_cache::FactsCache::in_dir(launch.facts_cache.clone());
+    let runtime_key = facts_cache::runtime_key(engine, launch.runtime.as_str());
     let (facts, internal, egress, gate_image) = tokio::join!(
         image::probe(
             docker,
             image,
+            (launch.runtime.as_str(), &runtime_key),
             labels.for_role(Role::Probe),
             &mut probe_ledger,
             &facts_cache,
@@ -764,6 +795,7 @@ async fn provision_home(
     launch: &Launch,
     container: &str,
     facts: &ImageFacts,
+    engine_architecture: &str,
 ) -> Result<()> {
     let api_key = launch
         .env
@@ -771,7 +803,22 @@ async fn provision_home(
         .find(|(name, _)| *name == "ANTHROPIC_API_KEY")
         .map(|(_, v)| v);
     let archive = launch.provision.home_archive(WORKSPACE, api_key)?;
-    exec::untar(docker, container, &facts.user, &facts.home, archive).await
+    exec::untar(docker, container, &facts.user, &facts.home, archive).await?;
+    if facts.statx_faulty {
+        match statx_fallback::home_archive(engine_architecture, &facts.home) {
+            Ok(fallback) => {
+                exec::untar(docker, container, &facts.user, &facts.home, fallback).await?;
+                // Said once: the plan says it where an earlier probe found it.
+                let in_use = statx_fallback::in_use(launch.runtime.as_str());
+                if !launch.plan.warnings.contains(&in_use) {
+                    launch.ui.warn(&in_use);
+                }
+            }
+            // The bottle still works; only `ls` and `stat` do not.
+            Err(why) => launch.ui.warn(&why),
+        }
+    }
+    Ok(())
 }
 
 /// The options of the in-memory `/workspace`, owned by the image's user.
@@ -925,6 +972,8 @@ mod tests {
             home: "/home/worker".into(),
             workspace_writable: false,
             has_ssh: false,
+            statx_faulty: false,
+            preload: None,
         };
         assert_eq!(
             workspace_tmpfs(&facts, 1 << 20, false),

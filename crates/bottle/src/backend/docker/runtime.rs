@@ -40,25 +40,25 @@ pub(super) fn choose(
         return Ok(None);
     };
     let gvisor_fits = reach != Some(Reach::Loopback);
-    if choice == RuntimeChoice::Runsc && !gvisor_fits {
+    if choice.is_gvisor() && !gvisor_fits {
         return Err(Error::new(format!(
             "gVisor (`runsc`) cannot hold a bottle on this engine: {GVISOR_OFF_LOOPBACK}"
         ))
         .hint(format!("set {}=auto or runc", RUNTIME.name)));
     }
-    let has = |runtime: Runtime| engine.iter().any(|r| r == runtime.as_str());
+    let has = |runtime: &Runtime| engine.iter().any(|r| r == runtime.as_str());
     let wanted = match choice {
-        RuntimeChoice::Auto if gvisor_fits && has(Runtime::Runsc) => Runtime::Runsc,
+        RuntimeChoice::Auto if gvisor_fits && has(&Runtime::runsc()) => Runtime::runsc(),
         RuntimeChoice::Auto if !gvisor_fits && default == Some(Runtime::Crun.as_str()) => {
             Runtime::Crun
         }
         RuntimeChoice::Auto | RuntimeChoice::Runc => Runtime::Runc,
-        RuntimeChoice::Runsc => Runtime::Runsc,
+        RuntimeChoice::Runsc(name) => Runtime::Runsc(name),
     };
-    if has(wanted) {
+    if has(&wanted) {
         return Ok(Some(wanted));
     }
-    let hint = if wanted == Runtime::Runsc {
+    let hint = if wanted.is_gvisor() {
         format!(
             "install gVisor and register `runsc` with the engine, or set {}=auto",
             RUNTIME.name
@@ -96,7 +96,7 @@ mod tests {
         let chosen = |choice, engine| {
             choose(choice, Some(offered(engine)), Some(Reach::InternalNetwork)).unwrap()
         };
-        assert_eq!(chosen(RuntimeChoice::Auto, &with), Some(Runtime::Runsc));
+        assert_eq!(chosen(RuntimeChoice::Auto, &with), Some(Runtime::runsc()));
         assert_eq!(chosen(RuntimeChoice::Auto, &without), Some(Runtime::Runc));
         assert_eq!(chosen(RuntimeChoice::Runc, &with), Some(Runtime::Runc));
     }
@@ -109,7 +109,12 @@ mod tests {
             choose(RuntimeChoice::Auto, Some(offered(&with)), loopback).unwrap(),
             Some(Runtime::Runc)
         );
-        let err = choose(RuntimeChoice::Runsc, Some(offered(&with)), loopback).unwrap_err();
+        let err = choose(
+            RuntimeChoice::Runsc("runsc".into()),
+            Some(offered(&with)),
+            loopback,
+        )
+        .unwrap_err();
         assert!(
             err.message()
                 .starts_with("gVisor (`runsc`) cannot hold a bottle on this engine"),
@@ -150,13 +155,18 @@ mod tests {
                 Some(Reach::InternalNetwork)
             )
             .unwrap(),
-            Some(Runtime::Runsc)
+            Some(Runtime::runsc())
         );
     }
 
     #[test]
     fn an_explicit_runtime_the_engine_lacks_is_an_error_listing_what_it_has() {
-        let err = choose(RuntimeChoice::Runsc, Some(offered(&names(&["runc"]))), None).unwrap_err();
+        let err = choose(
+            RuntimeChoice::Runsc("runsc".into()),
+            Some(offered(&names(&["runc"]))),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.message(),
             "the engine has no runtime `runsc` (it has: runc)"
@@ -165,6 +175,9 @@ mod tests {
 
     #[test]
     fn without_an_engine_the_runtime_is_unknown() {
-        assert_eq!(choose(RuntimeChoice::Runsc, None, None).unwrap(), None);
+        assert_eq!(
+            choose(RuntimeChoice::Runsc("runsc".into()), None, None).unwrap(),
+            None
+        );
     }
 }
