@@ -22,7 +22,7 @@ async fn a_second_start_of_an_image_takes_its_facts_from_the_cache_not_a_probe()
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        name.starts_with("sha256-") && name.ends_with("-v1.json"),
+        name.starts_with("sha256-") && name.ends_with("-v2.json"),
         "{name}"
     );
     // What the cache says is what the next start uses: with a home changed
