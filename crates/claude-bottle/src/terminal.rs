@@ -5,6 +5,7 @@
 //! back, so a piped or scripted run never blocks on a hidden prompt.
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bottle::env::{Secret, SecretPrompt};
 use bottle::ui::{ClaudeStreams, Progress, RawModeGuard, Ui, Work};
@@ -156,7 +157,7 @@ impl Ui for TerminalUi {
     fn claude_streams(&self) -> ClaudeStreams {
         ClaudeStreams {
             stdin: stdin_chunks(),
-            stdout: Box::pin(tokio::io::stdout()),
+            stdout: Box::pin(ScreenWatch::new(tokio::io::stdout())),
             stderr: Box::pin(tokio::io::stderr()),
             resized: resizes(),
         }
@@ -252,19 +253,124 @@ fn resizes() -> mpsc::Receiver<()> {
     receiver
 }
 
-/// Restores the terminal's mode when dropped.
+/// Restores the terminal's mode when dropped, and the state a program in
+/// the bottle may have left it in: what follows the session (its summary,
+/// a question) must show, not stay hidden (conceal), on the other screen,
+/// or under a hidden cursor.
 struct RawMode {
     saved: termios::Termios,
 }
 
+/// Attributes off (conceal and colours with them), the cursor shown, mouse
+/// reports and bracketed paste off, the keypad and cursor keys as usual.
+const TERMINAL_RESET: &str =
+    "\x1b[0m\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>";
+/// Back to the main screen: only said when the session left the terminal
+/// on the other one, since some terminals move the cursor on it anyway.
+const MAIN_SCREEN: &str = "\x1b[?1049l";
+
+/// Whether the session's output last switched the terminal to its
+/// alternate screen (one session per process).
+static ON_ALTERNATE_SCREEN: AtomicBool = AtomicBool::new(false);
+
 impl Drop for RawMode {
     fn drop(&mut self) {
+        let mut stdout = io::stdout();
+        let _ = stdout.write_all(TERMINAL_RESET.as_bytes());
+        if ON_ALTERNATE_SCREEN.swap(false, Ordering::Relaxed) {
+            let _ = stdout.write_all(MAIN_SCREEN.as_bytes());
+        }
+        let _ = stdout.flush();
         let _ = termios::tcsetattr(io::stdin(), OptionalActions::Now, &self.saved);
+    }
+}
+
+/// claude's stdout on a terminal, watched for switches between the main
+/// and the alternate screen as the bytes pass, a sequence split between
+/// writes included.
+struct ScreenWatch<W> {
+    inner: W,
+    /// The end of the last write: the start of a sequence it may have cut.
+    carry: Vec<u8>,
+}
+
+impl<W> ScreenWatch<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            carry: Vec::new(),
+        }
+    }
+
+    fn watch(&mut self, bytes: &[u8]) {
+        const LONGEST: usize = 8;
+        let mut seen = std::mem::take(&mut self.carry);
+        seen.extend_from_slice(bytes);
+        let mut last = None;
+        for (at, window) in seen.windows(3).enumerate() {
+            if window != b"\x1b[?" {
+                continue;
+            }
+            let rest = &seen[at + 3..];
+            for mode in [&b"1049"[..], b"1047", b"47"] {
+                if let Some(after) = rest.strip_prefix(mode) {
+                    match after.first() {
+                        Some(b'h') => last = Some(true),
+                        Some(b'l') => last = Some(false),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Some(on) = last {
+            ON_ALTERNATE_SCREEN.store(on, Ordering::Relaxed);
+        }
+        self.carry = seen[seen.len().saturating_sub(LONGEST)..].to_vec();
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ScreenWatch<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = written {
+            self.watch(&buf[..n]);
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_alternate_screen_is_followed_across_writes() {
+        let mut watch = super::ScreenWatch::new(Vec::<u8>::new());
+        watch.watch(b"text\x1b[?104");
+        watch.watch(b"9hmore");
+        assert!(super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+        watch.watch(b"\x1b[?1049lback\x1b[?47h\x1b[?4");
+        assert!(super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+        watch.watch(b"7l");
+        assert!(!super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+    }
+
     use super::is_yes;
 
     #[test]
