@@ -7,8 +7,9 @@
 //! override makes a name read as another. So such text passes through
 //! [`shown`] as it enters this process, and prints as plain text: every
 //! control and invisible formatting character appears as a visible escape
-//! (`\x1b`, `\u{202e}`) that a terminal does not act on. Line breaks stay,
-//! so a message of several lines reads as one.
+//! (`\x1b`, `\u{202e}`) that a terminal does not act on. A line break
+//! too: what a bottle says is one line of the host's, and cannot forge the
+//! next (a `came home:` of its own making).
 //!
 //! It is also kept to a bound ([`Tail`]): a bottle can say without end.
 
@@ -19,7 +20,7 @@ use std::fmt::Write as _;
 pub fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c == '\n' || c == '\t' || !acts_or_hides(c) {
+        if c == '\t' || !acts_or_hides(c) {
             out.push(c);
         } else if c.is_ascii() {
             let _ = write!(out, "\\x{:02x}", u32::from(c));
@@ -44,6 +45,10 @@ fn acts_or_hides(c: char) -> bool {
             u32::from(c),
             0x00AD
                 | 0x034F
+                | 0x0600..=0x0605
+                | 0x06DD
+                | 0x070F
+                | 0x08E2
                 | 0x061C
                 | 0x115F..=0x1160
                 | 0x17B4..=0x17B5
@@ -56,9 +61,15 @@ fn acts_or_hides(c: char) -> bool {
                 | 0xFEFF
                 | 0xFFA0
                 | 0xFFF0..=0xFFFB
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
                 | 0xE0000..=0xE0FFF
         )
 }
+
+/// What a message keeps of a text it quotes.
+const MESSAGE_KEPT: usize = 4 << 10;
 
 /// The last `limit` bytes of what a bottle said, and how many came before
 /// them: what an error needs is at its end.
@@ -76,6 +87,13 @@ impl Tail {
             kept: Vec::new(),
             dropped: 0,
         }
+    }
+
+    /// What a message shows of `bytes`: its end, trimmed.
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut tail = Self::new(MESSAGE_KEPT);
+        tail.push(bytes.trim_ascii());
+        tail
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -121,10 +139,12 @@ mod tests {
         assert_eq!(shown("x\u{2028}y"), "x\\u{2028}y");
         // Plain text, lines and other scripts stay as they are.
         assert_eq!(
-            shown("fatal: bad\n\tline ünïcödé 日本"),
-            "fatal: bad\n\tline ünïcödé 日本"
+            shown("fatal: bad\tline ünïcödé 日本"),
+            "fatal: bad\tline ünïcödé 日本"
         );
         assert_eq!(shown_bytes(b"\xff\x1b"), "\u{fffd}\\x1b");
+        // No line of its own: a forged `came home:` stays on the line.
+        assert_eq!(shown("bad\ncame home: x"), "bad\\x0acame home: x");
     }
 
     #[test]

@@ -122,7 +122,7 @@ fn a_hostile_bundle_is_refused_and_the_host_repository_is_unchanged() {
     refused(&corrupt, "its header does not end");
     let whole = std::fs::read(&w.bundle).unwrap();
     std::fs::write(&corrupt, &whole[..whole.len() / 2]).unwrap();
-    refused(&corrupt, "git fetch failed");
+    refused(&corrupt, "its objects fail git's checks");
     // A ref outside refs/heads.
     git(&w.bottle, &["tag", "v1"]);
     let tags = w.bundle.with_file_name("tags.bundle");

@@ -16,15 +16,20 @@
 use std::path::Path;
 
 use super::{Repository, git, text};
-use crate::bottle_text::shown;
+use crate::bottle_text::{Tail, shown};
 use crate::error::{Error, Result};
 
 /// The most of a bundle's header that is read: its refs, one line each.
 const HEADER_MAX: usize = 4 << 20;
-/// The address space git may take to check and index a bundle, where the
-/// system lets a limit be set: a small delta that unpacks to a huge
-/// object fails rather than taking the host's memory.
+/// Refused branches named one by one, and how much of each name shows.
+const REFUSED_LISTED: usize = 20;
+const NAME_SHOWN: usize = 120;
+/// The address space and CPU time git may take to check and index a
+/// bundle, where the system lets a limit be set: a small delta that
+/// unpacks to a huge object fails rather than taking the host's memory,
+/// or its CPU for hours.
 const GIT_MEMORY_KIB: u64 = 3 << 20;
+const GIT_CPU_SECONDS: u64 = 600;
 
 /// A branch of the bottle that came home.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +80,18 @@ impl HomeComing {
     /// reviewing them asks.
     pub fn lines(&self, base: Option<&str>) -> Vec<String> {
         let mut lines: Vec<String> = self.arrived.iter().map(|a| a.line(base)).collect();
-        lines.extend(self.refused.iter().map(RefusedBranch::line));
+        lines.extend(
+            self.refused
+                .iter()
+                .take(REFUSED_LISTED)
+                .map(RefusedBranch::line),
+        );
+        if self.refused.len() > REFUSED_LISTED {
+            lines.push(format!(
+                "not home: {} more branches, for their names",
+                self.refused.len() - REFUSED_LISTED
+            ));
+        }
         if !self.arrived.is_empty() {
             lines.push(
                 "review them with `git log -p` or `git diff` before any checkout: checking out \
@@ -85,6 +101,16 @@ impl HomeComing {
         }
         lines
     }
+}
+
+/// A name from the bottle as a line shows it: [`shown`], and only its
+/// start when it is long.
+fn shown_briefly(name: &str) -> String {
+    if name.chars().count() <= NAME_SHOWN {
+        return shown(name);
+    }
+    let start: String = name.chars().take(NAME_SHOWN).collect();
+    format!("{}... ({} bytes)", shown(&start), name.len())
 }
 
 /// `word` as a shell reads it back: as it is when it holds only plain
@@ -146,8 +172,7 @@ pub fn take_home(
             .output()
             .map_err(|err| Error::caused_by("cannot run git", err))
     };
-    let said =
-        |output: &std::process::Output| shown(String::from_utf8_lossy(&output.stderr).trim());
+    let said = |output: &std::process::Output| Tail::of(&output.stderr).shown();
     let bundle_arg = bundle.display().to_string();
     // The bottle writes nothing when it has no new commits.
     if std::fs::metadata(bundle)
@@ -157,7 +182,7 @@ pub fn take_home(
     {
         return Ok(HomeComing::default());
     }
-    plain_header(bundle).map_err(refused)?;
+    let pack_at = plain_header(bundle).map_err(refused)?;
     let verify = run(&["bundle", "verify", "-q", &bundle_arg])?;
     if !verify.status.success() {
         return Err(refused(format!(
@@ -166,41 +191,7 @@ pub fn take_home(
         )));
     }
     let heads = run(&["bundle", "list-heads", &bundle_arg])?;
-    let mut coming = HomeComing::default();
-    let mut wanted = Vec::new();
-    for line in text(&heads).lines() {
-        let Some((commit, name)) = line.split_once(' ') else {
-            return Err(refused(format!("a line of its refs is `{}`", shown(line))));
-        };
-        let Some(branch) = name.strip_prefix("refs/heads/") else {
-            return Err(refused(format!(
-                "`{}` is not a branch (refs/heads/...)",
-                shown(name)
-            )));
-        };
-        if !commit.chars().all(|c| c.is_ascii_hexdigit()) || !(40..=64).contains(&commit.len()) {
-            return Err(refused(format!("`{}` is not a commit id", shown(commit))));
-        }
-        if let Some(why) = branch_name_refusal(branch) {
-            coming.refused.push(RefusedBranch {
-                shown: shown(branch),
-                why,
-            });
-            continue;
-        }
-        let checked = run(&["check-ref-format", name])?;
-        if !checked.status.success() {
-            coming.refused.push(RefusedBranch {
-                shown: shown(branch),
-                why: "git does not take its name",
-            });
-            continue;
-        }
-        let went_in = copied.iter().any(|(r, c)| r == name && c == commit);
-        if !went_in {
-            wanted.push((branch.to_owned(), commit.to_owned()));
-        }
-    }
+    let (mut coming, wanted) = sorted_heads(root, &text(&heads), copied).map_err(refused)?;
     if wanted.is_empty() {
         return Ok(coming);
     }
@@ -221,6 +212,7 @@ pub fn take_home(
         // agent rewrote after a `fetch` replaces what came before.
         .map(|(branch, _)| format!("+refs/heads/{branch}:{}", home_ref(instance, branch)))
         .collect();
+    strictly_indexed(root, bundle, pack_at).map_err(refused)?;
     let fetched = checked_fetch(root, &bundle_arg, &refspecs)?;
     if !fetched.status.success() {
         return Err(refused(format!("git fetch failed ({})", said(&fetched))));
@@ -236,11 +228,59 @@ pub fn take_home(
     Ok(coming)
 }
 
+/// The bundle's refs (`list-heads` lines) sorted: branches refused for
+/// their names, and the branches wanted home (name and commit) whose tips
+/// are not what went in (`copied`). Anything but a branch refuses it all.
+fn sorted_heads(
+    root: &Path,
+    heads: &str,
+    copied: &[(String, String)],
+) -> std::result::Result<(HomeComing, Vec<(String, String)>), String> {
+    let mut coming = HomeComing::default();
+    let mut wanted = Vec::new();
+    for line in heads.lines() {
+        let Some((commit, name)) = line.split_once(' ') else {
+            return Err(format!("a line of its refs is `{}`", shown_briefly(line)));
+        };
+        let Some(branch) = name.strip_prefix("refs/heads/") else {
+            return Err(format!(
+                "`{}` is not a branch (refs/heads/...)",
+                shown_briefly(name)
+            ));
+        };
+        if !commit.chars().all(|c| c.is_ascii_hexdigit()) || !(40..=64).contains(&commit.len()) {
+            return Err(format!("`{}` is not a commit id", shown_briefly(commit)));
+        }
+        if let Some(why) = branch_name_refusal(branch) {
+            coming.refused.push(RefusedBranch {
+                shown: shown_briefly(branch),
+                why,
+            });
+            continue;
+        }
+        let checked = git(root, &["check-ref-format", name])
+            .output()
+            .map_err(|err| format!("cannot run git: {err}"))?;
+        if !checked.status.success() {
+            coming.refused.push(RefusedBranch {
+                shown: shown_briefly(branch),
+                why: "git does not take its name",
+            });
+            continue;
+        }
+        let went_in = copied.iter().any(|(r, c)| r == name && c == commit);
+        if !went_in {
+            wanted.push((branch.to_owned(), commit.to_owned()));
+        }
+    }
+    Ok((coming, wanted))
+}
+
 /// Whether the bundle's header is one this fetch may take: a v2 bundle,
 /// or a v3 one whose only capability is its object format. A filter would
 /// make the fetched pack a promisor's, and the repository would later ask
 /// for what it lacks.
-fn plain_header(bundle: &Path) -> std::result::Result<(), String> {
+fn plain_header(bundle: &Path) -> std::result::Result<u64, String> {
     use std::io::{BufRead, Read};
     let file = std::fs::File::open(bundle).map_err(|err| format!("cannot read it: {err}"))?;
     let mut reader = std::io::BufReader::new(file.take(HEADER_MAX as u64));
@@ -248,6 +288,7 @@ fn plain_header(bundle: &Path) -> std::result::Result<(), String> {
     reader
         .read_until(b'\n', &mut first)
         .map_err(|err| format!("cannot read it: {err}"))?;
+    let mut read_so_far = first.len() as u64;
     let v3 = match first.as_slice() {
         b"# v2 git bundle\n" => false,
         b"# v3 git bundle\n" => true,
@@ -262,8 +303,9 @@ fn plain_header(bundle: &Path) -> std::result::Result<(), String> {
         if read == 0 || !line.ends_with(b"\n") {
             return Err("its header does not end".to_owned());
         }
+        read_so_far += read as u64;
         match line.as_slice() {
-            b"\n" => return Ok(()),
+            b"\n" => return Ok(read_so_far),
             [b'@', capability @ ..] => {
                 let capability = String::from_utf8_lossy(capability);
                 let capability = capability.trim_end();
@@ -272,7 +314,7 @@ fn plain_header(bundle: &Path) -> std::result::Result<(), String> {
                 if !v3 || !known {
                     return Err(format!(
                         "its header asks for `@{}`, which is refused",
-                        shown(capability)
+                        shown_briefly(capability)
                     ));
                 }
             }
@@ -281,9 +323,64 @@ fn plain_header(bundle: &Path) -> std::result::Result<(), String> {
     }
 }
 
-/// `git fetch` of `refspecs` from the bundle, its objects checked as they
-/// come, no submodule followed, and git's memory bounded where the system
-/// allows it. Atomic: a pack that breaks half-way updates no ref.
+/// Indexes the bundle's pack, which starts `pack_at` bytes in, in a
+/// scratch repository that borrows the user's objects, checking every
+/// object as it comes (`index-pack --strict`: bad trees, a hostile
+/// `.gitmodules`): every git does this, where a fetch from a bundle checks
+/// its objects only from git 2.46 on. Nothing of it stays.
+fn strictly_indexed(root: &Path, bundle: &Path, pack_at: u64) -> std::result::Result<(), String> {
+    use std::io::Seek;
+    let failed = |what: &str, err: &dyn std::fmt::Display| format!("{what}: {err}");
+    let objects = git(
+        root,
+        &[
+            "rev-parse",
+            "--path-format=absolute",
+            "--git-path",
+            "objects",
+        ],
+    )
+    .output()
+    .map_err(|err| failed("cannot run git", &err))?;
+    let objects = text(&objects);
+    let scratch =
+        tempfile::tempdir().map_err(|err| failed("cannot make a scratch repository", &err))?;
+    let made = git(scratch.path(), &["init", "-q", "--bare"])
+        .output()
+        .map_err(|err| failed("cannot run git", &err))?;
+    if !made.status.success() {
+        return Err("cannot make a scratch repository".to_owned());
+    }
+    std::fs::write(
+        scratch.path().join("objects/info/alternates"),
+        format!("{objects}\n"),
+    )
+    .map_err(|err| failed("cannot make a scratch repository", &err))?;
+    let mut pack = std::fs::File::open(bundle).map_err(|err| failed("cannot read it", &err))?;
+    pack.seek(std::io::SeekFrom::Start(pack_at))
+        .map_err(|err| failed("cannot read it", &err))?;
+    let indexed = limited(&git(
+        scratch.path(),
+        &["index-pack", "--stdin", "--strict", "--fix-thin"],
+    ))
+    .stdin(pack)
+    .stdout(std::process::Stdio::null())
+    .output()
+    .map_err(|err| failed("cannot run git", &err))?;
+    if indexed.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "its objects fail git's checks ({})",
+            Tail::of(&indexed.stderr).shown()
+        ))
+    }
+}
+
+/// `git fetch` of `refspecs` from the bundle, its objects checked again as
+/// they come where git does, no submodule followed, and git's memory
+/// bounded where the system allows it. Atomic: a pack that breaks
+/// half-way updates no ref.
 fn checked_fetch(root: &Path, bundle: &str, refspecs: &[String]) -> Result<std::process::Output> {
     let mut args = vec![
         "-c",
@@ -291,7 +388,7 @@ fn checked_fetch(root: &Path, bundle: &str, refspecs: &[String]) -> Result<std::
         "-c",
         "fetch.fsckObjects=true",
         "-c",
-        "fetch.fsck.skipList=",
+        "fetch.fsck.skipList=/dev/null",
         "-c",
         "fetch.recurseSubmodules=false",
         "-c",
@@ -313,17 +410,22 @@ fn checked_fetch(root: &Path, bundle: &str, refspecs: &[String]) -> Result<std::
         bundle,
     ];
     args.extend(refspecs.iter().map(String::as_str));
-    let command = git(root, &args);
-    // The same git, under a limit on its address space (ignored where
-    // the shell cannot set one).
-    let program = command.get_program().to_owned();
+    limited(&git(root, &args))
+        .output()
+        .map_err(|err| Error::caused_by("cannot run git", err))
+}
+
+/// `command` (a git), run under limits on its address space and CPU time
+/// that the shell sets where it can.
+fn limited(command: &std::process::Command) -> std::process::Command {
     let mut limited = std::process::Command::new("sh");
     limited
         .arg("-c")
         .arg(format!(
-            "ulimit -v {GIT_MEMORY_KIB} 2>/dev/null; exec \"$0\" \"$@\""
+            "ulimit -v {GIT_MEMORY_KIB} 2>/dev/null; ulimit -t {GIT_CPU_SECONDS} 2>/dev/null; \
+             exec \"$0\" \"$@\""
         ))
-        .arg(program)
+        .arg(command.get_program())
         .args(command.get_args());
     for (name, value) in command.get_envs() {
         match value {
@@ -335,8 +437,6 @@ fn checked_fetch(root: &Path, bundle: &str, refspecs: &[String]) -> Result<std::
         limited.current_dir(dir);
     }
     limited
-        .output()
-        .map_err(|err| Error::caused_by("cannot run git", err))
 }
 
 /// A running instance's new commits, fetched now into `repo`; the

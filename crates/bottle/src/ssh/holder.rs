@@ -43,6 +43,11 @@ const PUBLICKEY_HOSTBOUND: &[u8] = b"publickey-hostbound-v00@openssh.com";
 const BINDINGS_PER_CONNECTION: usize = 16;
 /// Bindings held in all, over every open connection.
 const BINDINGS_IN_ALL: usize = 1024;
+/// The longest session id a binding may name (OpenSSH's agent allows 128
+/// bytes), and the largest host key it may carry: a binding's size is
+/// bounded as its number is.
+const SESSION_ID_MAX: usize = 128;
+const HOST_KEY_MAX: usize = 4096;
 /// SIGN_REQUEST flags: which hash an RSA signature is to use.
 const RSA_SHA2_256: u32 = 2;
 const RSA_SHA2_512: u32 = 4;
@@ -184,8 +189,12 @@ impl Holder {
             return vec![FAILURE];
         }
         let bound = (|| {
-            let host_key = PublicKey::from_bytes(wire.string()?).ok()?;
-            let session_id = wire.string()?.to_vec();
+            let host_key =
+                PublicKey::from_bytes(wire.string().filter(|k| k.len() <= HOST_KEY_MAX)?).ok()?;
+            let session_id = wire
+                .string()
+                .filter(|s| s.len() <= SESSION_ID_MAX)?
+                .to_vec();
             let signature = Signature::try_from(wire.string()?).ok()?;
             let forwarding = wire.byte()? != 0;
             // A binding whose host key did not sign this session is a lie;
@@ -218,7 +227,7 @@ impl Holder {
             .position(|held| public_blob(held.key.public_key()) == blob)?;
         let held = &self.keys[index];
         let verdict = self
-            .may_sign(connection, held, data)
+            .may_sign(connection, held, data, flags)
             .and_then(|how| rsa_hash_allowed(held, flags).map(|()| how));
         let decision = SignDecision {
             key_for: held.hosts.join(","),
@@ -240,8 +249,9 @@ impl Holder {
         connection: u32,
         held: &HeldKey,
         data: &[u8],
+        flags: u32,
     ) -> Result<&'static str, &'static str> {
-        let login = Login::read(data, held).ok_or("not a login request with this key")?;
+        let login = Login::read(data, held, flags).ok_or("not a login request with this key")?;
         let bindings = self
             .bindings
             .get(&connection)
@@ -300,8 +310,9 @@ struct Login<'a> {
 }
 
 impl<'a> Login<'a> {
-    /// `data` as a login with `held`'s key, or `None` for anything else.
-    fn read(data: &'a [u8], held: &HeldKey) -> Option<Self> {
+    /// `data` as a login with `held`'s key, signed as `flags` ask, or
+    /// `None` for anything else.
+    fn read(data: &'a [u8], held: &HeldKey, flags: u32) -> Option<Self> {
         let mut wire = Wire(data);
         let session = wire.string().filter(|s| !s.is_empty())?;
         if wire.byte()? != USERAUTH_REQUEST {
@@ -322,7 +333,7 @@ impl<'a> Login<'a> {
         let fits = service == SSH_CONNECTION
             && signature_follows == 1
             && key == public_blob(public).as_slice()
-            && algorithm_fits(algorithm, public)
+            && algorithm_fits(algorithm, public, flags)
             && wire.0.is_empty();
         fits.then_some(Self {
             session,
@@ -332,19 +343,20 @@ impl<'a> Login<'a> {
     }
 }
 
-/// Whether a login's signature algorithm is one of `key`'s kind.
-fn algorithm_fits(algorithm: &[u8], key: &PublicKey) -> bool {
-    let Ok(named) = std::str::from_utf8(algorithm)
+/// Whether a login's signature algorithm is one of `key`'s kind, and for
+/// RSA the very hash the sign request's `flags` ask for (never SHA-1).
+fn algorithm_fits(algorithm: &[u8], key: &PublicKey, flags: u32) -> bool {
+    if matches!(key.algorithm(), ssh_key::Algorithm::Rsa { .. }) {
+        return match algorithm {
+            b"rsa-sha2-256" => flags & (RSA_SHA2_256 | RSA_SHA2_512) == RSA_SHA2_256,
+            b"rsa-sha2-512" => flags & (RSA_SHA2_256 | RSA_SHA2_512) == RSA_SHA2_512,
+            _ => false,
+        };
+    }
+    std::str::from_utf8(algorithm)
         .ok()
         .and_then(|a| ssh_key::Algorithm::new(a).ok())
-        .ok_or(())
-    else {
-        return false;
-    };
-    match (named, key.algorithm()) {
-        (ssh_key::Algorithm::Rsa { .. }, ssh_key::Algorithm::Rsa { .. }) => true,
-        (named, own) => named == own,
-    }
+        .is_some_and(|named| named == key.algorithm())
 }
 
 fn public_blob_of(key: &KeyData) -> Option<Vec<u8>> {
@@ -620,10 +632,18 @@ mod tests {
             let asked = asked.string().unwrap();
             assert!(Verifier::verify(user.public_key().key_data(), asked, &signature).is_ok());
         }
+        // SHA-1 (`ssh-rsa`, no flag), and a hash other than the login names.
         let sha1 = sign_data(&user, &LoginParts::new(&user, b"s1").encode(), 0);
-        assert_eq!(holder.answer(1, &sha1), [FAILURE]);
-        let last = holder.take_latest().unwrap();
-        assert_eq!(last.reason, "an RSA signature over SHA-1 was asked for");
+        let mismatched = LoginParts {
+            algorithm: "rsa-sha2-512".to_owned(),
+            ..LoginParts::new(&user, b"s1")
+        };
+        let mismatched = sign_data(&user, &mismatched.encode(), RSA_SHA2_256);
+        for asked in [sha1, mismatched] {
+            assert_eq!(holder.answer(1, &asked), [FAILURE]);
+            let last = holder.take_latest().unwrap();
+            assert_eq!(last.reason, "not a login request with this key");
+        }
     }
 
     #[test]
@@ -875,6 +895,20 @@ mod tests {
         assert_eq!(holder.answer(2, &bind(&host, b"s1")), [SUCCESS]);
         assert_eq!(holder.answer(2, &as_user("git"))[0], SIGN_RESPONSE);
         assert_eq!(holder.answer(2, &as_user("root")), [FAILURE]);
+    }
+
+    #[test]
+    fn a_binding_too_large_to_be_a_real_one_is_refused() {
+        let host = key(10);
+        let mut holder = Holder::new(vec![held(1, "a", &[&host], false)]);
+        assert_eq!(
+            holder.answer(1, &bind(&host, &[7; SESSION_ID_MAX + 1])),
+            [FAILURE]
+        );
+        assert_eq!(
+            holder.answer(1, &bind(&host, &[7; SESSION_ID_MAX])),
+            [SUCCESS]
+        );
     }
 
     #[test]

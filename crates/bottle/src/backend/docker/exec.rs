@@ -111,8 +111,12 @@ pub(super) async fn run_claude(engine: &Engine, spec: ClaudeExec<'_>, ui: &dyn U
     } = ui.claude_streams();
     let mut stdin_open = true;
     let mut first_byte = true;
+    // A process claude left behind may hold the terminal open for ever:
+    // the session ends soon after claude does, whatever still writes.
+    let mut exited = ExitWatch::new();
     loop {
         tokio::select! {
+            () = exited.past_grace(docker, &exec) => break,
             chunk = output.next() => match chunk {
                 Some(Ok(log)) => {
                     if std::mem::take(&mut first_byte) {
@@ -243,6 +247,38 @@ const AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often an exec is asked whether its process still runs.
 const STILL_RUNNING_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Whether an exec's process has ended, asked every [`STILL_RUNNING_EVERY`]:
+/// its output is waited for only [`AFTER_EXIT`] past that, since a process
+/// it left behind may hold the pipe open for ever.
+struct ExitWatch {
+    asked: tokio::time::Interval,
+    ended: Option<tokio::time::Instant>,
+}
+
+impl ExitWatch {
+    fn new() -> Self {
+        Self {
+            asked: tokio::time::interval(STILL_RUNNING_EVERY),
+            ended: None,
+        }
+    }
+
+    /// Resolves once the exec's process ended [`AFTER_EXIT`] ago. Safe to
+    /// drop at any point: what it learnt is kept.
+    async fn past_grace(&mut self, docker: &Docker, exec: &str) {
+        loop {
+            if let Some(at) = self.ended {
+                return tokio::time::sleep_until(at + AFTER_EXIT).await;
+            }
+            self.asked.tick().await;
+            let running = docker.inspect_exec(exec).await.ok().and_then(|i| i.running);
+            if running == Some(false) {
+                self.ended = Some(tokio::time::Instant::now());
+            }
+        }
+    }
+}
+
 /// Runs `cmd` as `user` with `env`, its stdin fed from `input` and its
 /// stdout written to `output`; returns its exit code and what it said on
 /// stderr, made safe to print and kept to its end (`bottle_text`). For
@@ -288,15 +324,8 @@ pub(super) async fn piped(
     let mut said = crate::bottle_text::Tail::new(STDERR_KEPT);
     let drain = async {
         let mut output = output;
-        let mut asked = tokio::time::interval(STILL_RUNNING_EVERY);
-        let mut ended: Option<tokio::time::Instant> = None;
+        let mut exited = ExitWatch::new();
         loop {
-            let grace = async {
-                match ended {
-                    Some(at) => tokio::time::sleep_until(at + AFTER_EXIT).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 chunk = stream.next() => match chunk {
                     Some(chunk) => match chunk.map_err(|e| failed(e.into()))? {
@@ -311,13 +340,7 @@ pub(super) async fn piped(
                     },
                     None => break,
                 },
-                _ = asked.tick(), if ended.is_none() => {
-                    let running = docker.inspect_exec(&exec).await.ok().and_then(|i| i.running);
-                    if running == Some(false) {
-                        ended = Some(tokio::time::Instant::now());
-                    }
-                }
-                () = grace => break,
+                () = exited.past_grace(docker, &exec) => break,
             }
         }
         if let Some(out) = &mut output {

@@ -504,7 +504,7 @@ pub(super) async fn unfetched(
         container,
         &facts.user,
         cmd,
-        vec![],
+        BUNDLE_ENV.map(str::to_owned).to_vec(),
         None,
         Some(&mut out),
         Some(LISTED_WITHIN),
@@ -513,14 +513,15 @@ pub(super) async fn unfetched(
     if !matches!(listed, Ok((0, _))) {
         return "the bottle's branches could not be listed".to_owned();
     }
-    let out = crate::bottle_text::shown_bytes(&out.into_inner());
+    let out = String::from_utf8_lossy(&out.into_inner()).into_owned();
     let changed: Vec<String> = out
         .lines()
         .filter_map(|l| l.split_once(' '))
         .filter(|(r, c)| !copied.iter().any(|(cr, cc)| cr == r && cc == c))
         .map(|(r, c)| {
-            let branch = r.trim_start_matches("refs/heads/");
-            format!("{branch} at {}", &c[..c.len().min(12)])
+            let branch = crate::bottle_text::shown(r.trim_start_matches("refs/heads/"));
+            let short: String = c.chars().take(12).collect();
+            format!("{branch} at {}", crate::bottle_text::shown(&short))
         })
         .collect();
     if changed.is_empty() {
