@@ -111,12 +111,8 @@ pub(super) async fn run_claude(engine: &Engine, spec: ClaudeExec<'_>, ui: &dyn U
     } = ui.claude_streams();
     let mut stdin_open = true;
     let mut first_byte = true;
-    // A process claude left behind may hold the terminal open for ever:
-    // the session ends soon after claude does, whatever still writes.
-    let mut exited = ExitWatch::new();
     loop {
         tokio::select! {
-            () = exited.past_grace(docker, &exec) => break,
             chunk = output.next() => match chunk {
                 Some(Ok(log)) => {
                     if std::mem::take(&mut first_byte) {
