@@ -272,7 +272,6 @@ mod tests {
             _: &[(String, String)],
             _: &[String],
             _: &std::path::Path,
-            _: u64,
         ) -> Result<()> {
             unreachable!("cleanup bundles nothing")
         }

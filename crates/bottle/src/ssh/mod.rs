@@ -15,7 +15,7 @@ use crate::env::SecretPrompt;
 use crate::error::{Error, Result};
 use crate::manifest::SshHost;
 use crate::prepare::expand_home;
-use holder::{Grant, HeldKey};
+use holder::HeldKey;
 
 /// Where the relay listens in the agent's home, and where the helper
 /// executable goes.
@@ -233,22 +233,21 @@ pub fn load_keys(
                 ))
             })?;
         }
-        let grant = Grant {
-            pin: target.known_host_key.as_ref().map(|k| k.key_data().clone()),
-            user: target.user.clone(),
-        };
+        let pin = target.known_host_key.as_ref().map(|k| k.key_data().clone());
         match held
             .iter_mut()
             .find(|h| h.key.public_key() == key.public_key())
         {
             Some(same) => {
                 same.hosts.push(target.host.clone());
-                same.grants.push(grant);
+                same.pins.extend(pin.clone());
+                same.unpinned |= pin.is_none();
             }
             None => held.push(HeldKey {
                 key,
                 hosts: vec![target.host.clone()],
-                grants: vec![grant],
+                unpinned: pin.is_none(),
+                pins: pin.into_iter().collect(),
             }),
         }
     }

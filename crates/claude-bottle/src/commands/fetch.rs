@@ -16,22 +16,16 @@ pub(crate) async fn run(instance: &str) -> Result<ExitCode, CommandError> {
     let backend = backend::select(&settings.backend)?;
     let (cwd, _) = super::manifest_dirs()?;
     let repo = Repository::find(&cwd)?;
-    let coming = while_waiting(
+    let arrived = while_waiting(
         &format!("fetching the branches of {instance}"),
-        fetch_running(
-            backend.as_ref(),
-            instance,
-            &settings.extra_labels,
-            &repo,
-            settings.bundle_max,
-        ),
+        fetch_running(backend.as_ref(), instance, &settings.extra_labels, &repo),
     )
     .await?;
-    if coming.arrived.is_empty() && coming.refused.is_empty() {
+    if arrived.is_empty() {
         eprintln!("nothing new in {instance}");
     }
-    for line in coming.lines(repo.branch.as_deref()) {
-        eprintln!("{line}");
+    for branch in &arrived {
+        eprintln!("{}", branch.line(repo.branch.as_deref()));
     }
     Ok(ExitCode::SUCCESS)
 }

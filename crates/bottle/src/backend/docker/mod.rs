@@ -206,11 +206,10 @@ impl Backend for DockerBackend {
         scope: &[(String, String)],
         known: &[String],
         to: &std::path::Path,
-        max_bytes: u64,
     ) -> Result<()> {
         let docker = self.docker().await?;
         let agent = gate::find_running(docker, instance, Role::Agent, scope).await?;
-        workspace::bundle_to(docker, &agent, known, to, max_bytes).await
+        workspace::bundle_to(docker, &agent, known, to).await
     }
 
     async fn stale_images(
@@ -592,15 +591,15 @@ async fn come_home(
             container,
             facts,
             repo,
+            instance,
             copied,
             &launch.stage,
-            launch.bundle_max,
         )
         .await
         {
-            Ok(coming) => {
-                for line in coming.lines(repo.branch.as_deref()) {
-                    launch.ui.tell(&line);
+            Ok(arrived) => {
+                for branch in &arrived {
+                    launch.ui.tell(&branch.line(repo.branch.as_deref()));
                 }
                 return Ok(code);
             }
