@@ -6,6 +6,7 @@
 
 mod archive;
 pub mod backend;
+pub mod bottle_text;
 pub mod claude_traffic;
 pub mod doctor;
 pub mod egress_log;

@@ -75,6 +75,10 @@ pub const MEMORY: Variable = Variable {
     name: "CLAUDE_BOTTLE_MEMORY",
     help: "Memory limit of the agent container, e.g. `4g` or `512m` (default `4g`).",
 };
+pub const BUNDLE_MAX: Variable = Variable {
+    name: "CLAUDE_BOTTLE_BUNDLE_MAX",
+    help: "The most a bottle's bundle of new commits may take on its way home, e.g. `2g` or `512m` (default `2g`); a larger one is refused and its commits stay in the bottle.",
+};
 pub const PIDS: Variable = Variable {
     name: "CLAUDE_BOTTLE_PIDS",
     help: "Process limit of the agent container (default `1024`).",
@@ -177,6 +181,7 @@ pub const ALL: &[&Variable] = &[
     &RUNTIME,
     &EXTRA_LABELS,
     &MEMORY,
+    &BUNDLE_MAX,
     &PIDS,
     &CPUS,
     &PAUSE_AT,
@@ -323,7 +328,12 @@ pub struct Settings {
     pub npm_registry: String,
     pub claude_version: String,
     pub pause_at: PauseAt,
+    /// `CLAUDE_BOTTLE_BUNDLE_MAX`, in bytes.
+    pub bundle_max: u64,
 }
+
+/// What a bottle's bundle may take when nothing says otherwise.
+pub const BUNDLE_MAX_DEFAULT: u64 = 2 << 30;
 
 impl Settings {
     pub fn from_env() -> Result<Self> {
@@ -356,6 +366,7 @@ impl Settings {
             }
         };
         let limits = Limits::read(&get)?;
+        let bundle_max = bundle_max(get(&BUNDLE_MAX))?;
         let pause_at = match get(&PAUSE_AT) {
             None => PauseAt(None),
             Some(name) => PauseAt(Some(Phase::parse(&name).ok_or_else(|| {
@@ -411,6 +422,7 @@ impl Settings {
             npm_registry,
             claude_version,
             pause_at,
+            bundle_max,
             backend: get(&BACKEND).unwrap_or_else(|| "docker".to_owned()),
             oauth_token: get(&OAUTH_TOKEN).map(Secret::new),
             image: get(&IMAGE),
@@ -540,6 +552,22 @@ fn parse_size(text: &str) -> Option<i64> {
         .ok()
         .filter(|n| *n > 0)
         .and_then(|n| n.checked_mul(1 << shift))
+}
+
+/// `CLAUDE_BOTTLE_BUNDLE_MAX` in bytes, its default where unset.
+fn bundle_max(value: Option<String>) -> Result<u64> {
+    let Some(size) = value else {
+        return Ok(BUNDLE_MAX_DEFAULT);
+    };
+    parse_size(&size)
+        .and_then(|s| u64::try_from(s).ok())
+        .ok_or_else(|| {
+            Error::new(format!(
+                "{} is `{size}`, which is not a size",
+                BUNDLE_MAX.name
+            ))
+            .hint("write a number with an optional unit k, m or g, e.g. 2g or 512m")
+        })
 }
 
 /// `k=v,k=v`; keys of claude-bottle's own namespace are refused.

@@ -71,6 +71,7 @@ impl Backend for FixedBackend {
         _: &[(String, String)],
         _: &[String],
         _: &std::path::Path,
+        _: u64,
     ) -> bottle::Result<()> {
         unreachable!("prepare tests bundle nothing")
     }

@@ -79,7 +79,9 @@ fn a_sound_bundle_brings_the_new_branch_tips_and_nothing_else() {
     let repo = Repository::find(&w.host).unwrap();
     let copied = repo.branches().unwrap();
     let main_before = git(&w.host, &["rev-parse", "main"]);
-    let arrived = take_home(&repo, &w.bundle, "inst-1", &copied).unwrap();
+    let coming = take_home(&repo, &w.bundle, "inst-1", &copied).unwrap();
+    assert!(coming.refused.is_empty(), "{coming:?}");
+    let arrived = coming.arrived;
     assert_eq!(arrived.len(), 1, "{arrived:?}");
     assert_eq!(arrived[0].host_ref, home_ref("inst-1", "main"));
     assert_eq!(
@@ -99,7 +101,7 @@ fn a_sound_bundle_brings_the_new_branch_tips_and_nothing_else() {
         &[("refs/heads/main".into(), arrived[0].commit.clone())],
     )
     .unwrap();
-    assert!(again.is_empty(), "{again:?}");
+    assert!(again.arrived.is_empty(), "{again:?}");
 }
 
 #[test]
@@ -117,10 +119,10 @@ fn a_hostile_bundle_is_refused_and_the_host_repository_is_unchanged() {
     // Not a bundle at all, and a bundle cut short.
     let corrupt = w.bundle.with_file_name("corrupt.bundle");
     std::fs::write(&corrupt, b"# v2 git bundle\nnot really\n").unwrap();
-    refused(&corrupt, "fails `git bundle verify`");
+    refused(&corrupt, "its header does not end");
     let whole = std::fs::read(&w.bundle).unwrap();
     std::fs::write(&corrupt, &whole[..whole.len() / 2]).unwrap();
-    refused(&corrupt, "git fetch failed");
+    refused(&corrupt, "its objects fail git's checks");
     // A ref outside refs/heads.
     git(&w.bottle, &["tag", "v1"]);
     let tags = w.bundle.with_file_name("tags.bundle");
@@ -143,7 +145,30 @@ fn a_hostile_bundle_is_refused_and_the_host_repository_is_unchanged() {
     climbing.extend_from_slice(&whole[header_end..]);
     let climbing_path = w.bundle.with_file_name("climbing.bundle");
     std::fs::write(&climbing_path, climbing).unwrap();
-    refused(&climbing_path, "is not a valid ref name");
+    let coming = take_home(&repo, &climbing_path, "inst-2", &copied).unwrap();
+    assert!(coming.arrived.is_empty(), "{coming:?}");
+    assert_eq!(
+        coming.refused[0].line(),
+        "not home: the branch `../../HEAD`: its name holds `..`"
+    );
+    assert_eq!(refs(&w.host), before, "the host repository changed");
+    // A v3 bundle with a filter: its pack would be a promisor's.
+    let filtered = text[..header_end].replacen(
+        "# v2 git bundle\n",
+        "# v3 git bundle\n@object-format=sha1\n@filter=blob:none\n",
+        1,
+    );
+    let mut promisor = filtered.into_bytes();
+    promisor.extend_from_slice(&whole[header_end..]);
+    let promisor_path = w.bundle.with_file_name("promisor.bundle");
+    std::fs::write(&promisor_path, promisor).unwrap();
+    refused(
+        &promisor_path,
+        "asks for `@filter=blob:none`, which is refused",
+    );
+    // Not a bundle's first line at all.
+    std::fs::write(&corrupt, b"PACK\0\0\0\x02").unwrap();
+    refused(&corrupt, "not a git bundle of version 2 or 3");
 }
 
 #[test]

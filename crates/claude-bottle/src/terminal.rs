@@ -5,6 +5,7 @@
 //! back, so a piped or scripted run never blocks on a hidden prompt.
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bottle::env::{Secret, SecretPrompt};
 use bottle::ui::{ClaudeStreams, Progress, RawModeGuard, Ui, Work};
@@ -156,7 +157,7 @@ impl Ui for TerminalUi {
     fn claude_streams(&self) -> ClaudeStreams {
         ClaudeStreams {
             stdin: stdin_chunks(),
-            stdout: Box::pin(tokio::io::stdout()),
+            stdout: Box::pin(ScreenWatch::new(tokio::io::stdout())),
             stderr: Box::pin(tokio::io::stderr()),
             resized: resizes(),
         }
@@ -257,14 +258,159 @@ struct RawMode {
     saved: termios::Termios,
 }
 
+/// What a program in the bottle may have left the terminal in, undone, so
+/// that what follows the session (its summary, a question) shows as it
+/// is: attributes off (conceal among them), the cursor shown, the default
+/// colours (OSC 104, 110-112), the ASCII character set, autowrap on and
+/// reverse video off, the whole screen as the scroll region (the cursor
+/// kept where it is), mouse, focus and paste reports off, the keypad,
+/// cursor keys and keyboard protocols as usual.
+const TERMINAL_RESET: &str = concat!(
+    "\x1b[0m\x1b[?25h",
+    "\x1b]104\x07\x1b]110\x07\x1b]111\x07\x1b]112\x07",
+    "\x1b(B\x0f\x1b[?7h\x1b[?5l\x1b7\x1b[r\x1b8",
+    "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?1004l\x1b[?2004l",
+    "\x1b[?1l\x1b>\x1b[=0;1u\x1b[>4;0m",
+);
+/// Back to the main screen: only said when the session left the terminal
+/// on the other one, since some terminals move the cursor on it anyway.
+const MAIN_SCREEN: &str = "\x1b[?1049l";
+
+/// Whether the session's output last switched the terminal to its
+/// alternate screen (one session per process).
+static ON_ALTERNATE_SCREEN: AtomicBool = AtomicBool::new(false);
+
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = termios::tcsetattr(io::stdin(), OptionalActions::Now, &self.saved);
     }
 }
 
+/// claude's stdout, watched for switches between the main and the
+/// alternate screen as the bytes pass (a sequence split between writes,
+/// with other modes beside it, or as a C1 control, included); when the
+/// session's streams go, a terminal there is reset ([`TERMINAL_RESET`]),
+/// whether claude had a TTY or not.
+struct ScreenWatch<W> {
+    inner: W,
+    /// The end of the last write: the start of a sequence it may have cut.
+    carry: Vec<u8>,
+}
+
+impl<W> ScreenWatch<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            carry: Vec::new(),
+        }
+    }
+
+    fn watch(&mut self, bytes: &[u8]) {
+        /// Longer than any private mode sequence that names a screen.
+        const LONGEST: usize = 64;
+        let mut seen = std::mem::take(&mut self.carry);
+        seen.extend_from_slice(bytes);
+        let mut last = None;
+        let mut at = 0;
+        while at < seen.len() {
+            let start = match &seen[at..] {
+                // CSI, as ESC [ or as a C1 control in UTF-8.
+                [0x1b, b'[', b'?', ..] | [0xc2, 0x9b, b'?', ..] => 3,
+                _ => {
+                    at += 1;
+                    continue;
+                }
+            };
+            let params_at = at + start;
+            let params_len = seen[params_at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b';')
+                .count();
+            let on = match seen.get(params_at + params_len) {
+                Some(b'h') => true,
+                Some(b'l') => false,
+                _ => {
+                    at += 1;
+                    continue;
+                }
+            };
+            let params = &seen[params_at..params_at + params_len];
+            if params
+                .split(|b| *b == b';')
+                .any(|p| matches!(p, b"1049" | b"1047" | b"47"))
+            {
+                last = Some(on);
+            }
+            at = params_at + params_len + 1;
+        }
+        if let Some(on) = last {
+            ON_ALTERNATE_SCREEN.store(on, Ordering::Relaxed);
+        }
+        self.carry = seen[seen.len().saturating_sub(LONGEST)..].to_vec();
+    }
+}
+
+impl<W> Drop for ScreenWatch<W> {
+    fn drop(&mut self) {
+        let mut stdout = io::stdout();
+        if !stdout.is_terminal() {
+            return;
+        }
+        let _ = stdout.write_all(TERMINAL_RESET.as_bytes());
+        if ON_ALTERNATE_SCREEN.swap(false, Ordering::Relaxed) {
+            let _ = stdout.write_all(MAIN_SCREEN.as_bytes());
+        }
+        let _ = stdout.flush();
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ScreenWatch<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = written {
+            self.watch(&buf[..n]);
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_alternate_screen_is_followed_across_writes() {
+        let mut watch = super::ScreenWatch::new(Vec::<u8>::new());
+        watch.watch(b"text\x1b[?104");
+        watch.watch(b"9hmore");
+        assert!(super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+        watch.watch(b"\x1b[?1049lback\x1b[?47h\x1b[?4");
+        assert!(super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+        watch.watch(b"7l");
+        assert!(!super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+        // Beside other modes, and as a C1 CSI.
+        watch.watch(b"\x1b[?1;1049h");
+        assert!(super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+        watch.watch("\u{9b}?1049;1l".as_bytes());
+        assert!(!super::ON_ALTERNATE_SCREEN.load(super::Ordering::Relaxed));
+    }
+
     use super::is_yes;
 
     #[test]

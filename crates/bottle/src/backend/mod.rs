@@ -65,6 +65,8 @@ pub struct Launch {
     pub claude_args: Vec<String>,
     pub extra_labels: Vec<(String, String)>,
     pub pause_at: PauseAt,
+    /// The most the bundle of the agent's commits may take.
+    pub bundle_max: u64,
     pub ui: Arc<dyn Ui>,
 }
 
@@ -103,6 +105,7 @@ impl Launch {
             claude_args,
             extra_labels: settings.extra_labels.clone(),
             pause_at: settings.pause_at,
+            bundle_max: settings.bundle_max,
             ui,
         })
     }
@@ -176,6 +179,7 @@ pub trait Backend: fmt::Debug + Send + Sync {
         scope: &[(String, String)],
         known: &[String],
         to: &std::path::Path,
+        max_bytes: u64,
     ) -> Result<()>;
 
     /// Images this backend built, within `scope`, that are neither

@@ -272,6 +272,7 @@ mod tests {
             _: &[(String, String)],
             _: &[String],
             _: &std::path::Path,
+            _: u64,
         ) -> Result<()> {
             unreachable!("cleanup bundles nothing")
         }

@@ -15,7 +15,7 @@ use crate::env::SecretPrompt;
 use crate::error::{Error, Result};
 use crate::manifest::SshHost;
 use crate::prepare::expand_home;
-use holder::HeldKey;
+use holder::{Grant, HeldKey};
 
 /// Where the relay listens in the agent's home, and where the helper
 /// executable goes.
@@ -233,21 +233,22 @@ pub fn load_keys(
                 ))
             })?;
         }
-        let pin = target.known_host_key.as_ref().map(|k| k.key_data().clone());
+        let grant = Grant {
+            pin: target.known_host_key.as_ref().map(|k| k.key_data().clone()),
+            user: target.user.clone(),
+        };
         match held
             .iter_mut()
             .find(|h| h.key.public_key() == key.public_key())
         {
             Some(same) => {
                 same.hosts.push(target.host.clone());
-                same.pins.extend(pin.clone());
-                same.unpinned |= pin.is_none();
+                same.grants.push(grant);
             }
             None => held.push(HeldKey {
                 key,
                 hosts: vec![target.host.clone()],
-                unpinned: pin.is_none(),
-                pins: pin.into_iter().collect(),
+                grants: vec![grant],
             }),
         }
     }

@@ -16,16 +16,22 @@ pub(crate) async fn run(instance: &str) -> Result<ExitCode, CommandError> {
     let backend = backend::select(&settings.backend)?;
     let (cwd, _) = super::manifest_dirs()?;
     let repo = Repository::find(&cwd)?;
-    let arrived = while_waiting(
+    let coming = while_waiting(
         &format!("fetching the branches of {instance}"),
-        fetch_running(backend.as_ref(), instance, &settings.extra_labels, &repo),
+        fetch_running(
+            backend.as_ref(),
+            instance,
+            &settings.extra_labels,
+            &repo,
+            settings.bundle_max,
+        ),
     )
     .await?;
-    if arrived.is_empty() {
+    if coming.arrived.is_empty() && coming.refused.is_empty() {
         eprintln!("nothing new in {instance}");
     }
-    for branch in &arrived {
-        eprintln!("{}", branch.line(repo.branch.as_deref()));
+    for line in coming.lines(repo.branch.as_deref()) {
+        eprintln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ use crate::support::{
     wait_for_instance, with_fake_claude, with_real_claude,
 };
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -429,7 +429,10 @@ async fn on_a_detached_head_the_bottle_is_detached_too_and_branches_come_home() 
     let tip = value_of(&out.stdout, "tip");
     let home = format!("claude-bottle/{}/from-detached", instance_of(&out.stderr));
     assert_eq!(git(&sandbox.cwd, &["rev-parse", &home]), tip);
-    assert!(out.stderr.contains(&format!("git log {home}")), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("git log -p {home}")),
+        "{out:?}"
+    );
     assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
 }
 

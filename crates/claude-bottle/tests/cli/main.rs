@@ -11,6 +11,7 @@ mod dry_run;
 mod egress;
 mod engine;
 mod faults;
+mod from_the_bottle;
 mod gate;
 mod gate_load;
 mod gvisor;

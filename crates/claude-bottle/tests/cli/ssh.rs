@@ -263,6 +263,71 @@ async fn a_key_signs_only_for_its_own_host_and_the_gate_admits_only_declared_hos
 }
 
 #[tokio::test]
+async fn a_key_logs_in_only_as_the_declared_user_and_signs_nothing_but_logins() {
+    let Some(docker) = engine_with("ssh user", &[FAKE_CLAUDE_IMAGE, SSHD_IMAGE]).await else {
+        return;
+    };
+    let label = run_label("ssh-user");
+    let outside = format!("{label}-outside");
+    let network = TestNetwork::create(&docker, &outside).await;
+    let probe = Sandbox::new();
+    let (ka, ku) = (probe.ssh_key("a", ""), probe.ssh_key("u", ""));
+    // The host takes both keys for `git` and for `other`.
+    let host = SshHostFixture::start(&docker, &outside, &network, "host-a", 22, &[&ka, &ku]).await;
+    let sign = |key: &str, what: &str| {
+        format!(
+            "printf data >/tmp/{what}; ssh-keygen -Y sign -f ~/.ssh/claude-bottle-{key}.pub -n git /tmp/{what} \
+             >/dev/null 2>&1; echo {what}=$?; test -e /tmp/{what}.sig && echo {what}-signature-made"
+        )
+    };
+    let script = format!(
+        "ssh a true && echo as-git-ok; \
+         ssh -o User=other a true 2>/dev/null && echo a-as-other-worked; \
+         ssh other@a true 2>/dev/null && echo other-at-a-worked; \
+         ssh u true && echo unpinned-as-git-ok; \
+         ssh -l other u true 2>/dev/null && echo u-as-other-worked; \
+         {}; {}",
+        sign("a", "sshsig-pinned"),
+        sign("u", "sshsig-unpinned"),
+    );
+    let sandbox = ssh_sandbox_with(
+        &label,
+        &network,
+        &json!([
+            entry("a", "host-a", 22, "a", Some(&host.host_key)),
+            entry("u", "host-a", 22, "u", None),
+        ]),
+        &json!({ "FAKE_CLAUDE_RUN": script }),
+    );
+    copy_keys(&probe, &sandbox, &["a", "a.pub", "u", "u.pub"]);
+    let out = sandbox.run(&["start", "a", "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(has_line(&out.stdout, "as-git-ok"), "{out:?}");
+    assert!(has_line(&out.stdout, "unpinned-as-git-ok"), "{out:?}");
+    for worked in [
+        "a-as-other-worked",
+        "other-at-a-worked",
+        "u-as-other-worked",
+        "sshsig-pinned-signature-made",
+        "sshsig-unpinned-signature-made",
+    ] {
+        assert!(!has_line(&out.stdout, worked), "{worked}: {out:?}");
+    }
+    assert_ne!(crate::support::value_of(&out.stdout, "sshsig-pinned"), "0");
+    assert_ne!(
+        crate::support::value_of(&out.stdout, "sshsig-unpinned"),
+        "0"
+    );
+    for reason in [
+        "a login as another user than the one declared",
+        "not a login request with this key",
+    ] {
+        assert!(out.stderr.contains(reason), "{reason}: {out:?}");
+    }
+    assert_eq!(leftovers(&docker, &label).await, (vec![], vec![]));
+}
+
+#[tokio::test]
 async fn an_image_without_ssh_is_refused_clearly_when_the_bottle_has_ssh_hosts() {
     let Some(docker) = engine_with("ssh without ssh", &[FAKE_CLAUDE_IMAGE]).await else {
         return;

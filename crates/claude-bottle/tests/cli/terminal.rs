@@ -171,3 +171,54 @@ fn a_start_waiting_on_a_silent_engine_shows_the_wait_and_then_why() {
     );
     assert!(!out.stderr.contains("asking the engine"), "{out:?}");
 }
+
+/// Whether `text` is concealed (SGR 8) where `at` begins in `screen`, as
+/// tmux writes attributes: each change as an SGR sequence.
+fn concealed_at(screen: &str, at: &str) -> bool {
+    let end = screen
+        .find(at)
+        .unwrap_or_else(|| panic!("no `{at}` in {screen:?}"));
+    let mut concealed = false;
+    for sgr in screen[..end].split("\x1b[").skip(1) {
+        let Some(params) = sgr.split_once('m').map(|(p, _)| p) else {
+            continue;
+        };
+        if !params.bytes().all(|b| b.is_ascii_digit() || b == b';') {
+            continue;
+        }
+        for param in params.split(';') {
+            match param {
+                // Reset, or conceal off.
+                "" | "0" | "28" => concealed = false,
+                "8" => concealed = true,
+                _ => {}
+            }
+        }
+    }
+    concealed
+}
+
+#[tokio::test]
+async fn what_a_session_leaves_on_the_terminal_does_not_hide_the_summary() {
+    if with_fake_claude("terminal state after a session")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    // The other screen, conceal on, the cursor hidden: then claude exits.
+    let (sandbox, _label) = crate::support::instance::bottle_sandbox(
+        "terminal-state",
+        &[(
+            "FAKE_CLAUDE_RUN",
+            "printf '\\033[?1049h\\033[8m\\033[?25lhidden-3a'",
+        )],
+    );
+    let terminal = Terminal::start(&sandbox, &["start", "a", "--yes"]);
+    assert_eq!(terminal.exit_status(), 0, "{}", terminal.screen());
+    assert!(!terminal.on_alternate_screen(), "{}", terminal.screen());
+    let screen = terminal.screen_with_attributes();
+    assert!(screen.contains("egress: "), "{screen:?}");
+    assert!(!concealed_at(&screen, "egress: "), "{screen:?}");
+    assert!(!concealed_at(&screen, "exit="), "{screen:?}");
+}

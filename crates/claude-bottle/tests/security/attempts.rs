@@ -115,6 +115,27 @@ pub(crate) fn hostile() -> Vec<Attempt> {
             command: r#"f=$(/bin/grep -rlsIE '^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----$' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null | /bin/grep -vc '^/tmp/cb-control-key$'); c=$(/bin/grep -lsIE '^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----$' /tmp/cb-control-key | wc -l); echo "RESULT ssh-key private-key-files=$f control=$c agent-keys=$(ssh-add -L 2>/dev/null | grep -c '^ssh-') dot-ssh=$(ls ~/.ssh 2>/dev/null | tr '\n' ,)""#,
         },
         Attempt {
+            id: "ssh-other-user",
+            area: "the SSH key",
+            what: "a login with the bottle's key as another user than the declared `git`, whom the host takes the key for",
+            path: "ssh git-host as `git` (the control), then ssh -o User=other git-host: the key holder signs the login",
+            command: r#"ssh -o BatchMode=yes git-host true </dev/null >/dev/null 2>&1; g=$?; ssh -o BatchMode=yes -o User=other git-host true </dev/null >/dev/null 2>&1; echo "RESULT ssh-other-user git=$g rc=$?""#,
+        },
+        Attempt {
+            id: "ssh-sign",
+            area: "the SSH key",
+            what: "a signature over a git commit's data (SSHSIG) with the bottle's key, which a forge would show as verified",
+            path: "ssh-keygen -Y sign through the agent socket",
+            command: r#"printf x >/tmp/cb-m; ssh-keygen -Y sign -f ~/.ssh/claude-bottle-git-host.pub -n git /tmp/cb-m >/dev/null 2>&1; echo "RESULT ssh-sign rc=$? sig=$(test -e /tmp/cb-m.sig && echo made || echo none)""#,
+        },
+        Attempt {
+            id: "branch-name",
+            area: "what comes home",
+            what: "branch names that run a command when the printed `git log` is pasted, or read as another (a bidi override)",
+            path: "git checkout -b in /workspace (--cwd); the branches come home at the end",
+            command: r#"cd /workspace && git checkout -qb 'x;touch${IFS}/tmp/cb-pwned' && git commit -q --allow-empty -m x && git checkout -qb "$(printf 'y\342\200\256z')" && git commit -q --allow-empty -m y && git checkout -qb plain-9d && git commit -q --allow-empty -m p; echo "RESULT branch-name rc=$?""#,
+        },
+        Attempt {
             id: "host-v4",
             area: "reach",
             what: "the host's IPv4 listener, at every address the host has and the bridges' gateways",

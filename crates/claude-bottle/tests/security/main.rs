@@ -90,6 +90,10 @@ struct Evidence {
     /// The agent container's pids, memory and CPU limits in its cgroup on
     /// this machine (where the engine is local and uses cgroup v1).
     host_limits: [Option<String>; 3],
+    /// What the CLI wrote on the terminal, and the branches of the user's
+    /// repository, once the session has ended.
+    session_end: String,
+    host_refs: String,
 }
 
 fn host_limits(container: &str) -> [Option<String>; 3] {
@@ -160,6 +164,21 @@ impl Suite {
             "agents": { "a": { "bottle": "dev", "prompt": "You are the security suite's agent." } },
         });
         sandbox.cwd_manifest(&manifest.to_string());
+        // The user's repository, which the bottle gets with `--cwd`.
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["config", "user.name", "Ada Host"],
+            &["config", "user.email", "ada@host.example"],
+            &["commit", "-q", "--allow-empty", "-m", "first"],
+        ] {
+            let made = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&sandbox.cwd)
+                .args(args)
+                .status()
+                .expect("git runs");
+            assert!(made.success(), "git {args:?}");
+        }
         let sandbox = sandbox
             .env("CLAUDE_BOTTLE_IMAGE", CLAUDE_CODE_IMAGE)
             .env(
@@ -185,6 +204,17 @@ impl Suite {
             neighbour,
             listeners: HostListeners::start(),
         })
+    }
+
+    /// The refs of the repository the bottle was given (`--cwd`).
+    fn host_refs(&self) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.sandbox.cwd)
+            .args(["for-each-ref", "--format=%(refname)"])
+            .output()
+            .expect("git runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The files under HOME the user made (the key pair), left out of the
@@ -316,6 +346,8 @@ impl Suite {
             )
             .await,
             host_limits: host_limits(agent),
+            session_end: String::new(),
+            host_refs: String::new(),
         }
     }
 }
@@ -336,7 +368,10 @@ async fn run(report: &Report) -> bool {
         cli_output.push((args.join(" "), out.all()));
     }
 
-    let terminal = Terminal::start(&suite.sandbox, &["start", "a", "--yes", "--", "-p", "go"]);
+    let terminal = Terminal::start(
+        &suite.sandbox,
+        &["start", "a", "--cwd", "--yes", "--", "-p", "go"],
+    );
     terminal.wait_for("the password");
     terminal.type_text(&format!("{}\n", suite.secrets.prompted.value));
     let agent = wait_for_agent(&suite.docker, &suite.label).await;
@@ -347,7 +382,7 @@ async fn run(report: &Report) -> bool {
 
     checkpoint(&suite.docker, &agent, 2).await;
     let logs = suite.sandbox.run(&["logs", &instance]);
-    let evidence = suite.evidence(&agent, &logs).await;
+    let mut evidence = suite.evidence(&agent, &logs).await;
     let found = suite.secrets.found_in(&evidence.gate_log);
     let found: search::Found = if found.is_empty() {
         Vec::new()
@@ -371,6 +406,8 @@ async fn run(report: &Report) -> bool {
     record_cli_output(report, &cli_output, &suite.secrets);
     suite.search_home(report, "after the session");
 
+    evidence.session_end.clone_from(&raw);
+    evidence.host_refs = suite.host_refs();
     let results = attempts::results(&suite.outside.mock_requests());
     judge(report, &suite.attempts, &results, &evidence, suite.runsc);
     report.record(
@@ -578,6 +615,20 @@ fn held(id: &str, said: &str, evidence: &Evidence, runsc: bool) -> bool {
         "ssh-key" => {
             field(said, "private-key-files") == Some("0") && field(said, "control") == Some("1")
         }
+        // The control: the declared user logs in.
+        "ssh-other-user" => field(said, "git") == Some("0") && field(said, "rc") != Some("0"),
+        "ssh-sign" => field(said, "rc") != Some("0") && field(said, "sig") == Some("none"),
+        // Made in the bottle; at the end, refused by name, shown escaped,
+        // and the plain one home.
+        "branch-name" => {
+            let end = &evidence.session_end;
+            field(said, "rc") == Some("0")
+                && end.contains("not home: the branch `x;touch${IFS}/tmp/cb-pwned`")
+                && end.contains("not home: the branch `y\\u{202e}z`")
+                && !end.contains('\u{202e}')
+                && evidence.host_refs.contains("/plain-9d")
+                && !evidence.host_refs.contains("cb-pwned")
+        }
         "host-v4" => all_failed(field(said, "rc")) && !host_heard("/m-host"),
         "host-v4-gate" => {
             field(said, "http").is_some_and(|codes| {
@@ -651,11 +702,11 @@ fn record_outside(report: &Report, evidence: &Evidence) {
     let asked: Vec<&String> = evidence
         .dns
         .iter()
-        .filter(|q| !q.starts_with("mock"))
+        .filter(|q| !q.starts_with("mock") && !q.starts_with("git-host"))
         .collect();
     report.record(
         "outside",
-        "the DNS server was asked for no name but the allowed one",
+        "the DNS server was asked for no name but the allowed ones (the API's and the SSH host's)",
         "every query the fixture DNS server got (the gate's own lookups among them)",
         asked.is_empty(),
         format!("{} queries; others: {asked:?}", evidence.dns.len()),

@@ -38,17 +38,20 @@ impl Outside {
         let network = TestNetwork::create(docker, label).await;
         let (sink_container, sink) = Service::sink(&network, "sink").start(docker, label).await;
         let (mock_container, mock) = Service::mock(&network, script).start(docker, label).await;
+        let ssh_host =
+            SshHostFixture::start(docker, label, &network, "git-host", 22, &[authorized_key]).await;
         let (dns_container, dns) = Service::new(FIXTURES_IMAGE, &network)
             .cmd(&["fixture-dns"])
             .env(
                 "DNS_RECORDS",
-                &format!("mock={mock},sink={sink},evil.test={sink}"),
+                &format!(
+                    "mock={mock},sink={sink},evil.test={sink},git-host={}",
+                    ssh_host.address
+                ),
             )
             .alias("dns")
             .start(docker, label)
             .await;
-        let ssh_host =
-            SshHostFixture::start(docker, label, &network, "git-host", 22, &[authorized_key]).await;
         Self {
             _services: vec![sink_container, mock_container, dns_container],
             ssh_host,

@@ -28,7 +28,18 @@ pub(super) async fn untar(
 ) -> Result<()> {
     let cmd = ["tar", "-x", "-C", dir].map(String::from).to_vec();
     let mut input: &[u8] = &archive;
-    match piped(docker, container, user, cmd, vec![], Some(&mut input), None).await? {
+    match piped(
+        docker,
+        container,
+        user,
+        cmd,
+        vec![],
+        Some(&mut input),
+        None,
+        None,
+    )
+    .await?
+    {
         (0, _) => Ok(()),
         (code, said) => Err(Error::new(format!(
             "cannot copy files into the bottle: tar exited with {code}: {}",
@@ -224,9 +235,55 @@ async fn resize(docker: &Docker, exec: &str, ui: &dyn Ui) {
     }
 }
 
+/// What of an exec's stderr is kept: its end, where errors are.
+const STDERR_KEPT: usize = 16 << 10;
+/// How long an exec's output may go on once its process has ended: a
+/// process it left behind may hold the pipe open for ever.
+const AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often an exec is asked whether its process still runs.
+const STILL_RUNNING_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether an exec's process has ended, asked every [`STILL_RUNNING_EVERY`]:
+/// its output is waited for only [`AFTER_EXIT`] past that, since a process
+/// it left behind may hold the pipe open for ever.
+struct ExitWatch {
+    asked: tokio::time::Interval,
+    ended: Option<tokio::time::Instant>,
+}
+
+impl ExitWatch {
+    fn new() -> Self {
+        Self {
+            asked: tokio::time::interval(STILL_RUNNING_EVERY),
+            ended: None,
+        }
+    }
+
+    /// Resolves once the exec's process ended [`AFTER_EXIT`] ago. Safe to
+    /// drop at any point: what it learnt is kept.
+    async fn past_grace(&mut self, docker: &Docker, exec: &str) {
+        loop {
+            if let Some(at) = self.ended {
+                return tokio::time::sleep_until(at + AFTER_EXIT).await;
+            }
+            self.asked.tick().await;
+            let running = docker.inspect_exec(exec).await.ok().and_then(|i| i.running);
+            if running == Some(false) {
+                self.ended = Some(tokio::time::Instant::now());
+            }
+        }
+    }
+}
+
 /// Runs `cmd` as `user` with `env`, its stdin fed from `input` and its
 /// stdout written to `output`; returns its exit code and what it said on
-/// stderr. For streams too large to hold (a repository, a bundle).
+/// stderr, made safe to print and kept to its end (`bottle_text`). For
+/// streams too large to hold (a repository, a bundle). The wait ends soon
+/// after the process does, and fails past `within` where one is given.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one part of the exec, and every caller names them all"
+)]
 pub(super) async fn piped(
     docker: &Docker,
     container: &str,
@@ -235,6 +292,7 @@ pub(super) async fn piped(
     env: Vec<String>,
     input: Option<&mut (dyn tokio::io::AsyncRead + Unpin + Send)>,
     output: Option<&mut (dyn tokio::io::AsyncWrite + Unpin + Send)>,
+    within: Option<std::time::Duration>,
 ) -> Result<(i64, String)> {
     let failed = |err: crate::error::Cause| {
         Error::caused_by(format!("cannot run {} in the bottle", cmd[0]), err)
@@ -259,19 +317,26 @@ pub(super) async fn piped(
         }
         stdin.shutdown().await
     };
-    let mut said = String::new();
+    let mut said = crate::bottle_text::Tail::new(STDERR_KEPT);
     let drain = async {
         let mut output = output;
-        while let Some(chunk) = stream.next().await {
-            match chunk.map_err(|e| failed(e.into()))? {
-                bollard::container::LogOutput::StdOut { message } => {
-                    if let Some(out) = &mut output {
-                        out.write_all(&message)
-                            .await
-                            .map_err(|e| failed(e.into()))?;
-                    }
-                }
-                other => said.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+        let mut exited = ExitWatch::new();
+        loop {
+            tokio::select! {
+                chunk = stream.next() => match chunk {
+                    Some(chunk) => match chunk.map_err(|e| failed(e.into()))? {
+                        bollard::container::LogOutput::StdOut { message } => {
+                            if let Some(out) = &mut output {
+                                out.write_all(&message)
+                                    .await
+                                    .map_err(|e| failed(e.into()))?;
+                            }
+                        }
+                        other => said.push(&other.into_bytes()),
+                    },
+                    None => break,
+                },
+                () = exited.past_grace(docker, &exec) => break,
             }
         }
         if let Some(out) = &mut output {
@@ -279,7 +344,13 @@ pub(super) async fn piped(
         }
         Ok::<_, Error>(())
     };
-    let (written, drained) = tokio::join!(feed, drain);
+    let both = async { tokio::join!(feed, drain) };
+    let (written, drained) = match within {
+        Some(within) => tokio::time::timeout(within, both)
+            .await
+            .map_err(|_| failed(format!("it did not end within {} s", within.as_secs()).into()))?,
+        None => both.await,
+    };
     drained?;
     written.map_err(|e| failed(e.into()))?;
     let code = docker
@@ -288,5 +359,61 @@ pub(super) async fn piped(
         .map_err(|e| failed(e.into()))?
         .exit_code
         .unwrap_or(-1);
-    Ok((code, said))
+    Ok((code, said.shown()))
+}
+
+/// A writer that takes at most `limit` bytes and fails past them: what a
+/// bottle sends the host is bounded, however much it sends.
+pub(super) struct Capped<W> {
+    inner: W,
+    left: u64,
+    limit: u64,
+}
+
+impl<W> Capped<W> {
+    pub(super) fn new(inner: W, limit: u64) -> Self {
+        Self {
+            inner,
+            left: limit,
+            limit,
+        }
+    }
+
+    pub(super) fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Capped<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            let limit = self.limit;
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "it sent more than the {limit} bytes allowed"
+            ))));
+        }
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = written {
+            self.left -= n as u64;
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -41,6 +41,8 @@ const FLUSHED_WITHIN: Duration = Duration::from_secs(5);
 const LOG_FILE_SIZE: &str = "8m";
 /// The most of the gate's log read back, a little over what it keeps.
 const MAX_LOG_READ: usize = 20 << 20;
+/// How long the gate's report of refused names may take.
+const REPORT_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A started gate: its container, and the stdin that keeps it alive.
 pub(super) struct Gate {
@@ -88,6 +90,7 @@ impl Gate {
             vec![],
             None,
             Some(&mut out),
+            Some(REPORT_WITHIN),
         )
         .await?;
         if code != 0 {

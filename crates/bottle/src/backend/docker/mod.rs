@@ -206,10 +206,11 @@ impl Backend for DockerBackend {
         scope: &[(String, String)],
         known: &[String],
         to: &std::path::Path,
+        max_bytes: u64,
     ) -> Result<()> {
         let docker = self.docker().await?;
         let agent = gate::find_running(docker, instance, Role::Agent, scope).await?;
-        workspace::bundle_to(docker, &agent, known, to).await
+        workspace::bundle_to(docker, &agent, known, to, max_bytes).await
     }
 
     async fn stale_images(
@@ -591,15 +592,15 @@ async fn come_home(
             container,
             facts,
             repo,
-            instance,
             copied,
             &launch.stage,
+            launch.bundle_max,
         )
         .await
         {
-            Ok(arrived) => {
-                for branch in &arrived {
-                    launch.ui.tell(&branch.line(repo.branch.as_deref()));
+            Ok(coming) => {
+                for line in coming.lines(repo.branch.as_deref()) {
+                    launch.ui.tell(&line);
                 }
                 return Ok(code);
             }

@@ -2,6 +2,7 @@
 //! home, the relay runs as an exec of the agent's user, and the key holder
 //! answers it from this process for as long as the session lasts.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,14 +53,15 @@ pub(super) struct RunningHolder {
 }
 
 impl RunningHolder {
-    /// Stops answering; every decision made.
-    pub(super) fn stop(self) -> Vec<SignDecision> {
+    /// Stops answering; every distinct decision made and how often, and
+    /// how many session bindings were refused past the bound.
+    pub(super) fn stop(self) -> (BTreeMap<SignDecision, u64>, u64) {
         self.task.abort();
         let holder = self
             .holder
             .lock()
             .expect("the holder's lock is never poisoned");
-        holder.decisions().to_vec()
+        (holder.tally().clone(), holder.bindings_past_bound())
     }
 }
 
@@ -129,7 +131,6 @@ pub(super) async fn start(
                     let mut holder = answering
                         .lock()
                         .expect("the holder's lock is never poisoned");
-                    let before = holder.decisions().len();
                     let answer = match frame.kind {
                         Kind::Message => Some(holder.answer(frame.connection, &frame.payload)),
                         Kind::Closed => {
@@ -138,10 +139,10 @@ pub(super) async fn start(
                         }
                         Kind::Ready => None,
                     };
-                    (answer, holder.decisions()[before..].to_vec())
+                    (answer, holder.take_latest())
                 };
                 // Logged by the gate, with its own decisions.
-                for decision in decided {
+                if let Some(decision) = decided {
                     let _ = gate.line(&notice(&decision)).await;
                 }
                 if let Some(payload) = answer {
@@ -175,21 +176,40 @@ fn notice(decision: &SignDecision) -> String {
     .expect("a notice always serialises")
 }
 
-/// The line a session ends with when its keys were asked for anything.
-pub(super) fn summary(decisions: &[SignDecision]) -> Option<String> {
-    if decisions.is_empty() {
+/// The line a session ends with when its keys were asked for anything:
+/// each distinct refusal once, with how often it came.
+pub(super) fn summary((tally, past_bound): &(BTreeMap<SignDecision, u64>, u64)) -> Option<String> {
+    if tally.is_empty() && *past_bound == 0 {
         return None;
     }
-    let signed = decisions.iter().filter(|d| d.signed).count();
-    let mut refused: Vec<String> = decisions
+    let count = |signed: bool| -> u64 {
+        tally
+            .iter()
+            .filter(|(d, _)| d.signed == signed)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let refused: Vec<String> = tally
         .iter()
-        .filter(|d| !d.signed)
-        .map(|d| format!("the key for {}: {}", d.key_for, d.reason))
+        .filter(|(d, _)| !d.signed)
+        .map(|(d, &n)| {
+            let times = if n > 1 {
+                format!(", {n} times")
+            } else {
+                String::new()
+            };
+            format!("the key for {}: {}{times}", d.key_for, d.reason)
+        })
         .collect();
-    refused.dedup();
-    let mut line = format!("ssh: {signed} signed, {} refused", decisions.len() - signed);
+    let mut line = format!("ssh: {} signed, {} refused", count(true), count(false));
     if !refused.is_empty() {
         let _ = write!(line, " ({})", refused.join("; "));
+    }
+    if *past_bound > 0 {
+        let _ = write!(
+            line,
+            "; {past_bound} session bindings refused, the holder holding its most"
+        );
     }
     Some(line)
 }

@@ -16,7 +16,7 @@ use super::image::{ImageFacts, WORKSPACE};
 use crate::archive;
 use crate::error::{Error, Result};
 use crate::lifecycle::stage::StageDir;
-use crate::repo::home::{Arrived, take_home};
+use crate::repo::home::{HomeComing, take_home};
 use crate::repo::objects::Objects;
 use crate::repo::{Repository, git};
 use crate::ui::{Counted, Progress, Ui, Work};
@@ -94,7 +94,7 @@ pub(super) async fn copy_in(
         ];
         let cmd = vec!["sh".to_owned(), "-c".to_owned(), SETTLE.to_owned()];
         if !rest {
-            return exec::piped(docker, container, &facts.user, cmd, env, None, None).await;
+            return exec::piped(docker, container, &facts.user, cmd, env, None, None, None).await;
         }
         send_rest(
             docker,
@@ -157,8 +157,17 @@ async fn apply_uncommitted(
         .map(String::from)
         .to_vec();
     let mut patch: &[u8] = &diff.stdout;
-    let (code, said) =
-        exec::piped(docker, container, user, cmd, vec![], Some(&mut patch), None).await?;
+    let (code, said) = exec::piped(
+        docker,
+        container,
+        user,
+        cmd,
+        vec![],
+        Some(&mut patch),
+        None,
+        None,
+    )
+    .await?;
     if code != 0 {
         return Err(Error::new(said.trim().to_owned()));
     }
@@ -247,7 +256,17 @@ async fn send_rest(
         inner: pack_objects.stdout.take().expect("piped"),
         progress,
     };
-    let ran = exec::piped(docker, container, user, cmd, env, Some(&mut pack), None).await;
+    let ran = exec::piped(
+        docker,
+        container,
+        user,
+        cmd,
+        env,
+        Some(&mut pack),
+        None,
+        None,
+    )
+    .await;
     drop(pack);
     let packed = pack_objects
         .wait_with_output()
@@ -341,7 +360,17 @@ async fn tar_into(
         inner: reader,
         progress,
     };
-    let ran = exec::piped(docker, container, user, cmd, env, Some(&mut input), None).await;
+    let ran = exec::piped(
+        docker,
+        container,
+        user,
+        cmd,
+        env,
+        Some(&mut input),
+        None,
+        None,
+    )
+    .await;
     // The reader goes first, so a writer still blocked on it ends.
     drop(input);
     let written = written
@@ -354,19 +383,35 @@ async fn tar_into(
     Ok((code, said))
 }
 
+/// How long bundling the bottle's new commits may take.
+const BUNDLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long listing the bottle's branches may take, and what it may say.
+const LISTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+const LISTED_MAX: u64 = 1 << 20;
+
 /// Bundles the workspace's branches less the history of the commits named
 /// on stdin (those the bottle has), so only new commits travel; writes
 /// nothing when there are none, as `git bundle` refuses an empty bundle.
 /// On stdin, not in the environment: a repository's thousands of branch
-/// tips exceed what one variable may hold.
+/// tips exceed what one variable may hold. The agent's own git settings
+/// (`~/.gitconfig`, where trace2 could write into the bundle) are not
+/// read, and its scratch file is not in the agent's `.git`. What comes out
+/// is still the agent's word (`repo::home`).
 const BUNDLE_OUT: &str = r#"set -e
 cd "$WORKSPACE"
-known=.git/claude-bottle-known
+known=$(mktemp)
 trap 'rm -f "$known"' EXIT
 git cat-file --batch-check='%(objectname) %(objecttype)' | awk '$2 == "commit" { print "^" $1 }' >"$known"
 new=$(git rev-list -n 1 --branches --stdin <"$known")
 [ -n "$new" ] || exit 0
 git bundle create -q - --branches --stdin <"$known""#;
+
+/// The environment of the bundle's git: no settings but the repository's.
+const BUNDLE_ENV: [&str; 3] = [
+    "GIT_CONFIG_NOSYSTEM=1",
+    "GIT_CONFIG_GLOBAL=/dev/null",
+    "GIT_TERMINAL_PROMPT=0",
+];
 
 /// A bundle of the workspace's new commits, written to `to`, from the
 /// agent container `container` (as its own user).
@@ -375,6 +420,7 @@ pub(super) async fn bundle_to(
     container: &str,
     known: &[String],
     to: &std::path::Path,
+    max_bytes: u64,
 ) -> Result<()> {
     let user = docker
         .inspect_container(
@@ -386,7 +432,7 @@ pub(super) async fn bundle_to(
         .config
         .and_then(|c| c.user)
         .unwrap_or_default();
-    write_bundle(docker, container, &user, known, to).await
+    write_bundle(docker, container, &user, known, to, max_bytes).await
 }
 
 async fn write_bundle(
@@ -395,10 +441,12 @@ async fn write_bundle(
     user: &str,
     known: &[String],
     to: &std::path::Path,
+    max_bytes: u64,
 ) -> Result<()> {
-    let mut file = tokio::fs::File::create(to)
+    let file = tokio::fs::File::create(to)
         .await
         .map_err(|err| Error::caused_by("cannot write the bottle's bundle", err))?;
+    let mut file = exec::Capped::new(file, max_bytes);
     let mut lines = String::new();
     for commit in known
         .iter()
@@ -407,7 +455,8 @@ async fn write_bundle(
         lines.push_str(commit);
         lines.push('\n');
     }
-    let env = vec![format!("WORKSPACE={WORKSPACE}")];
+    let mut env = vec![format!("WORKSPACE={WORKSPACE}")];
+    env.extend(BUNDLE_ENV.map(str::to_owned));
     let cmd = vec!["sh".to_owned(), "-c".to_owned(), BUNDLE_OUT.to_owned()];
     let mut input = lines.as_bytes();
     let (code, said) = exec::piped(
@@ -418,6 +467,7 @@ async fn write_bundle(
         env,
         Some(&mut input),
         Some(&mut file),
+        Some(BUNDLE_WITHIN),
     )
     .await?;
     if code != 0 {
@@ -448,31 +498,30 @@ pub(super) async fn unfetched(
     ]
     .map(String::from)
     .to_vec();
-    let mut out = Vec::new();
+    let mut out = exec::Capped::new(Vec::new(), LISTED_MAX);
     let listed = exec::piped(
         docker,
         container,
         &facts.user,
         cmd,
-        vec![],
+        BUNDLE_ENV.map(str::to_owned).to_vec(),
         None,
         Some(&mut out),
+        Some(LISTED_WITHIN),
     )
     .await;
     if !matches!(listed, Ok((0, _))) {
         return "the bottle's branches could not be listed".to_owned();
     }
-    let out: String = String::from_utf8_lossy(&out)
-        .chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ' || *c == '\n')
-        .collect();
+    let out = String::from_utf8_lossy(&out.into_inner()).into_owned();
     let changed: Vec<String> = out
         .lines()
         .filter_map(|l| l.split_once(' '))
         .filter(|(r, c)| !copied.iter().any(|(cr, cc)| cr == r && cc == c))
         .map(|(r, c)| {
-            let branch = r.trim_start_matches("refs/heads/");
-            format!("{branch} at {}", &c[..c.len().min(12)])
+            let branch = crate::bottle_text::shown(r.trim_start_matches("refs/heads/"));
+            let short: String = c.chars().take(12).collect();
+            format!("{branch} at {}", crate::bottle_text::shown(&short))
         })
         .collect();
     if changed.is_empty() {
@@ -488,14 +537,15 @@ pub(super) async fn bring_home(
     container: &str,
     facts: &ImageFacts,
     repo: &Repository,
-    instance: &str,
     copied: &[(String, String)],
     stage: &StageDir,
-) -> Result<Vec<Arrived>> {
+    max_bytes: u64,
+) -> Result<HomeComing> {
     let path = stage.path().join("home.bundle");
     let known: Vec<String> = copied.iter().map(|(_, commit)| commit.clone()).collect();
-    write_bundle(docker, container, &facts.user, &known, &path).await?;
-    let (repo, instance, copied) = (repo.clone(), instance.to_owned(), copied.to_vec());
+    write_bundle(docker, container, &facts.user, &known, &path, max_bytes).await?;
+    let instance = stage.instance().as_str().to_owned();
+    let (repo, copied) = (repo.clone(), copied.to_vec());
     tokio::task::spawn_blocking(move || take_home(&repo, &path, &instance, &copied))
         .await
         .map_err(|err| Error::caused_by("bringing the commits home failed", err.to_string()))?

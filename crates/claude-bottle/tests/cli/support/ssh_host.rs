@@ -8,10 +8,15 @@ use serde_json::{Value, json};
 
 use super::{SSHD_IMAGE, Sandbox, Service, TestContainer, TestNetwork, exec};
 
-/// An sshd fixture: its container, its alias on the network, its host key.
+/// An sshd fixture: its container, its address and host key.
 pub(crate) struct SshHostFixture {
     _container: TestContainer,
     pub(crate) id: String,
+    #[allow(
+        dead_code,
+        reason = "the security suite names it in its DNS records; the CLI tests reach the host by its alias"
+    )]
+    pub(crate) address: String,
     pub(crate) host_key: String,
 }
 
@@ -24,7 +29,7 @@ impl SshHostFixture {
         port: u16,
         authorized: &[&str],
     ) -> Self {
-        let (container, _) = Service::new(SSHD_IMAGE, network)
+        let (container, address) = Service::new(SSHD_IMAGE, network)
             .env("AUTHORIZED_KEYS", &authorized.join("\n"))
             .env("SSHD_PORT", &port.to_string())
             .alias(alias)
@@ -52,6 +57,7 @@ impl SshHostFixture {
         Self {
             _container: container,
             id,
+            address,
             host_key,
         }
     }

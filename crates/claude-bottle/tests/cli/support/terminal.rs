@@ -99,6 +99,18 @@ impl Terminal {
         self.tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", "s"])
     }
 
+    /// The window as rendered, with its attributes as escape sequences.
+    pub(crate) fn screen_with_attributes(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-e", "-J", "-t", "s"])
+    }
+
+    /// Whether the window shows its alternate screen.
+    pub(crate) fn on_alternate_screen(&self) -> bool {
+        self.tmux(&["display", "-p", "-t", "s", "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+
     /// The screen, once it shows `what`.
     #[track_caller]
     pub(crate) fn wait_for(&self, what: &str) -> String {
