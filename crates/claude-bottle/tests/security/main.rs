@@ -375,12 +375,12 @@ async fn run(report: &Report) -> bool {
     terminal.wait_for("the password");
     terminal.type_text(&format!("{}\n", suite.secrets.prompted.value));
     let agent = wait_for_agent(&suite.docker, &suite.label).await;
-    checkpoint(&suite.docker, &agent, 1).await;
+    checkpoint(&suite.docker, &agent, &terminal, 1).await;
     let instance = instance_of(&suite.docker, &suite.label).await;
     suite.search_while_running(report, &agent).await;
     suite.send_targets(&agent).await;
 
-    checkpoint(&suite.docker, &agent, 2).await;
+    checkpoint(&suite.docker, &agent, &terminal, 2).await;
     let logs = suite.sandbox.run(&["logs", &instance]);
     let mut evidence = suite.evidence(&agent, &logs).await;
     let found = suite.secrets.found_in(&evidence.gate_log);
@@ -764,11 +764,30 @@ async fn instance_of(docker: &bollard::Docker, label: &str) -> String {
         .expect("the agent names its instance")
 }
 
-/// Waits until the session's script reaches checkpoint `n`.
-async fn checkpoint(docker: &bollard::Docker, agent: &str, n: u8) {
+/// Waits until the session's script reaches checkpoint `n`; when the
+/// session ends first, says what the CLI wrote.
+async fn checkpoint(docker: &bollard::Docker, agent: &str, terminal: &Terminal, n: u8) {
     let deadline = Instant::now() + Duration::from_secs(300);
     let marker = format!("/tmp/cb-at-{n}");
-    while exec(docker, agent, &["test", "-e", &marker], &[]).await.0 != 0 {
+    loop {
+        let running = docker
+            .inspect_container(
+                agent,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.running)
+            == Some(true);
+        assert!(
+            running,
+            "the session ended before checkpoint {n}; the CLI wrote:\n{}",
+            String::from_utf8_lossy(&terminal.output())
+        );
+        if exec(docker, agent, &["test", "-e", &marker], &[]).await.0 == 0 {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
             "the session never reached checkpoint {n}"
