@@ -7,7 +7,7 @@
 use std::fmt::{self, Write as _};
 
 use egress_gate::event::{GateEvent, Verdict};
-use egress_gate::{EXPECTED_RULE, Refused};
+use egress_gate::{EXPECTED_RULE, Refused, Report};
 
 use crate::claude_traffic::EXPECTED;
 
@@ -22,9 +22,36 @@ pub struct EgressSummary {
     pub unreachable: usize,
     /// Refusals of Claude Code's own expected calls, apart from the rest.
     pub expected: usize,
+    /// Lines of the log that could not be written: the counts are whole,
+    /// the log is not.
+    pub dropped: u64,
+    /// Refused names beyond those the gate held in full.
+    pub names_not_held: u64,
 }
 
 impl EgressSummary {
+    /// From the gate's own counts: what its log may have lost is counted.
+    pub fn from_report(report: &Report) -> Self {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let mut refused_hosts = Vec::new();
+        for refusal in report.names.iter().filter(|r| r.rule != EXPECTED_RULE) {
+            let host = format!("{}:{}", refusal.logged, refusal.port);
+            if !refused_hosts.contains(&host) {
+                refused_hosts.push(host);
+            }
+        }
+        Self {
+            allowed: count(report.allowed),
+            refused: count(report.refused),
+            refused_hosts,
+            unreachable: count(report.unreachable),
+            expected: count(report.expected),
+            dropped: report.dropped,
+            names_not_held: report.names_not_held,
+        }
+    }
+
+    /// From the log's lines, where the gate gave no report.
     pub fn from_events(events: &[GateEvent]) -> Self {
         let mut summary = Self::default();
         for decision in events.iter().filter_map(GateEvent::decision) {
@@ -65,11 +92,31 @@ impl fmt::Display for EgressSummary {
                 self.expected
             )?;
         }
-        Ok(())
+        f.write_str(&self.losses())
     }
 }
 
 impl EgressSummary {
+    /// What the log and the names shown lack, if anything.
+    fn losses(&self) -> String {
+        let mut out = String::new();
+        if self.names_not_held > 0 {
+            let _ = write!(
+                out,
+                "; {} more refused names than shown (the most frequent are)",
+                self.names_not_held
+            );
+        }
+        if self.dropped > 0 {
+            let _ = write!(
+                out,
+                "; {} log lines dropped while the log lagged (the counts are whole)",
+                self.dropped
+            );
+        }
+        out
+    }
+
     /// The summary for the user's terminal: the counts, then each refused
     /// name and port with how often, the rule, and what would allow it.
     /// `refused` is the gate's report; `given` the values the bottle was
@@ -80,6 +127,7 @@ impl EgressSummary {
         if self.unreachable > 0 {
             let _ = write!(out, ", {} allowed but unreachable", self.unreachable);
         }
+        out.push_str(&self.losses());
         for refusal in refused.iter().filter(|r| r.rule != EXPECTED_RULE) {
             let name = shown(refusal, &carried);
             let times = if refusal.count == 1 {

@@ -254,6 +254,22 @@ const BAD_MANIFESTS: &[(&str, &str)] = &[
         r#"{"bottles": {"dev": {"egress": {"allowlist": ["*.co.uk"]}}}}"#,
     ),
     (
+        "egress wildcard over a suffix below it",
+        r#"{"bottles": {"dev": {"egress": {"allowlist": ["*.amazonaws.com"]}}}}"#,
+    ),
+    (
+        "egress wildcard over one suffix below it",
+        r#"{"bottles": {"dev": {"egress": {"allowlist": ["*.core.windows.net"]}}}}"#,
+    ),
+    (
+        "egress full-width name",
+        r#"{"bottles": {"dev": {"egress": {"allowlist": ["x\uff3c.example.com"]}}}}"#,
+    ),
+    (
+        "egress metadata outside link-local",
+        r#"{"bottles": {"dev": {"egress": {"allowlist": ["168.63.129.16"]}}}}"#,
+    ),
+    (
         "egress loopback literal",
         r#"{"bottles": {"dev": {"egress": {"allowlist": ["127.0.0.1:8080"]}}}}"#,
     ),

@@ -144,6 +144,53 @@ pub(crate) fn rebuild(
     authority: &str,
     headers: &[(String, Vec<u8>)],
 ) -> Result<Outgoing, &'static str> {
+    rebuild_as(method, path, version, authority, headers, None)
+}
+
+/// The protocol a request asks to switch to (`Upgrade: websocket` with
+/// `Connection: upgrade`), if it asks: such a request has no body, and
+/// after a 101 the connection carries that protocol.
+pub(crate) fn upgrade_asked(
+    headers: &[(String, Vec<u8>)],
+) -> Result<Option<Vec<u8>>, &'static str> {
+    let mut upgrades = values(headers, "upgrade");
+    let Some(protocol) = upgrades.next() else {
+        return Ok(None);
+    };
+    if upgrades.next().is_some() {
+        return Err("more than one Upgrade header");
+    }
+    if !items(headers, "connection")?.iter().any(|i| i == "upgrade") {
+        return Ok(None);
+    }
+    Ok(Some(protocol.to_vec()))
+}
+
+/// [`rebuild`] for a request that switches protocols: `Upgrade` and
+/// `Connection: upgrade` are kept, and a body is refused.
+pub(crate) fn rebuild_upgrade(
+    method: &str,
+    path: &str,
+    version: u8,
+    authority: &str,
+    headers: &[(String, Vec<u8>)],
+    protocol: &[u8],
+) -> Result<Vec<u8>, &'static str> {
+    let outgoing = rebuild_as(method, path, version, authority, headers, Some(protocol))?;
+    if outgoing.framing != Framing::None && outgoing.framing != Framing::Length(0) {
+        return Err("a request that switches protocols with a body");
+    }
+    Ok(outgoing.head)
+}
+
+fn rebuild_as(
+    method: &str,
+    path: &str,
+    version: u8,
+    authority: &str,
+    headers: &[(String, Vec<u8>)],
+    upgrade: Option<&[u8]>,
+) -> Result<Outgoing, &'static str> {
     let framing = framing(version, headers)?;
     let named = items(headers, "connection")?;
     if named
@@ -164,7 +211,14 @@ pub(crate) fn rebuild(
         head.extend_from_slice(value);
         head.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    match upgrade {
+        Some(protocol) => {
+            head.extend_from_slice(b"Upgrade: ");
+            head.extend_from_slice(protocol);
+            head.extend_from_slice(b"\r\nConnection: upgrade\r\n\r\n");
+        }
+        None => head.extend_from_slice(b"Connection: close\r\n\r\n"),
+    }
     Ok(Outgoing { head, framing })
 }
 

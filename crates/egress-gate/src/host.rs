@@ -26,21 +26,36 @@ pub fn parse(host: &str) -> Option<Host> {
     if let Ok(v6) = host.parse::<Ipv6Addr>() {
         return Some(Host::Address(canonical_v6(v6)));
     }
-    let trimmed = host.strip_suffix('.').unwrap_or(host);
-    if trimmed.is_empty() || trimmed.contains(['/', '\\', '@', ' ', '%', ':', '\0']) {
+    if host.contains(['/', '\\', '@', ' ', '%', ':', '\0']) {
         return None;
     }
-    if ends_in_number(trimmed) {
-        return parse_ipv4(trimmed).map(|v4| Host::Address(IpAddr::V4(v4)));
-    }
-    let ascii = idna::domain_to_ascii(trimmed).ok()?;
-    if ascii.is_empty()
-        || ascii.len() > 253
-        || ascii.split('.').any(|l| l.is_empty() || l.len() > 63)
-    {
+    // Mapped first, checked after: full-width `／＼＠：％`, U+3000 and
+    // ideographic full stops become ASCII only here, and the policy must
+    // see the name the resolver will.
+    let mapped = idna::domain_to_ascii(host).ok()?;
+    let name = mapped.strip_suffix('.').unwrap_or(&mapped);
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b);
+    if name.is_empty() || !name.bytes().all(allowed) {
         return None;
     }
-    Some(Host::Name(ascii))
+    if ends_in_number(name) {
+        return parse_ipv4(name).map(|v4| Host::Address(IpAddr::V4(v4)));
+    }
+    if name.len() > 253 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return None;
+    }
+    Some(Host::Name(name.to_owned()))
+}
+
+impl Host {
+    /// The host as a request names it in canonical form: the name, or the
+    /// address as Rust writes it.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Name(name) => name.clone(),
+            Self::Address(address) => address.to_string(),
+        }
+    }
 }
 
 /// IPv4-mapped IPv6 addresses are the IPv4 address they map.
@@ -147,5 +162,31 @@ mod tests {
         for invalid in ["", ".", "a..b", "ex ample.com", "a/b", "user@host", "a%2eb"] {
             assert_eq!(parse(invalid), None, "{invalid:?}");
         }
+    }
+
+    #[test]
+    fn what_maps_to_a_forbidden_character_is_refused_after_mapping() {
+        for invalid in [
+            "x\u{ff3c}.example.com",
+            "x\u{ff0f}.example.com",
+            "user\u{ff20}example.com",
+            "example.com\u{ff1a}443",
+            "a\u{ff05}2eb.example.com",
+            "ex\u{3000}ample.com",
+            "x!.example.com",
+            "x*.example.com",
+        ] {
+            assert_eq!(parse(invalid), None, "{invalid:?}");
+        }
+        // What maps to a name the resolver reads the same stays a name,
+        // or the address it spells.
+        assert_eq!(
+            parse("example\u{3002}com"),
+            Some(Host::Name("example.com".into()))
+        );
+        assert_eq!(
+            parse("\u{ff11}\u{ff12}\u{ff17}.0.0.1"),
+            Some(Host::Address("127.0.0.1".parse().unwrap()))
+        );
     }
 }

@@ -1,11 +1,16 @@
 //! The decision log: one JSON line per decision on the gate's output.
 //!
 //! It holds method, host, port, verdict and rule, never a path, query,
-//! header or body. A refused host is written as its registrable domain and
-//! a short keyed hash of the full name: enough to tell names apart, while
-//! an agent that tries to carry data out in names (`<secret>.evil.example`)
-//! cannot use the log to store it. Allowed hosts are on the user's own list
-//! and are written whole.
+//! header or body. A refused host is written as its public suffix (or the
+//! part of it an allowlist entry names) and a short keyed hash of the full
+//! name: enough to tell names apart, while an agent that tries to carry
+//! data out in names (`<secret>.com`, `<secret>.evil.example`) cannot use
+//! the log to store it. Allowed hosts are on the user's own list and are
+//! written whole.
+//!
+//! The log's lines can be lost (a reader that lags, an engine that rotates
+//! them away), so the counts of what was decided are kept here, in memory,
+//! and the report gives them: an agent cannot wear them away.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -18,6 +23,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::event::{Decision, GateEvent, GateNotice, Notice, Verdict};
+use crate::held::Held;
 use crate::host::Host;
 use crate::policy::EXPECTED_RULE;
 
@@ -35,12 +41,39 @@ pub struct DecisionLog {
     dropped: Arc<AtomicU64>,
     /// The refused names in full, held in memory only: for the report the
     /// user's own terminal asks for, never for the log.
-    refused: Arc<Mutex<Vec<Refused>>>,
+    refused: Arc<Mutex<Held>>,
+    tally: Arc<Tally>,
 }
 
-/// Distinct refused names held for the report; beyond them refusals are
-/// still logged and counted, under the names already held.
-const REFUSED_HELD: usize = 64;
+/// Every decision counted as it is made, whatever becomes of its line.
+#[derive(Debug, Default)]
+struct Tally {
+    allowed: AtomicU64,
+    refused: AtomicU64,
+    unreachable: AtomicU64,
+    expected: AtomicU64,
+    /// Lines never written, over the gate's whole life.
+    dropped: AtomicU64,
+}
+
+/// What the gate decided, counted in its memory, and the refused names it
+/// holds in full: what the report serves, for the session's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub allowed: u64,
+    /// Refused, Claude Code's expected calls apart.
+    pub refused: u64,
+    pub unreachable: u64,
+    /// Refusals of Claude Code's own expected calls.
+    pub expected: u64,
+    /// Log lines that could not be written while the log's reader lagged.
+    pub dropped: u64,
+    /// The first refused names and the most frequent of the rest.
+    pub names: Vec<Refused>,
+    /// Distinct refused names that took another's place among the most
+    /// frequent: the names shown are not all there were.
+    pub names_not_held: u64,
+}
 
 /// One refused name and port, in full, for the user's terminal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,12 +99,23 @@ impl DecisionLog {
             lines,
             dropped,
             refused: Arc::default(),
+            tally: Arc::default(),
         }
     }
 
-    /// Every refusal so far, by name in full (see [`Refused`]).
-    pub fn refused(&self) -> Vec<Refused> {
-        self.refused.lock().expect("not poisoned").clone()
+    /// The counts so far, and the refused names held in full.
+    pub fn report(&self) -> Report {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let held = self.refused.lock().expect("not poisoned");
+        Report {
+            allowed: count(&self.tally.allowed),
+            refused: count(&self.tally.refused),
+            unreachable: count(&self.tally.unreachable),
+            expected: count(&self.tally.expected),
+            dropped: count(&self.tally.dropped),
+            names: held.shown(),
+            names_not_held: held.evicted,
+        }
     }
 
     pub fn stdout() -> Self {
@@ -79,9 +123,10 @@ impl DecisionLog {
     }
 
     /// Writes a notice passed on by the gate's starter (an SSH decision).
-    /// It waits for room in the backlog, so call it off the async runtime.
+    /// Like the gate's own decisions it never waits: a flood of them is
+    /// counted as dropped, and cannot crowd the gate's decisions out.
     pub fn pass_on(&self, notice: Notice) {
-        let _ = self.lines.send(GateEvent::Gate(GateNotice {
+        self.emit(GateEvent::Gate(GateNotice {
             time: now_ms(),
             notice,
         }));
@@ -99,50 +144,56 @@ impl DecisionLog {
     fn emit(&self, event: GateEvent) {
         if let Err(TrySendError::Full(_)) = self.lines.try_send(event) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.tally.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub(crate) fn allow(&self, method: &str, host: &Host, port: u16, rule: &str) {
-        self.decide(method, whole(host), port, Verdict::Allow, rule);
+        self.decide(method, host.text(), port, Verdict::Allow, rule);
     }
 
     pub(crate) fn unreachable(&self, method: &str, host: &Host, port: u16, rule: &str) {
-        self.decide(method, whole(host), port, Verdict::Unreachable, rule);
+        self.decide(method, host.text(), port, Verdict::Unreachable, rule);
     }
 
-    pub(crate) fn refuse(&self, method: &str, host: Option<&Host>, port: u16, rule: &str) {
+    /// `listed` is the part of the name an allowlist entry names, if any:
+    /// the user's own words, which the log may show.
+    pub(crate) fn refuse(
+        &self,
+        method: &str,
+        host: Option<&Host>,
+        listed: Option<&str>,
+        port: u16,
+        rule: &str,
+    ) {
         let logged = match host {
             None => "(invalid)".to_owned(),
             // An expected name is one of a fixed few: none of it is the
             // agent's to choose.
-            Some(host) if rule == EXPECTED_RULE => whole(host),
-            Some(host) => self.redacted(host),
+            Some(host) if rule == EXPECTED_RULE => host.text(),
+            Some(host) => self.redacted(host, listed),
         };
         if let Some(host) = host {
-            self.hold(whole(host), &logged, port, rule);
+            self.refused
+                .lock()
+                .expect("not poisoned")
+                .count(host.text(), &logged, port, rule);
         }
+        let counter = if rule == EXPECTED_RULE {
+            &self.tally.expected
+        } else {
+            &self.tally.refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.decide(method, logged, port, Verdict::Refuse, rule);
     }
 
-    fn hold(&self, host: String, logged: &str, port: u16, rule: &str) {
-        let mut refused = self.refused.lock().expect("not poisoned");
-        if let Some(held) = refused
-            .iter_mut()
-            .find(|r| r.host == host && r.port == port && r.rule == rule)
-        {
-            held.count += 1;
-        } else if refused.len() < REFUSED_HELD {
-            refused.push(Refused {
-                host,
-                logged: logged.to_owned(),
-                port,
-                rule: rule.to_owned(),
-                count: 1,
-            });
-        }
-    }
-
     fn decide(&self, method: &str, host: String, port: u16, verdict: Verdict, rule: &str) {
+        match verdict {
+            Verdict::Allow => self.tally.allowed.fetch_add(1, Ordering::Relaxed),
+            Verdict::Unreachable => self.tally.unreachable.fetch_add(1, Ordering::Relaxed),
+            Verdict::Refuse => 0,
+        };
         self.emit(GateEvent::Decision(Decision {
             time: now_ms(),
             method: method.to_owned(),
@@ -163,28 +214,22 @@ impl DecisionLog {
         }));
     }
 
-    /// `example.com#1a2b3c4d` for a refused `anything.example.com`.
-    pub(crate) fn redacted(&self, host: &Host) -> String {
-        let name = match host {
-            Host::Address(address) => return address.to_string(),
-            Host::Name(name) => name,
-        };
-        let hash = self.key.hash_one(name) >> 32;
-        // Only a known public suffix makes a registrable domain; under an
-        // unknown one every label could be chosen by the agent.
-        match psl::domain(name.as_bytes()) {
-            Some(domain) if domain.suffix().is_known() => {
-                format!("{}#{hash:08x}", String::from_utf8_lossy(domain.as_bytes()))
-            }
-            _ => format!("#{hash:08x}"),
+    /// `com#1a2b3c4d` for a refused `anything.example.com`, or
+    /// `example.com#1a2b3c4d` where an entry names `example.com`. An
+    /// address is a name too: its digits are the agent's to choose.
+    pub(crate) fn redacted(&self, host: &Host, listed: Option<&str>) -> String {
+        let text = host.text();
+        if listed == Some(text.as_str()) {
+            return text;
         }
-    }
-}
-
-fn whole(host: &Host) -> String {
-    match host {
-        Host::Name(name) => name.clone(),
-        Host::Address(address) => address.to_string(),
+        let hash = self.key.hash_one(&text) >> 32;
+        let shown = match host {
+            Host::Address(std::net::IpAddr::V4(_)) => Some("ipv4"),
+            Host::Address(std::net::IpAddr::V6(_)) => Some("ipv6"),
+            // Under an unknown suffix every label could be the agent's.
+            Host::Name(name) => listed.or_else(|| crate::suffix::known_suffix(name)),
+        };
+        format!("{}#{hash:08x}", shown.unwrap_or_default())
     }
 }
 
@@ -219,27 +264,39 @@ mod tests {
     use crate::host;
 
     #[test]
-    fn refused_names_show_only_their_registrable_domain_and_a_hash() {
+    fn refused_names_show_only_their_suffix_or_listed_part_and_a_hash() {
         let log = DecisionLog::to_writer(std::io::sink());
         let secret = host::parse("c2VjcmV0LXRva2Vu.evil.example.com").unwrap();
-        let shown = log.redacted(&secret);
-        assert!(shown.starts_with("example.com#"), "{shown}");
-        assert!(!shown.contains("c2VjcmV0"), "{shown}");
-        let other = log.redacted(&host::parse("other.evil.example.com").unwrap());
+        let shown = log.redacted(&secret, None);
+        assert!(shown.starts_with("com#"), "{shown}");
+        // The registrable domain is the agent's choice too.
+        let data = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde";
+        let in_domain = log.redacted(&host::parse(&format!("{data}.com")).unwrap(), None);
+        assert!(
+            in_domain.starts_with("com#") && !in_domain.contains("0123"),
+            "{in_domain}"
+        );
+        let other = log.redacted(&host::parse("other.evil.example.com").unwrap(), None);
         assert_ne!(shown, other, "different names get different hashes");
         assert_eq!(
             shown,
-            log.redacted(&secret),
+            log.redacted(&secret, None),
             "the same name always the same"
         );
-        // Under an unknown suffix nothing of the name is shown.
-        let unknown = log.redacted(&host::parse("s3cr3t.corp").unwrap());
-        assert!(
-            unknown.starts_with('#') && !unknown.contains("s3cr3t"),
-            "{unknown}"
-        );
-        let single = log.redacted(&host::parse("s3cr3t").unwrap());
-        assert!(!single.contains("s3cr3t"), "{single}");
+        // What an entry names is the user's, and shown.
+        let listed = log.redacted(&secret, Some("example.com"));
+        assert!(listed.starts_with("example.com#"), "{listed}");
+        let whole = log.redacted(&host::parse("pypi.org").unwrap(), Some("pypi.org"));
+        assert_eq!(whole, "pypi.org");
+        // Under an unknown suffix nothing of the name is shown, nor of an
+        // address.
+        for hidden in ["s3cr3t.corp", "s3cr3t", "10.99.88.77", "[2001:db8::99]"] {
+            let logged = log.redacted(&host::parse(hidden).unwrap(), None);
+            assert!(
+                !logged.contains("s3cr3t") && !logged.contains("99"),
+                "{hidden}: {logged}"
+            );
+        }
     }
 
     /// A writer whose writes arrive on a channel.
@@ -260,18 +317,29 @@ mod tests {
         let (out, written) = std::sync::mpsc::channel::<Vec<u8>>();
         let log = DecisionLog::to_writer(Lines(out));
         let secret = host::parse("c2VjcmV0.evil.example.com").unwrap();
-        log.refuse("CONNECT", Some(&secret), 443, "not-on-allowlist");
-        log.refuse("CONNECT", Some(&secret), 443, "not-on-allowlist");
+        log.refuse("CONNECT", Some(&secret), None, 443, "not-on-allowlist");
+        log.refuse("CONNECT", Some(&secret), None, 443, "not-on-allowlist");
         let notes = host::parse("raw.githubusercontent.com").unwrap();
-        log.refuse("CONNECT", Some(&notes), 443, EXPECTED_RULE);
-        let held = log.refused();
+        log.refuse("CONNECT", Some(&notes), None, 443, EXPECTED_RULE);
+        log.allow("CONNECT", &notes, 443, "raw.githubusercontent.com");
+        let report = log.report();
+        assert_eq!(
+            (
+                report.allowed,
+                report.refused,
+                report.expected,
+                report.unreachable
+            ),
+            (1, 2, 1, 0)
+        );
+        let held = report.names;
         assert_eq!(held.len(), 2, "{held:?}");
         assert_eq!(
             held[0].host, "c2vjcmv0.evil.example.com",
             "names are lowercased"
         );
         assert_eq!(held[0].count, 2);
-        assert!(held[0].logged.starts_with("example.com#"), "{held:?}");
+        assert!(held[0].logged.starts_with("com#"), "{held:?}");
         assert_eq!(held[1].logged, "raw.githubusercontent.com");
         drop(log);
         let text: Vec<u8> = written.iter().flatten().collect();
@@ -281,12 +349,42 @@ mod tests {
             text.contains(r#""host":"raw.githubusercontent.com""#),
             "{text}"
         );
-        // Beyond the names held, refusals are still logged.
-        let log = DecisionLog::to_writer(std::io::sink());
-        for i in 0..REFUSED_HELD + 10 {
-            let name = host::parse(&format!("n{i}.example.com")).unwrap();
-            log.refuse("CONNECT", Some(&name), 443, "not-on-allowlist");
+    }
+
+    /// A writer that never takes a line: the backlog fills.
+    struct Stuck;
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(0)
         }
-        assert_eq!(log.refused().len(), REFUSED_HELD);
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_counts_hold_whatever_becomes_of_the_lines() {
+        let log = DecisionLog::to_writer(Stuck);
+        let ssh = || Notice::Ssh {
+            key_for: "git.example".to_owned(),
+            verdict: Verdict::Refuse,
+            reason: "not a login".to_owned(),
+        };
+        // A flood the writer never takes, passed-on notices among it,
+        // without a wait.
+        for _ in 0..BACKLOG {
+            log.pass_on(ssh());
+        }
+        let name = host::parse("x.example.com").unwrap();
+        for _ in 0..25_000 {
+            log.refuse("CONNECT", Some(&name), None, 443, "not-on-allowlist");
+        }
+        log.allow("CONNECT", &name, 443, "x.example.com");
+        let report = log.report();
+        assert_eq!((report.refused, report.allowed), (25_000, 1));
+        assert!(report.dropped >= 25_000, "{report:?}");
+        assert_eq!(report.names[0].count, 25_000);
     }
 }

@@ -43,7 +43,11 @@ pub enum Refusal {
     PrivateAddress,
     HostHeaderMismatch,
     SniMismatch,
+    /// A server name not in the canonical form the gate checked it in.
+    SniNotCanonical,
     NotTls,
+    /// A tunnel to a web port that carries neither HTTP nor TLS.
+    UnknownProtocol,
     /// Encrypted Client Hello: the name it shows is a cover.
     EncryptedHello,
     /// A ClientHello that names its server more than one way.
@@ -67,7 +71,9 @@ impl fmt::Display for Refusal {
             Self::PrivateAddress => f.write_str("private-address-not-allowed"),
             Self::HostHeaderMismatch => f.write_str("host-header-mismatch"),
             Self::SniMismatch => f.write_str("sni-mismatch"),
+            Self::SniNotCanonical => f.write_str("sni-not-canonical"),
             Self::NotTls => f.write_str("not-tls"),
+            Self::UnknownProtocol => f.write_str("unknown-protocol"),
             Self::EncryptedHello => f.write_str("encrypted-client-hello"),
             Self::AmbiguousHello => f.write_str("ambiguous-client-hello"),
             Self::MalformedRequest => f.write_str("malformed-request"),
@@ -127,12 +133,8 @@ impl Policy {
         }
         if method == Method::Connect {
             if let Some((ssh_host, _)) = self.ssh.iter().find(|(h, p)| h == host && *p == port) {
-                let name = match ssh_host {
-                    Host::Name(n) => n.clone(),
-                    Host::Address(a) => a.to_string(),
-                };
                 return Ok(Grant {
-                    rule: format!("ssh {name}:{port}"),
+                    rule: format!("ssh {}:{port}", ssh_host.text()),
                     private: true,
                     ssh: true,
                 });
@@ -160,6 +162,27 @@ impl Policy {
             private: matches!(rule.host, HostPattern::Address(_)) || self.private.contains(rule),
             ssh: false,
         })
+    }
+
+    /// The part of `host` an entry names, for the log: the whole name or
+    /// address an entry lists, else the longest wildcard domain covering it.
+    pub fn listed_part(&self, host: &Host) -> Option<String> {
+        let patterns = self.allow.iter().map(|rule| &rule.host);
+        let exact = patterns.clone().any(|pattern| match (pattern, host) {
+            (HostPattern::Name(name), Host::Name(host)) => name == host,
+            (HostPattern::Address(listed), Host::Address(address)) => listed == address,
+            _ => false,
+        });
+        if exact || self.ssh.iter().any(|(ssh, _)| ssh == host) {
+            return Some(host.text());
+        }
+        patterns
+            .filter_map(|pattern| match pattern {
+                HostPattern::Domain(domain) if host_matches(pattern, host) => Some(domain),
+                _ => None,
+            })
+            .max_by_key(|domain| domain.len())
+            .cloned()
     }
 
     /// Whether the gate may dial `address` under `grant`.

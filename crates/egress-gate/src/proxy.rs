@@ -26,7 +26,7 @@ use crate::log::DecisionLog;
 use crate::policy::{Grant, Method, Policy, Refusal};
 use crate::relay;
 use crate::resolve::Resolver;
-use crate::sni::{self, Hello};
+use crate::sni::{self, Hello, ServerHello};
 
 /// The largest request head the gate reads.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -133,13 +133,12 @@ impl Gate {
         let head = match tokio::time::timeout(self.header_timeout, read_head(&mut client)).await {
             Ok(Ok(head)) => head,
             Ok(Err(HeadError::TooLarge)) => {
-                self.log.refuse("(unread)", None, 0, "head-too-large");
+                self.refused("(unread)", None, 0, "head-too-large");
                 let _ = respond(&mut client, 431, "the request head is too large").await;
                 return;
             }
             Ok(Err(HeadError::Malformed)) => {
-                self.log
-                    .refuse("(unread)", None, 0, &Refusal::MalformedRequest.to_string());
+                self.refused("(unread)", None, 0, &Refusal::MalformedRequest.to_string());
                 let _ = respond(&mut client, 400, "not an HTTP request").await;
                 return;
             }
@@ -152,7 +151,7 @@ impl Gate {
         } else if head.method == "GET" && head.target == "/healthz" {
             let _ = respond(&mut client, 200, "ok").await;
         } else {
-            self.log.refuse(
+            self.refused(
                 &head.method,
                 None,
                 0,
@@ -167,6 +166,12 @@ impl Gate {
         }
     }
 
+    /// Logs a refusal, with what of the name the allowlist names.
+    fn refused(&self, method: &str, host: Option<&Host>, port: u16, rule: &str) {
+        let listed = host.and_then(|host| self.policy.listed_part(host));
+        self.log.refuse(method, host, listed.as_deref(), port, rule);
+    }
+
     async fn refuse(
         &self,
         client: &mut TcpStream,
@@ -176,7 +181,7 @@ impl Gate {
         port: u16,
         refusal: Refusal,
     ) {
-        self.log.refuse(method, host, port, &refusal.to_string());
+        self.refused(method, host, port, &refusal.to_string());
         let body = format!("claude-bottle egress gate refused {method} {target}: {refusal}");
         let _ = respond(client, 403, &body).await;
     }
@@ -223,16 +228,12 @@ impl Gate {
         grant: &Grant,
         addresses: &[IpAddr],
     ) -> Option<TcpStream> {
-        for address in addresses {
-            let dialled = tokio::time::timeout(DIAL_WITHIN, TcpStream::connect((*address, port)));
-            if let Ok(Ok(upstream)) = dialled.await {
-                let _ = upstream.set_nodelay(true);
-                self.log.allow(method, host, port, &grant.rule);
-                return Some(upstream);
-            }
+        let upstream = reach(addresses, port).await;
+        match upstream {
+            Some(_) => self.log.allow(method, host, port, &grant.rule),
+            None => self.log.unreachable(method, host, port, &grant.rule),
         }
-        self.log.unreachable(method, host, port, &grant.rule);
-        None
+        upstream
     }
 
     async fn connect(&self, mut client: TcpStream, head: Head) {
@@ -263,45 +264,264 @@ impl Gate {
                     .await;
             }
         };
-        if port == 443 && !grant.ssh {
-            // TLS: the ClientHello must name the host that was allowed. It
-            // comes only after the 200, so the upstream is dialled after it.
-            // A declared SSH host at 443 (ssh.github.com) carries SSH.
-            if client
-                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                .await
-                .is_err()
-            {
+        let tunnel = Tunnel {
+            host,
+            port,
+            grant,
+            addresses,
+        };
+        if tunnel.grant.ssh {
+            // A declared SSH host carries SSH, whatever the port.
+            self.blind(client, head.rest, &tunnel).await;
+        } else if port == 443 {
+            self.tls(client, head.rest, &tunnel).await;
+        } else {
+            self.inspected(client, head.rest, &tunnel).await;
+        }
+    }
+
+    /// A tunnel whose bytes are not looked at: an SSH host's.
+    async fn blind(&self, mut client: TcpStream, rest: Vec<u8>, tunnel: &Tunnel) {
+        let Some(mut upstream) = self
+            .dial(
+                "CONNECT",
+                &tunnel.host,
+                tunnel.port,
+                &tunnel.grant,
+                &tunnel.addresses,
+            )
+            .await
+        else {
+            let _ = respond(&mut client, 502, "the gate could not reach the host").await;
+            return;
+        };
+        if client.write_all(ESTABLISHED).await.is_err() || upstream.write_all(&rest).await.is_err()
+        {
+            return;
+        }
+        relay::tunnel(client, upstream, self.idle_timeout).await;
+    }
+
+    /// Port 443 carries TLS: the ClientHello must name the host that was
+    /// allowed. It comes only after the 200, so the upstream is dialled
+    /// after it.
+    async fn tls(&self, mut client: TcpStream, rest: Vec<u8>, tunnel: &Tunnel) {
+        if client.write_all(ESTABLISHED).await.is_err() {
+            return;
+        }
+        let mut hello = rest;
+        if let Err(refusal) = self.read_hello(&mut client, &mut hello, &tunnel.host).await {
+            self.refused(
+                "CONNECT",
+                Some(&tunnel.host),
+                tunnel.port,
+                &refusal.to_string(),
+            );
+            return;
+        }
+        let Some(upstream) = self
+            .dial(
+                "CONNECT",
+                &tunnel.host,
+                tunnel.port,
+                &tunnel.grant,
+                &tunnel.addresses,
+            )
+            .await
+        else {
+            return;
+        };
+        self.handshake(client, upstream, hello, tunnel).await;
+    }
+
+    /// Sends the checked ClientHello on, and after a HelloRetryRequest
+    /// holds the second ClientHello to the same name; then relays.
+    async fn handshake(
+        &self,
+        mut client: TcpStream,
+        mut upstream: TcpStream,
+        hello: Vec<u8>,
+        tunnel: &Tunnel,
+    ) {
+        if upstream.write_all(&hello).await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + self.header_timeout;
+        let mut answer = Vec::new();
+        let retry = loop {
+            match sni::server_hello(&answer) {
+                ServerHello::Retry => break true,
+                ServerHello::Other => break false,
+                ServerHello::Incomplete if answer.len() >= MAX_HEAD => break false,
+                ServerHello::Incomplete => {}
+            }
+            if !read_within(&mut upstream, &mut answer, deadline).await {
+                let _ = client.write_all(&answer).await;
                 return;
             }
-            let mut hello = head.rest;
-            if let Err(refusal) = self.read_hello(&mut client, &mut hello, &host).await {
-                self.log
-                    .refuse("CONNECT", Some(&host), port, &refusal.to_string());
-                return;
-            }
-            let Some(mut upstream) = self.dial("CONNECT", &host, port, &grant, &addresses).await
-            else {
-                return;
+        };
+        if client.write_all(&answer).await.is_err() {
+            return;
+        }
+        if retry {
+            let mut second = Vec::new();
+            let skipped = loop {
+                if let Some(at) = sni::change_cipher_spec_len(&second) {
+                    break at;
+                }
+                if second.len() >= MAX_HEAD
+                    || !read_within(&mut client, &mut second, deadline).await
+                {
+                    return;
+                }
             };
-            if upstream.write_all(&hello).await.is_ok() {
+            let mut hello = second.split_off(skipped);
+            if let Err(refusal) = self.read_hello(&mut client, &mut hello, &tunnel.host).await {
+                self.refused(
+                    "CONNECT",
+                    Some(&tunnel.host),
+                    tunnel.port,
+                    &refusal.to_string(),
+                );
+                return;
+            }
+            second.extend(hello);
+            if upstream.write_all(&second).await.is_err() {
+                return;
+            }
+        }
+        relay::tunnel(client, upstream, self.idle_timeout).await;
+    }
+
+    /// A tunnel to any other port: whoever speaks first, and what the
+    /// client's first bytes are, decide what it may carry.
+    async fn inspected(&self, mut client: TcpStream, rest: Vec<u8>, tunnel: &Tunnel) {
+        let Some(mut upstream) = reach(&tunnel.addresses, tunnel.port).await else {
+            self.log
+                .unreachable("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
+            let _ = respond(&mut client, 502, "the gate could not reach the host").await;
+            return;
+        };
+        if client.write_all(ESTABLISHED).await.is_err() {
+            return;
+        }
+        let mut first = rest;
+        let mut chunk = [0u8; 2048];
+        // A server that speaks first (SMTP, a database) carries its own
+        // protocol; nothing the client sends can name another host there.
+        let server_first = loop {
+            if !first.is_empty() {
+                break false;
+            }
+            tokio::select! {
+                read = client.read(&mut chunk) => match read {
+                    Ok(n) if n > 0 => first.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                },
+                ready = upstream.readable() => {
+                    if ready.is_err() {
+                        return;
+                    }
+                    break true;
+                }
+                () = tokio::time::sleep(self.idle_timeout) => return,
+            }
+        };
+        let allow = || {
+            self.log
+                .allow("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
+        };
+        let refuse = |refusal: Refusal| {
+            self.refused(
+                "CONNECT",
+                Some(&tunnel.host),
+                tunnel.port,
+                &refusal.to_string(),
+            );
+        };
+        match first.first() {
+            _ if server_first => {
+                allow();
                 relay::tunnel(client, upstream, self.idle_timeout).await;
             }
-        } else {
-            let Some(mut upstream) = self.dial("CONNECT", &host, port, &grant, &addresses).await
-            else {
-                let _ = respond(&mut client, 502, "the gate could not reach the host").await;
-                return;
-            };
-            if client
-                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                .await
-                .is_err()
-                || upstream.write_all(&head.rest).await.is_err()
-            {
+            Some(0x16) => {
+                if let Err(refusal) = self.read_hello(&mut client, &mut first, &tunnel.host).await {
+                    return refuse(refusal);
+                }
+                allow();
+                self.handshake(client, upstream, first, tunnel).await;
+            }
+            Some(byte) if byte.is_ascii_alphabetic() => {
+                self.http_in_tunnel(client, upstream, first, tunnel).await;
+            }
+            _ if WEB_PORTS.contains(&tunnel.port) => refuse(Refusal::UnknownProtocol),
+            _ => {
+                allow();
+                if upstream.write_all(&first).await.is_ok() {
+                    relay::tunnel(client, upstream, self.idle_timeout).await;
+                }
+            }
+        }
+    }
+
+    /// HTTP inside a tunnel: the plain-HTTP path's checks, with the
+    /// CONNECT target as the one host it may name.
+    async fn http_in_tunnel(
+        &self,
+        mut client: TcpStream,
+        mut upstream: TcpStream,
+        first: Vec<u8>,
+        tunnel: &Tunnel,
+    ) {
+        let authority = match tunnel.host {
+            Host::Address(IpAddr::V6(v6)) => format!("[{v6}]:{}", tunnel.port),
+            ref host => format!("{}:{}", host.text(), tunnel.port),
+        };
+        let read = tokio::time::timeout(self.header_timeout, read_head_from(&mut client, first));
+        let checked = match read.await {
+            Ok(Ok(head)) => check_in_tunnel(&head, tunnel, &authority).map(|c| (head, c)),
+            Ok(Err(HeadError::TooLarge | HeadError::Malformed)) => {
+                Err((Refusal::MalformedRequest, "not one HTTP/1 request"))
+            }
+            Ok(Err(HeadError::Gone)) | Err(_) => return,
+        };
+        let (head, outgoing) = match checked {
+            Ok(checked) => checked,
+            Err((refusal, why)) => {
+                self.refused(
+                    "CONNECT",
+                    Some(&tunnel.host),
+                    tunnel.port,
+                    &refusal.to_string(),
+                );
+                let body = format!(
+                    "claude-bottle egress gate refused a request in the tunnel to {authority}: {why}"
+                );
+                let _ = respond(&mut client, 400, &body).await;
                 return;
             }
-            relay::tunnel(client, upstream, self.idle_timeout).await;
+        };
+        self.log
+            .allow("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
+        match outgoing {
+            InTunnel::Upgrade(outgoing) => {
+                if upstream.write_all(&outgoing).await.is_ok() {
+                    let (within, idle) = (self.header_timeout, self.idle_timeout);
+                    switch_protocols(client, upstream, head.rest, within, idle).await;
+                }
+            }
+            InTunnel::Plain(outgoing) => {
+                let idle = self.idle_timeout;
+                exchange(
+                    client,
+                    upstream,
+                    head.rest,
+                    outgoing.head,
+                    outgoing.framing,
+                    idle,
+                )
+                .await;
+            }
         }
     }
 
@@ -315,11 +535,14 @@ impl Gate {
         let deadline = Instant::now() + self.header_timeout;
         loop {
             match sni::read(hello) {
+                // The name as sent must be the host's canonical form: a
+                // server may read any other spelling (upper case, a soft
+                // hyphen) as another name, or fall back to its default.
                 Hello::ServerName(name) => {
-                    return if host::parse(&name).as_ref() == Some(host) {
-                        Ok(())
-                    } else {
-                        Err(Refusal::SniMismatch)
+                    return match host::parse(&name) {
+                        Some(named) if named.text() != name => Err(Refusal::SniNotCanonical),
+                        Some(named) if named == *host => Ok(()),
+                        _ => Err(Refusal::SniMismatch),
                     };
                 }
                 // An address may be reached without a name; a name may not.
@@ -331,11 +554,8 @@ impl Gate {
                 Hello::Incomplete if hello.len() >= MAX_HEAD => return Err(Refusal::NotTls),
                 Hello::Incomplete => {}
             }
-            let mut buf = [0u8; 4096];
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, client.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => hello.extend_from_slice(&buf[..n]),
-                _ => return Err(Refusal::NotTls),
+            if !read_within(client, hello, deadline).await {
+                return Err(Refusal::NotTls);
             }
         }
     }
@@ -360,7 +580,7 @@ impl Gate {
                 .await;
         };
         let malformed = |why: &str| {
-            self.log.refuse(
+            self.refused(
                 &method,
                 Some(&host),
                 port,
@@ -417,6 +637,121 @@ impl Gate {
     }
 }
 
+/// A request inside a tunnel, checked and rebuilt.
+enum InTunnel {
+    Plain(forward::Outgoing),
+    /// One that switches protocols: its head, and after a 101 the tunnel.
+    Upgrade(Vec<u8>),
+}
+
+/// The plain-HTTP path's checks for a request inside the tunnel to
+/// `authority`: origin form, one Host that is the tunnel's, one framing.
+fn check_in_tunnel(
+    head: &Head,
+    tunnel: &Tunnel,
+    authority: &str,
+) -> Result<InTunnel, (Refusal, &'static str)> {
+    let malformed = |why| (Refusal::MalformedRequest, why);
+    if !head.target.starts_with('/') {
+        return Err(malformed("a request target not in origin form"));
+    }
+    match forward::host_header(&head.headers, |h| split_host_port(h, tunnel.port)) {
+        Ok(Some(named)) if named == (tunnel.host.clone(), tunnel.port) => {}
+        Ok(Some(_)) => {
+            return Err((
+                Refusal::HostHeaderMismatch,
+                "its Host is not the tunnel's host",
+            ));
+        }
+        Ok(None) => return Err(malformed("no Host header")),
+        Err(why) => return Err(malformed(why)),
+    }
+    let (method, target, version) = (&head.method, &head.target, head.version);
+    match forward::upgrade_asked(&head.headers).map_err(malformed)? {
+        Some(protocol) => {
+            forward::rebuild_upgrade(method, target, version, authority, &head.headers, &protocol)
+                .map(InTunnel::Upgrade)
+                .map_err(malformed)
+        }
+        None => forward::rebuild(method, target, version, authority, &head.headers)
+            .map(InTunnel::Plain)
+            .map_err(malformed),
+    }
+}
+
+/// A decided CONNECT: where it goes and what allowed it.
+struct Tunnel {
+    host: Host,
+    port: u16,
+    grant: Grant,
+    addresses: Vec<IpAddr>,
+}
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+/// Ports where a tunnel must carry HTTP or TLS: anything else there is
+/// refused, since a web server may read it in ways the gate cannot check.
+const WEB_PORTS: [u16; 4] = [80, 443, 8080, 8443];
+
+/// Dials the addresses in turn; the first that answers.
+async fn reach(addresses: &[IpAddr], port: u16) -> Option<TcpStream> {
+    for address in addresses {
+        let dialled = tokio::time::timeout(DIAL_WITHIN, TcpStream::connect((*address, port)));
+        if let Ok(Ok(upstream)) = dialled.await {
+            let _ = upstream.set_nodelay(true);
+            return Some(upstream);
+        }
+    }
+    None
+}
+
+/// Reads once more into `buf` before `deadline`; `false` when the stream
+/// ended, failed or took too long.
+async fn read_within(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> bool {
+    let mut chunk = [0u8; 4096];
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+        Ok(Ok(n)) if n > 0 => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// After a request that asks to switch protocols: the response head goes
+/// back; after a 101 the tunnel carries the new protocol both ways, after
+/// anything else the connection ends with that answer.
+async fn switch_protocols(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    rest: Vec<u8>,
+    within: Duration,
+    idle: Duration,
+) {
+    let deadline = Instant::now() + within;
+    let mut answer = Vec::new();
+    let status = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&answer) {
+            Ok(httparse::Status::Complete(_)) => break response.code,
+            Ok(httparse::Status::Partial) if answer.len() < MAX_HEAD => {}
+            _ => return,
+        }
+        if !read_within(&mut upstream, &mut answer, deadline).await {
+            let _ = client.write_all(&answer).await;
+            return;
+        }
+    };
+    if client.write_all(&answer).await.is_err() || status != Some(101) {
+        return;
+    }
+    if upstream.write_all(&rest).await.is_ok() {
+        relay::tunnel(client, upstream, idle).await;
+    }
+}
+
 /// Sends one request (its head, then its body as `framing` says, read
 /// from `rest` and then the client) and relays the response, until the
 /// upstream closes or nothing moves for `idle`. Whatever the client sends
@@ -466,14 +801,13 @@ async fn exchange(
 }
 
 async fn read_head(client: &mut TcpStream) -> Result<Head, HeadError> {
-    let mut buf = Vec::with_capacity(1024);
+    read_head_from(client, Vec::with_capacity(1024)).await
+}
+
+/// A request head whose first bytes are already in `buf`.
+async fn read_head_from(client: &mut TcpStream, mut buf: Vec<u8>) -> Result<Head, HeadError> {
     let mut chunk = [0u8; 2048];
     loop {
-        let n = client.read(&mut chunk).await.map_err(|_| HeadError::Gone)?;
-        if n == 0 {
-            return Err(HeadError::Gone);
-        }
-        buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf) {
@@ -496,6 +830,11 @@ async fn read_head(client: &mut TcpStream) -> Result<Head, HeadError> {
             }
             Err(_) => return Err(HeadError::Malformed),
         }
+        let n = client.read(&mut chunk).await.map_err(|_| HeadError::Gone)?;
+        if n == 0 {
+            return Err(HeadError::Gone);
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
 

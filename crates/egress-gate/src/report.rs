@@ -1,4 +1,5 @@
-//! The refused names in full, for the user's terminal and nothing else.
+//! The counts of what the gate decided, and the refused names in full:
+//! for the session's summary, and names only on the user's terminal.
 //!
 //! The log redacts refused names because it is kept on disk and shipped by
 //! log collectors, where a name an agent made up (`<secret>.evil.example`)
@@ -19,16 +20,12 @@ use crate::log::DecisionLog;
 pub const REPORT_ADDRESS: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3129);
 
-/// Serves each connection one JSON line per refused name, then closes it.
+/// Serves each connection the report as one JSON line, then closes it.
 pub async fn serve_report(log: DecisionLog) -> std::io::Result<()> {
     let listener = TcpListener::bind(REPORT_ADDRESS).await?;
     loop {
         let (mut stream, _) = listener.accept().await?;
-        let lines: String = log
-            .refused()
-            .iter()
-            .map(|r| serde_json::to_string(r).expect("a refusal serialises") + "\n")
-            .collect();
+        let lines = serde_json::to_string(&log.report()).expect("a report serialises") + "\n";
         tokio::spawn(async move {
             let _ = stream.write_all(lines.as_bytes()).await;
             let _ = stream.shutdown().await;

@@ -11,6 +11,15 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::address::{AddressClass, classify};
+use crate::suffix;
+
+fn others_below(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        1 => " (and 1 more is)".to_owned(),
+        n => format!(" (and {n} more are)"),
+    }
+}
 
 /// A parsed allowlist entry. Two entries that admit the same traffic compare
 /// equal, whatever their spelling (`Example.COM.` and `example.com`).
@@ -53,8 +62,14 @@ pub enum RuleError {
     NotAscii(String),
     #[error("has `*` somewhere other than first")]
     WildcardPlacement,
-    #[error("covers more than one registrable domain (`{0}` is a public suffix)")]
-    WildcardTooBroad(String),
+    #[error("covers other owners' names: `{suffix}` is a public suffix{}", others_below(*.others))]
+    WildcardTooBroad {
+        domain: String,
+        /// The first public suffix at or below the wildcard's domain.
+        suffix: String,
+        /// How many more lie below it.
+        others: usize,
+    },
     #[error("looks like an IP address in a non-standard spelling")]
     AmbiguousAddress(String),
     #[error("has an IPv6 address with a port outside brackets")]
@@ -85,17 +100,27 @@ impl RuleError {
             Self::NotAscii(_) => {
                 "write internationalised names in their ASCII form (`xn--...`)".into()
             }
-            Self::WildcardPlacement | Self::WildcardTooBroad(_) => {
+            Self::WildcardPlacement => {
                 "name one domain under the wildcard, e.g. `*.example.com` or `*.example.co.uk`"
                     .into()
+            }
+            Self::WildcardTooBroad { domain, suffix, .. } if domain == suffix => {
+                format!("name one owner's domain under it, e.g. `*.example.{domain}`")
+            }
+            Self::WildcardTooBroad { domain, suffix, .. } => {
+                let suffix = suffix.trim_start_matches("*.");
+                format!(
+                    "list the hosts you need (`api.{domain}`), or one owner's names under \
+                     the suffix (`*.yours.{suffix}`)"
+                )
             }
             Self::AmbiguousAddress(_) => {
                 "write IPv4 addresses as four decimal numbers, e.g. `203.0.113.7`".into()
             }
             Self::UnbracketedIpv6 => "write it as `[2001:db8::7]:8443`".into(),
             Self::ForbiddenAddress { .. } => {
-                "loopback, link-local, multicast and unspecified addresses cannot be allowed; \
-                 remove the entry"
+                "loopback, link-local, metadata, multicast, reserved and unspecified addresses \
+                 cannot be allowed; remove the entry"
                     .into()
             }
         }
@@ -169,8 +194,23 @@ fn parse_host(host: &str) -> Result<HostPattern, RuleError> {
     let name = lower.strip_suffix('.').unwrap_or(&lower);
     if let Some(domain) = name.strip_prefix("*.") {
         check_name(domain, host)?;
-        if psl::domain_str(domain).is_none() {
-            return Err(RuleError::WildcardTooBroad(domain.to_owned()));
+        if suffix::is_suffix(domain) {
+            return Err(RuleError::WildcardTooBroad {
+                domain: domain.to_owned(),
+                suffix: domain.to_owned(),
+                others: 0,
+            });
+        }
+        // The broadest suffix below is named: the one the user most likely
+        // did not mean to cover.
+        let mut covered = suffix::within(domain);
+        covered.sort_by_key(|s| (s.split('.').count(), s.clone()));
+        if let Some(first) = covered.first() {
+            return Err(RuleError::WildcardTooBroad {
+                domain: domain.to_owned(),
+                suffix: first.clone(),
+                others: covered.len() - 1,
+            });
         }
         return Ok(HostPattern::Domain(domain.to_owned()));
     }
@@ -278,8 +318,7 @@ mod tests {
             ("bücher.de", RuleError::NotAscii("bücher.de".into())),
             ("api.*.com", RuleError::WildcardPlacement),
             ("*", RuleError::WildcardPlacement),
-            ("*.com", RuleError::WildcardTooBroad("com".into())),
-            ("*.co.uk", RuleError::WildcardTooBroad("co.uk".into())),
+            ("*.lan", too_broad("lan", "lan", 0)),
             ("127.1", RuleError::AmbiguousAddress("127.1".into())),
             (
                 "0x7f.0.0.1",
@@ -297,6 +336,50 @@ mod tests {
         ];
         for (entry, expected) in cases {
             assert_eq!(parse(entry).as_ref(), Err(expected), "entry {entry:?}");
+        }
+    }
+
+    fn too_broad(domain: &str, suffix: &str, others: usize) -> RuleError {
+        RuleError::WildcardTooBroad {
+            domain: domain.into(),
+            suffix: suffix.into(),
+            others,
+        }
+    }
+
+    #[test]
+    fn a_wildcard_covers_one_owners_names_never_a_public_suffix() {
+        for (entry, suffix) in [
+            ("*.com", "com"),
+            ("*.co.uk", "co.uk"),
+            ("*.amazonaws.com", "*.compute-1.amazonaws.com"),
+            ("*.s3.amazonaws.com", "s3.amazonaws.com"),
+            ("*.windows.net", "blob.core.windows.net"),
+            ("*.core.windows.net", "blob.core.windows.net"),
+            ("*.fastly.net", "freetls.fastly.net"),
+            ("*.github.io", "github.io"),
+        ] {
+            match parse(entry) {
+                Err(RuleError::WildcardTooBroad { suffix: found, .. }) => {
+                    let listed = suffix::within(entry.trim_start_matches("*."));
+                    assert!(
+                        found == suffix || listed.iter().any(|s| s == suffix),
+                        "{entry}: {found}, and {suffix} in {listed:?}"
+                    );
+                }
+                other => panic!("{entry}: expected a refusal, got {other:?}"),
+            }
+        }
+        let message = parse("*.amazonaws.com").unwrap_err();
+        assert!(message.to_string().contains("more are"), "{message}");
+        assert!(message.hint().contains("*.yours."), "{}", message.hint());
+        for owned in [
+            "*.example.com",
+            "*.example.co.uk",
+            "*.corp.lan",
+            "*.mybucket.s3.amazonaws.com",
+        ] {
+            assert!(parse(owned).is_ok(), "{owned}");
         }
     }
 

@@ -11,7 +11,7 @@
 /// What the first bytes of a tunnel say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Hello {
-    /// A ClientHello naming this server (lower case).
+    /// A ClientHello naming this server, exactly as it was sent.
     ServerName(String),
     /// A ClientHello without a server name.
     NoServerName,
@@ -26,12 +26,75 @@ pub(crate) enum Hello {
 
 pub(crate) fn read(bytes: &[u8]) -> Hello {
     match parse(bytes) {
-        Ok(Parsed::Name(name)) => Hello::ServerName(name.to_ascii_lowercase()),
+        Ok(Parsed::Name(name)) => Hello::ServerName(name),
         Ok(Parsed::NoName) => Hello::NoServerName,
         Ok(Parsed::Encrypted) => Hello::Encrypted,
         Ok(Parsed::Ambiguous) => Hello::Ambiguous,
         Err(Short) if bytes.is_empty() || bytes[0] == 0x16 => Hello::Incomplete,
         Err(_) => Hello::NotTls,
+    }
+}
+
+/// The random of a ServerHello that is a HelloRetryRequest (RFC 8446,
+/// 4.1.3): SHA-256 of "HelloRetryRequest".
+const RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+/// What a server's first bytes say of the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerHello {
+    /// A HelloRetryRequest: the client sends a second ClientHello.
+    Retry,
+    /// Anything else (a ServerHello, an alert, not TLS): the client's
+    /// next handshake messages are its last in the clear, or none.
+    Other,
+    Incomplete,
+}
+
+/// Reads a server's first handshake record.
+pub(crate) fn server_hello(bytes: &[u8]) -> ServerHello {
+    let mut record = Cursor(bytes);
+    let header = (|| {
+        let kind = record.u8()?;
+        record.take(2)?;
+        let length = record.u16()?;
+        Ok::<_, Short>((kind, length))
+    })();
+    let Ok((kind, length)) = header else {
+        return ServerHello::Incomplete;
+    };
+    // A ServerHello is far shorter than a record; its start comes first.
+    let body = &record.0[..record.0.len().min(length)];
+    if kind != 0x16 || body.first().is_some_and(|t| *t != 2) {
+        return ServerHello::Other;
+    }
+    // Type, length (3), version (2), random (32).
+    match body.get(6..38) {
+        Some(random) if random == RETRY_RANDOM => ServerHello::Retry,
+        None if body.len() < length => ServerHello::Incomplete,
+        _ => ServerHello::Other,
+    }
+}
+
+/// How many bytes at the start of a client's stream are ChangeCipherSpec
+/// records, which TLS 1.3 clients may send before a second ClientHello;
+/// `None` until a whole record or another kind has arrived.
+pub(crate) fn change_cipher_spec_len(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        match bytes.get(at..at + 5) {
+            Some([20, _, _, high, low]) => {
+                at += 5 + (usize::from(*high) << 8 | usize::from(*low));
+                if at > bytes.len() {
+                    return None;
+                }
+            }
+            Some(_) => return Some(at),
+            None if bytes.get(at).is_some_and(|k| *k != 20) => return Some(at),
+            None => return None,
+        }
     }
 }
 
@@ -193,7 +256,7 @@ pub(crate) mod tests {
     fn the_server_name_is_read_from_a_client_hello() {
         assert_eq!(
             read(&client_hello(Some("API.example.com"))),
-            Hello::ServerName("api.example.com".into())
+            Hello::ServerName("API.example.com".into())
         );
         assert_eq!(read(&client_hello(None)), Hello::NoServerName);
         let whole = client_hello(Some("a.example"));
@@ -247,8 +310,52 @@ pub(crate) mod tests {
         );
     }
 
+    /// A ServerHello record whose random is `random`.
+    fn server_hello_with(random: [u8; 32]) -> Vec<u8> {
+        let mut hello = vec![2, 0, 0, 38, 3, 3];
+        hello.extend(random);
+        let mut record = vec![0x16, 3, 3];
+        record.extend(be16(hello.len()));
+        record.extend(hello);
+        record
+    }
+
+    #[test]
+    fn a_hello_retry_request_is_told_from_a_server_hello() {
+        let retry = server_hello_with(RETRY_RANDOM);
+        assert_eq!(server_hello(&retry), ServerHello::Retry);
+        assert_eq!(server_hello(&retry[..20]), ServerHello::Incomplete);
+        assert_eq!(
+            server_hello(&server_hello_with([1; 32])),
+            ServerHello::Other
+        );
+        assert_eq!(server_hello(&[21, 3, 3, 0, 2, 2, 40]), ServerHello::Other);
+        assert_eq!(server_hello(b"HTTP/1.1 400 Bad"), ServerHello::Other);
+        assert_eq!(server_hello(&[0x16, 3]), ServerHello::Incomplete);
+    }
+
+    #[test]
+    fn change_cipher_spec_records_before_a_second_hello_are_skipped() {
+        let hello = client_hello(Some("a.example"));
+        let ccs = [20, 3, 3, 0, 1, 1];
+        let mut both = ccs.to_vec();
+        both.extend(&hello);
+        assert_eq!(change_cipher_spec_len(&both), Some(6));
+        assert_eq!(change_cipher_spec_len(&hello), Some(0));
+        assert_eq!(change_cipher_spec_len(&ccs[..4]), None);
+        assert_eq!(change_cipher_spec_len(&ccs), None);
+        assert_eq!(change_cipher_spec_len(&[]), None);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 5000, ..Default::default() })]
+
+        /// Bytes either side may send first: nothing panics.
+        #[test]
+        fn any_bytes_read_as_some_server_hello(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100)) {
+            let _ = server_hello(&bytes);
+            let _ = change_cipher_spec_len(&bytes);
+        }
 
         /// Bytes a client may send after its CONNECT: nothing panics.
         #[test]
@@ -271,7 +378,7 @@ pub(crate) mod tests {
             }
             hello.truncate(cut.max(1).min(hello.len()));
             if let Hello::ServerName(read) = read(&hello) {
-                let text = String::from_utf8_lossy(&hello).to_ascii_lowercase();
+                let text = String::from_utf8_lossy(&hello);
                 proptest::prop_assert!(text.contains(&read), "{read} is not in the hello");
             }
         }

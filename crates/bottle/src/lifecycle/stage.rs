@@ -27,6 +27,23 @@ pub fn stage_root(home: &Path) -> PathBuf {
     home.join(".cache/claude-bottle/stage")
 }
 
+/// The copy of the gate's log a running instance keeps in its stage.
+pub const GATE_LOG: &str = "gate-log.jsonl";
+
+/// The kept copy of `instance`'s gate log, where there is one: a plain
+/// file in a stage directory of that very name.
+pub fn kept_gate_log(home: &Path, instance: &str) -> Option<PathBuf> {
+    let root = stage_root(home);
+    if !is_stage_name(instance) || instance.starts_with('.') {
+        return None;
+    }
+    let is = |path: &Path, dir: bool| {
+        fs::symlink_metadata(path).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+    };
+    let path = root.join(instance).join(GATE_LOG);
+    (is(&root, true) && is(&root.join(instance), true) && is(&path, false)).then_some(path)
+}
+
 /// A stage directory found on disk, with its owner when it names one.
 #[derive(Debug, Clone)]
 pub struct FoundStage {

@@ -480,10 +480,7 @@ async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down
     );
     assert_eq!(lines[1]["verdict"], "refuse");
     assert!(
-        lines[1]["host"]
-            .as_str()
-            .unwrap()
-            .starts_with("example.com#"),
+        lines[1]["host"].as_str().unwrap().starts_with("com#"),
         "{}",
         lines[1]
     );
@@ -497,4 +494,81 @@ async fn logs_shows_a_running_instances_decisions_and_kill_9_takes_the_gate_down
         125,
         "no instance, no log"
     );
+}
+
+#[tokio::test]
+async fn after_a_flood_of_refusals_the_counts_are_whole_and_logs_keeps_the_first_decision() {
+    let Some(docker) = engine_with("refusal flood", &[FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE]).await
+    else {
+        return;
+    };
+    let label = label("flood");
+    let outside = Outside::new(&docker, &label, None).await;
+    // One allowed request, then 100,000 refusals as fast as four clients
+    // ask, each for a name of its own: more lines than the engine keeps,
+    // and more names than the gate holds.
+    let flood = concat!(
+        r#"perl -MIO::Socket::INET -e 'my ($h, $p) = $ENV{HTTPS_PROXY} =~ m{//([^:/]+):(\d+)}; "#,
+        r#"for my $w (0..3) { next if fork; for my $i (1..25000) { "#,
+        r#"my $s = IO::Socket::INET->new(PeerAddr => $h, PeerPort => $p) or die "dial: $!"; "#,
+        r#"print $s "CONNECT n$w-$i.flood.example.com:443 HTTP/1.1\r\n\r\n"; 1 while <$s>; close $s; "#,
+        r#"} exit 0 } 1 while wait > 0'"#,
+    );
+    let env = json!({
+        "FAKE_CLAUDE_RUN": format!("curl -s http://allowed/ >/dev/null; {flood}"),
+        "FAKE_CLAUDE_READ_STDIN": "1",
+    });
+    let bottle = sandbox(&label, &outside, FAKE_CLAUDE_IMAGE, &env);
+    let session = Session::spawn(&bottle, &["start", "a", "--yes"]);
+    running_agent(&docker, &label, &session).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while frames(&session.stdout.lock().unwrap(), "ran").is_empty() {
+        assert!(Instant::now() < deadline, "the flood never ended");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let instance = crate::support::wait_for_instance(&session).await;
+    // Read until the copy has caught up with the gate.
+    let mut lines: Vec<Value> = Vec::new();
+    loop {
+        let logs = bottle.run(&["logs", &instance]);
+        assert_eq!(logs.code, 0, "{}", logs.stderr);
+        let read: Vec<Value> = logs
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if read.len() == lines.len() {
+            break;
+        }
+        lines = read;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        (lines[0]["host"].as_str(), lines[0]["verdict"].as_str()),
+        (Some("allowed"), Some("allow")),
+        "the first decision is kept"
+    );
+    let out = session.finish("");
+    let summary = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("egress: "))
+        .unwrap_or_else(|| panic!("no summary: {}", out.stderr));
+    assert!(
+        summary.starts_with("egress: 1 allowed, 100000 refused"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("more refused names than shown"),
+        "{summary}"
+    );
+    // Every decision is either a line of the log or counted as dropped.
+    let written = lines.iter().filter(|l| l["verdict"].is_string()).count();
+    let dropped: usize = summary
+        .split("; ")
+        .find_map(|part| {
+            part.strip_suffix(" log lines dropped while the log lagged (the counts are whole)")
+        })
+        .map_or(0, |n| n.parse().unwrap());
+    assert_eq!(written + dropped, 100_001, "{summary}");
 }

@@ -14,6 +14,8 @@ mod faults;
 mod from_the_bottle;
 mod gate;
 mod gate_load;
+mod gate_names;
+mod gate_tunnels;
 mod gvisor;
 mod harness;
 mod init_edit;

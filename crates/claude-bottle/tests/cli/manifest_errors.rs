@@ -40,7 +40,19 @@ fn every_bad_manifest_exits_125_with_its_location() {
         ),
         (
             r#"{"bottles": {"dev": {"egress": {"allowlist": ["*.co.uk"]}}}}"#,
-            "more than one registrable domain",
+            "`co.uk` is a public suffix",
+        ),
+        (
+            r#"{"bottles": {"dev": {"egress": {"allowlist": ["*.windows.net"]}}}}"#,
+            "windows.net` is a public suffix",
+        ),
+        (
+            r#"{"bottles": {"dev": {"egress": {"allowlist": ["*.fastly.net"]}}}}"#,
+            "fastly.net` is a public suffix",
+        ),
+        (
+            r#"{"bottles": {"dev": {"egress": {"allowlist": ["100.100.100.200"]}}}}"#,
+            "metadata address",
         ),
         (
             r#"{"bottles": {"dev": {"egress": {"allowlist": ["a.org"], "private": ["b.org"]}}}}"#,

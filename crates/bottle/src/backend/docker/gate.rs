@@ -41,6 +41,9 @@ const FLUSHED_WITHIN: Duration = Duration::from_secs(5);
 const LOG_FILE_SIZE: &str = "8m";
 /// The most of the gate's log read back, a little over what it keeps.
 const MAX_LOG_READ: usize = 20 << 20;
+/// How much of the log the stage directory's copy keeps: its start, which
+/// the engine's rotation loses first.
+const LOG_KEPT: u64 = 32 << 20;
 /// How long the gate's report of refused names may take.
 const REPORT_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -48,6 +51,13 @@ const REPORT_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 pub(super) struct Gate {
     pub(super) id: String,
     stdin: GateControl,
+    log_copy: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.log_copy.abort();
+    }
 }
 
 /// The gate's stdin: its dead-man switch, and where it is told to flush
@@ -72,9 +82,10 @@ impl Gate {
         self.stdin.clone()
     }
 
-    /// What it refused, names in full, from its report: read by an exec
-    /// in its container, whose output goes nowhere but here.
-    pub(super) async fn report(&self, docker: &Docker) -> Result<Vec<egress_gate::Refused>> {
+    /// What it decided, counted in its memory, and what it refused, names
+    /// in full: its report, read by an exec in its container, whose output
+    /// goes nowhere but here.
+    pub(super) async fn report(&self, docker: &Docker) -> Result<egress_gate::Report> {
         let executable = docker
             .inspect_container(&self.id, None)
             .await
@@ -99,10 +110,8 @@ impl Gate {
                 said.trim()
             )));
         }
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect())
+        serde_json::from_slice(&out)
+            .map_err(|err| Error::caused_by("the gate's report does not read as one", err))
     }
 
     /// Its whole log, once every decision made so far is in it: the gate
@@ -133,6 +142,8 @@ pub(super) struct GateSpec<'a> {
     pub(super) egress: &'a str,
     pub(super) extra_networks: &'a [String],
     pub(super) dns: Option<&'a str>,
+    /// Where its log is copied as it comes (the stage directory).
+    pub(super) log_copy: &'a std::path::Path,
 }
 
 /// The gate runs as nobody.
@@ -179,7 +190,17 @@ pub(super) struct CreatedGate {
     /// What it was created with, to be read back (`limits::held`).
     limits: super::limits::Limits,
     stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    /// Its stdout as it writes it, before any log driver: the copy's source.
+    output: Output,
+    log_copy: std::path::PathBuf,
 }
+
+type Output = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>
+            + Send,
+    >,
+>;
 
 /// Creates the gate (recorded in `ledger`) and joins it to its networks.
 pub(super) async fn create(
@@ -260,6 +281,7 @@ pub(super) async fn create(
             &created.id,
             Some(AttachContainerOptions {
                 stdin: true,
+                stdout: true,
                 stream: true,
                 ..Default::default()
             }),
@@ -275,6 +297,8 @@ pub(super) async fn create(
         internal: spec.internal.map(|(name, _)| name.to_owned()),
         limits,
         stdin: attached.input,
+        output: attached.output,
+        log_copy: spec.log_copy.to_owned(),
     })
 }
 
@@ -322,6 +346,38 @@ impl CreatedGate {
         Gate {
             id: self.id,
             stdin: GateControl(std::sync::Arc::new(tokio::sync::Mutex::new(self.stdin))),
+            log_copy: tokio::spawn(keep_log(self.output, self.log_copy)),
+        }
+    }
+}
+
+/// Copies the gate's stdout, as it writes it, to `path` (the stage
+/// directory's), up to [`LOG_KEPT`]: `logs` reads it there, whatever the
+/// engine's log driver has rotated away (or, following a rotation, lost
+/// or repeated).
+async fn keep_log(mut output: Output, path: std::path::PathBuf) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .ok();
+    let mut kept = 0;
+    // Read to the end whatever becomes of the file: an attached stream
+    // that is not read holds the gate's output back.
+    while let Some(Ok(chunk)) = output.next().await {
+        let LogOutput::StdOut { message } = chunk else {
+            continue;
+        };
+        kept += message.len() as u64;
+        if kept > LOG_KEPT
+            || file
+                .as_mut()
+                .is_some_and(|f| f.write_all(&message).is_err())
+        {
+            file = None;
         }
     }
 }

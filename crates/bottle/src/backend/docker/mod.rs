@@ -55,7 +55,7 @@ use crate::lifecycle::instance::Instance;
 use crate::lifecycle::labels::{InstanceLabels, Role};
 use crate::lifecycle::owner::Owner;
 use crate::lifecycle::pause::Phase;
-use crate::lifecycle::stage::StageDir;
+use crate::lifecycle::stage::{GATE_LOG, StageDir};
 use crate::spec::BottleSpec;
 use crate::ui::Work;
 use engine::Engine;
@@ -371,6 +371,7 @@ async fn start_gate_and_agent(
             egress,
             extra_networks: &launch.gate.extra_networks,
             dns: launch.gate.dns.as_deref(),
+            log_copy: &launch.stage.path().join(GATE_LOG),
         },
         labels,
         ledger,
@@ -537,21 +538,19 @@ async fn tell_summaries(
     if let Some(line) = holder.and_then(|h| ssh::summary(&h.stop())) {
         launch.ui.tell(&line);
     }
-    if let Ok(events) = gate.drained_log(docker).await {
-        let summary = EgressSummary::from_events(&events);
-        let on_terminal = if launch.ui.tells_a_terminal() {
-            gate.report(docker).await.ok()
-        } else {
-            None
-        };
-        launch.ui.tell(&match on_terminal {
-            Some(refused) => {
-                let given: Vec<&str> = launch.env.iter().map(|(_, v)| v.expose()).collect();
-                summary.for_terminal(&refused, &given)
-            }
-            None => summary.to_string(),
-        });
-    }
+    // Every line written first: the stage's copy of the log is whole.
+    let events = gate.drained_log(docker).await;
+    // The counts are the gate's own; the log's lines may have been lost.
+    let line = match (gate.report(docker).await, events) {
+        (Ok(report), _) if launch.ui.tells_a_terminal() => {
+            let given: Vec<&str> = launch.env.iter().map(|(_, v)| v.expose()).collect();
+            EgressSummary::from_report(&report).for_terminal(&report.names, &given)
+        }
+        (Ok(report), _) => EgressSummary::from_report(&report).to_string(),
+        (Err(_), Ok(events)) => EgressSummary::from_events(&events).to_string(),
+        (Err(_), Err(_)) => return,
+    };
+    launch.ui.tell(&line);
 }
 
 /// The repository `--cwd` names into the workspace; the branch tips that
