@@ -340,9 +340,13 @@ impl Gate {
         &self,
         mut client: TcpStream,
         mut upstream: TcpStream,
-        hello: Vec<u8>,
+        mut hello: Vec<u8>,
         tunnel: &Tunnel,
     ) {
+        // Only the hello that was checked goes on before the server has
+        // answered: whatever the client sent behind it (a second hello,
+        // sent ahead) is held to the same checks.
+        let mut after = hello.split_off(sni::record_len(&hello).min(hello.len()));
         if upstream.write_all(&hello).await.is_err() {
             return;
         }
@@ -364,7 +368,7 @@ impl Gate {
             return;
         }
         if retry {
-            let mut second = Vec::new();
+            let mut second = std::mem::take(&mut after);
             let skipped = loop {
                 if let Some(at) = sni::change_cipher_spec_len(&second) {
                     break at;
@@ -385,10 +389,14 @@ impl Gate {
                 );
                 return;
             }
+            after = hello.split_off(sni::record_len(&hello).min(hello.len()));
             second.extend(hello);
             if upstream.write_all(&second).await.is_err() {
                 return;
             }
+        }
+        if upstream.write_all(&after).await.is_err() {
+            return;
         }
         relay::tunnel(client, upstream, self.idle_timeout).await;
     }

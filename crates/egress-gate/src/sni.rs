@@ -53,6 +53,15 @@ pub(crate) enum ServerHello {
     Incomplete,
 }
 
+/// The length of the record at the start of `bytes`, its header included
+/// (of a hello [`read`] has found whole, that hello's record).
+pub(crate) fn record_len(bytes: &[u8]) -> usize {
+    match bytes {
+        [_, _, _, high, low, ..] => 5 + (usize::from(*high) << 8 | usize::from(*low)),
+        _ => bytes.len(),
+    }
+}
+
 /// Reads a server's first handshake record.
 pub(crate) fn server_hello(bytes: &[u8]) -> ServerHello {
     let mut record = Cursor(bytes);
@@ -332,6 +341,15 @@ pub(crate) mod tests {
         assert_eq!(server_hello(&[21, 3, 3, 0, 2, 2, 40]), ServerHello::Other);
         assert_eq!(server_hello(b"HTTP/1.1 400 Bad"), ServerHello::Other);
         assert_eq!(server_hello(&[0x16, 3]), ServerHello::Incomplete);
+    }
+
+    #[test]
+    fn a_hello_record_is_told_from_what_follows_it() {
+        let hello = client_hello(Some("a.example"));
+        let mut both = hello.clone();
+        both.extend(client_hello(Some("b.example")));
+        assert_eq!(record_len(&both), hello.len());
+        assert_eq!(record_len(&[0x16, 3]), 2);
     }
 
     #[test]

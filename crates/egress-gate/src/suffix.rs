@@ -95,6 +95,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_says_how_current_the_list_is() {
+        let readme = include_str!("../../../README.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let date = &version()[..10];
+        assert!(readme.contains(&format!("(version {date};")), "{date}");
+    }
+
+    #[test]
     fn the_suffixes_below_a_domain_are_found() {
         let aws = within("amazonaws.com");
         for expected in ["s3.amazonaws.com", "*.compute-1.amazonaws.com"] {

@@ -222,8 +222,18 @@ async fn after_a_hello_retry_request_the_second_client_hello_must_name_the_same_
     // The retry's random (RFC 8446, 4.1.3) came back, then the gate closed.
     assert!(out.contains("cf21ad74e59a6111be1d8c021e65b891"), "{out}");
     assert!(out.ends_with("closed\n"), "{out}");
+    // Both hellos at once, the second ahead of the retry it answers.
+    let mut both = tls13_hello("tls.test", 0x0019);
+    both.extend(tls13_hello("other.test", 0x001d));
+    let script = format!(
+        "exec 3<>/dev/tcp/gate/3128; printf 'CONNECT tls.test:443 HTTP/1.1\\r\\n\\r\\n' >&3; \
+         printf '{}' >&3; timeout 5 cat <&3 >/dev/null; echo closed",
+        escaped(&both),
+    );
+    let (_, out) = world.sh(&script).await;
+    assert!(out.ends_with("closed\n"), "{out}");
     let log = world.log().await;
-    assert_eq!(refusals(&log, "sni-mismatch").len(), 1, "{log:#?}");
+    assert_eq!(refusals(&log, "sni-mismatch").len(), 2, "{log:#?}");
 }
 
 /// A self-signed certificate for `name` in `dir` (`server.pem`, `server.key`).

@@ -158,7 +158,13 @@ impl Suite {
                     "HOST_TOKEN": "${HOST_SECRET}",
                     "PASSWORD": "?the password",
                 },
-                "egress": { "allowlist": ["mock"], "private": ["mock"], "builtin": false },
+                // `mock:80` admits CONNECT there; `*.mock.test` names
+                // Azure's WireServer (meta.mock.test), through the fixture DNS.
+                "egress": {
+                    "allowlist": ["mock", "mock:80", "*.mock.test"],
+                    "private": ["mock", "mock:80", "*.mock.test"],
+                    "builtin": false,
+                },
                 "ssh": [entry("git-host", "git-host", 22, "id_sec", Some(&outside.ssh_host.host_key))],
             } },
             "agents": { "a": { "bottle": "dev", "prompt": "You are the security suite's agent." } },
@@ -578,6 +584,10 @@ fn judge(
 }
 
 /// Whether attempt `id`, which said `said`, was held.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table of judgements, one per attempt"
+)]
 fn held(id: &str, said: &str, evidence: &Evidence, runsc: bool) -> bool {
     use attempts::{all_failed, field};
     let sink_heard = |marker: &str| evidence.sink.iter().any(|r| r.to_string().contains(marker));
@@ -628,6 +638,24 @@ fn held(id: &str, said: &str, evidence: &Evidence, runsc: bool) -> bool {
                 && !end.contains('\u{202e}')
                 && evidence.host_refs.contains("/plain-9d")
                 && !evidence.host_refs.contains("cb-pwned")
+        }
+        "metadata" => {
+            field(said, "http") == Some("403") && evidence.gate_log.contains("metadata-address")
+        }
+        "tunnel-host" => {
+            field(said, "refused") == Some("1")
+                && !evidence.mock_paths.contains("m-tunnel")
+                && !sink_heard("m-tunnel")
+        }
+        "mapped-name" => said.contains(" 403") && !dns_heard("mapped"),
+        "sni-spelling" => {
+            field(said, "done") == Some("1") && evidence.gate_log.contains("sni-not-canonical")
+        }
+        // Not even the registrable domain: only `com#` and a hash.
+        "log-channel" => {
+            field(said, "http") == Some("403")
+                && evidence.gate_log.contains("\"com#")
+                && !has_hex_run(&evidence.gate_log, 20)
         }
         "host-v4" => all_failed(field(said, "rc")) && !host_heard("/m-host"),
         "host-v4-gate" => {
@@ -702,11 +730,11 @@ fn record_outside(report: &Report, evidence: &Evidence) {
     let asked: Vec<&String> = evidence
         .dns
         .iter()
-        .filter(|q| !q.starts_with("mock") && !q.starts_with("git-host"))
+        .filter(|q| !q.starts_with("mock") && !q.starts_with("git-host") && *q != "meta.mock.test")
         .collect();
     report.record(
         "outside",
-        "the DNS server was asked for no name but the allowed ones (the API's and the SSH host's)",
+        "the DNS server was asked for no name but the allowed ones (the API's, the SSH host's, the metadata attempt's)",
         "every query the fixture DNS server got (the gate's own lookups among them)",
         asked.is_empty(),
         format!("{} queries; others: {asked:?}", evidence.dns.len()),
@@ -764,28 +792,38 @@ async fn instance_of(docker: &bollard::Docker, label: &str) -> String {
         .expect("the agent names its instance")
 }
 
+/// Whether `text` holds `length` hex digits in a row: a label the agent
+/// made of its data.
+fn has_hex_run(text: &str, length: usize) -> bool {
+    text.as_bytes()
+        .split(|b| !b.is_ascii_hexdigit())
+        .any(|run| run.len() >= length)
+}
+
 /// Waits until the session's script reaches checkpoint `n`; when the
-/// session ends first, says what the CLI wrote.
+/// agent stops first, says how, and what the screen shows.
 async fn checkpoint(docker: &bollard::Docker, agent: &str, terminal: &Terminal, n: u8) {
+    use bollard::models::ContainerStateStatusEnum as Status;
     let deadline = Instant::now() + Duration::from_secs(300);
     let marker = format!("/tmp/cb-at-{n}");
     loop {
-        let running = docker
+        let state = docker
             .inspect_container(
                 agent,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.running)
-            == Some(true);
+            .map(|i| i.state);
+        // Found once created: it starts beside the gate, a moment later.
+        let status = state.as_ref().ok().and_then(|s| s.as_ref()?.status);
         assert!(
-            running,
-            "the session ended before checkpoint {n}; the CLI wrote:\n{}",
-            String::from_utf8_lossy(&terminal.output())
+            matches!(status, Some(Status::CREATED | Status::RUNNING)),
+            "the agent stopped before checkpoint {n}: {state:#?}\nthe screen:\n{}",
+            terminal.screen()
         );
-        if exec(docker, agent, &["test", "-e", &marker], &[]).await.0 == 0 {
+        if status == Some(Status::RUNNING)
+            && exec(docker, agent, &["test", "-e", &marker], &[]).await.0 == 0
+        {
             break;
         }
         assert!(

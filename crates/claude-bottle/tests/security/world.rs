@@ -45,7 +45,8 @@ impl Outside {
             .env(
                 "DNS_RECORDS",
                 &format!(
-                    "mock={mock},sink={sink},evil.test={sink},git-host={}",
+                    "mock={mock},sink={sink},evil.test={sink},git-host={},\
+                     meta.mock.test=168.63.129.16,mapped.mock.test={sink}",
                     ssh_host.address
                 ),
             )
