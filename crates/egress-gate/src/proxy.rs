@@ -417,21 +417,23 @@ impl Gate {
         let mut chunk = [0u8; 2048];
         // A server that speaks first (SMTP, a database) carries its own
         // protocol; nothing the client sends can name another host there.
-        let server_first = loop {
-            if !first.is_empty() {
-                break false;
+        let opening = loop {
+            if let Some(opening) = Opening::of(&first) {
+                break opening;
             }
+            // A server that has spoken is heard first.
             tokio::select! {
-                read = client.read(&mut chunk) => match read {
-                    Ok(n) if n > 0 => first.extend_from_slice(&chunk[..n]),
-                    _ => return,
-                },
+                biased;
                 ready = upstream.readable() => {
                     if ready.is_err() {
                         return;
                     }
-                    break true;
+                    break Opening::ServerFirst;
                 }
+                read = client.read(&mut chunk) => match read {
+                    Ok(n) if n > 0 => first.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                },
                 () = tokio::time::sleep(self.idle_timeout) => return,
             }
         };
@@ -439,31 +441,21 @@ impl Gate {
             self.log
                 .allow("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
         };
-        let refuse = |refusal: Refusal| {
-            self.refused(
-                "CONNECT",
-                Some(&tunnel.host),
-                tunnel.port,
-                &refusal.to_string(),
-            );
-        };
-        match first.first() {
-            _ if server_first => {
-                allow();
-                relay::tunnel(client, upstream, self.idle_timeout).await;
-            }
-            Some(0x16) => {
+        match opening {
+            Opening::Tls => {
                 if let Err(refusal) = self.read_hello(&mut client, &mut first, &tunnel.host).await {
-                    return refuse(refusal);
+                    let rule = refusal.to_string();
+                    return self.refused("CONNECT", Some(&tunnel.host), tunnel.port, &rule);
                 }
                 allow();
                 self.handshake(client, upstream, first, tunnel).await;
             }
-            Some(byte) if byte.is_ascii_alphabetic() => {
-                self.http_in_tunnel(client, upstream, first, tunnel).await;
+            Opening::Http => self.http_in_tunnel(client, upstream, first, tunnel).await,
+            Opening::Other if WEB_PORTS.contains(&tunnel.port) => {
+                let rule = Refusal::UnknownProtocol.to_string();
+                self.refused("CONNECT", Some(&tunnel.host), tunnel.port, &rule);
             }
-            _ if WEB_PORTS.contains(&tunnel.port) => refuse(Refusal::UnknownProtocol),
-            _ => {
+            Opening::Other | Opening::ServerFirst => {
                 allow();
                 if upstream.write_all(&first).await.is_ok() {
                     relay::tunnel(client, upstream, self.idle_timeout).await;
@@ -643,6 +635,60 @@ impl Gate {
         )
         .await;
     }
+}
+
+/// What a tunnel to a port other than 443 carries, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// A TLS record.
+    Tls,
+    /// What a server could read as a request line (after empty lines,
+    /// which servers skip): a method and white space, then `HTTP/` on the
+    /// line, or `GET`, which HTTP/0.9 sends without it.
+    Http,
+    /// Anything else the client sends first (`hello 0` on a line).
+    Other,
+    /// Nothing from the client yet, and the server has spoken.
+    ServerFirst,
+}
+
+/// The longest method the gate waits for before it calls the bytes no
+/// request.
+const LONGEST_METHOD: usize = 24;
+
+impl Opening {
+    /// `None` until the bytes so far can tell.
+    fn of(first: &[u8]) -> Option<Self> {
+        if first.first() == Some(&0x16) {
+            return Some(Self::Tls);
+        }
+        let line = &first[first
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count()..];
+        let method = line.iter().take_while(|b| is_token(**b)).count();
+        match line.get(method) {
+            None if method < LONGEST_METHOD => None,
+            Some(b' ' | b'\t') if method > 0 => {
+                if line[..method].eq_ignore_ascii_case(b"GET") {
+                    return Some(Self::Http);
+                }
+                let Some(end) = line.iter().position(|b| *b == b'\n') else {
+                    return (line.len() >= MAX_HEAD).then_some(Self::Other);
+                };
+                let version = line[..end]
+                    .windows(5)
+                    .any(|w| w.eq_ignore_ascii_case(b"HTTP/"));
+                Some(if version { Self::Http } else { Self::Other })
+            }
+            _ => Some(Self::Other),
+        }
+    }
+}
+
+/// A token character (RFC 9110, 5.6.2), of which methods are made.
+fn is_token(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 /// A request inside a tunnel, checked and rebuilt.
@@ -907,6 +953,40 @@ async fn respond(client: &mut TcpStream, status: u16, body: &str) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tunnels_first_bytes_tell_what_it_carries() {
+        for (first, opening) in [
+            (&b"\x16\x03\x01"[..], Some(Opening::Tls)),
+            (b"GET / HTTP/1.1\r\n", Some(Opening::Http)),
+            (b"PRI * HTTP/2.0\r\n", Some(Opening::Http)),
+            (b"PRI * HTTP/2.0", None),
+            (b"get ", Some(Opening::Http)),
+            (b"\r\nGET / HTTP/1.1", Some(Opening::Http)),
+            (b"GET\t/ HTTP/1.1", Some(Opening::Http)),
+            (b"get /0.9", Some(Opening::Http)),
+            (b"_X-1 / http/1.1\r\n", Some(Opening::Http)),
+            (b"PROPFIND / HTTP/1.1\n", Some(Opening::Http)),
+            (b"PROPFIND / HT", None),
+            (b"hello 0", None),
+            (b"hello 0\n", Some(Opening::Other)),
+            (b"GE", None),
+            (b"\r\n", None),
+            (b"", None),
+            (b"ping\n", Some(Opening::Other)),
+            (b"*1\r\n$4\r\nPING\r\n", Some(Opening::Other)),
+            (b"\x00\x00\x00\x08", Some(Opening::Other)),
+            (b" GET /", Some(Opening::Other)),
+            (&[b'Z'; 64], Some(Opening::Other)),
+        ] {
+            assert_eq!(
+                Opening::of(first),
+                opening,
+                "{:?}",
+                String::from_utf8_lossy(first)
+            );
+        }
+    }
 
     #[test]
     fn urls_split_into_authority_and_origin_form() {

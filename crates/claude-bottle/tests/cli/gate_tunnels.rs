@@ -75,6 +75,12 @@ async fn a_tunnel_to_another_port_carries_http_and_tls_only_for_its_host() {
     assert!(out.ends_with("closed\n"), "{out}");
     let (_, out) = world.sh(&through("allowed.test:5432", other)).await;
     assert!(out.ends_with("closed\n"), "{out}");
+    // What a server could still read as a request is one, on any port.
+    let after_empty_lines = b"\r\nGET /crlf HTTP/1.1\r\nHost: other.test\r\n\r\n";
+    let (_, out) = world
+        .sh(&through("allowed.test:5432", after_empty_lines))
+        .await;
+    assert!(out.contains(" 400 "), "{out}");
     // A server that speaks first carries its own protocol.
     let greeted = "exec 3<>/dev/tcp/gate/3128; printf 'CONNECT allowed.test:2525 HTTP/1.1\\r\\n\\r\\n' >&3; \
          sleep 1; printf 'HELO bottle\\r\\n' >&3; timeout 3 cat <&3; true";
@@ -136,7 +142,7 @@ fn assert_only_the_allowed_arrived(world: &World) {
         .iter()
         .filter_map(|r| r["received"].as_str())
         .collect();
-    for unsent in ["/other", "/smuggled", "/second", "other.test"] {
+    for unsent in ["/other", "/smuggled", "/second", "/crlf", "other.test"] {
         assert!(!received.contains(unsent), "{unsent} arrived: {records:#?}");
     }
     assert_eq!(on(5432).len(), 1, "{records:#?}");
