@@ -364,15 +364,10 @@ async fn real_claude_code_reaches_the_mock_through_the_gate_and_its_curl_is_refu
     assert_eq!(out.stdout.trim(), "done");
     let requests: Vec<Value> = fixture_json(outside.mock.as_ref().unwrap(), 80, "/_requests");
     assert_eq!(requests.len(), 2, "{requests:#?}");
-    let last = requests[1]["body"]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .to_string();
+    let result = crate::support::tool_result(&requests[1]);
     assert!(
-        last.contains("egress gate refused GET sink"),
-        "the tool_result: {last}"
+        result.to_string().contains("egress gate refused GET sink"),
+        "the tool_result: {result:#}"
     );
     assert!(
         Outside::records(&outside.sink).is_empty(),

@@ -190,17 +190,7 @@ async fn real_claude_code_lists_with_ls_under_the_faulty_gvisor() {
     assert_eq!(out.stdout.trim(), "listed", "{out:?}");
     let requests = crate::support::fixture_json(&mock, 80, "/_requests");
     assert_eq!(requests.len(), 2, "{requests:#?}");
-    let result = requests[1]["body"]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "tool_result")
-        .cloned()
-        .unwrap_or_else(|| panic!("no tool_result in {requests:#?}"));
+    let result = crate::support::tool_result(&requests[1]);
     let listing = result["content"].as_str().unwrap_or_default();
     assert!(
         listing.starts_with("-rw-r--r-- 1 agent agent 3 ") && listing.ends_with(" listed-2b7"),

@@ -148,19 +148,7 @@ async fn a_scripted_bash_tool_use_runs_in_the_container_and_its_output_comes_bac
     assert_eq!(code, 0, "{output}");
     assert_eq!(output.trim(), "done");
     assert_eq!(requests.len(), 2, "{requests:#?}");
-    let last = requests[1]["body"]["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    let result = last["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "tool_result")
-        .cloned();
-    let result = result.unwrap_or_else(|| panic!("no tool_result in {last}"));
+    let result = crate::support::tool_result(&requests[1]);
     // Computed in the container, as the bottle's non-root user.
     assert_eq!(result["content"], "marker-42 agent");
     assert_eq!(result["is_error"], false);

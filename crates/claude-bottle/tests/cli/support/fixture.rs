@@ -464,6 +464,21 @@ fn get_from_the_engine(address: &str, port: u16, path: &str) -> std::io::Result<
     }
 }
 
+/// The `tool_result` block of the last message of a request the mock API
+/// recorded: what a tool call that real Claude Code made gave back.
+pub(crate) fn tool_result(request: &serde_json::Value) -> serde_json::Value {
+    let last = &request["body"]["messages"]
+        .as_array()
+        .and_then(|messages| messages.last())
+        .unwrap_or_else(|| panic!("no messages in {request:#}"))["content"];
+    last.as_array()
+        .into_iter()
+        .flatten()
+        .find(|block| block["type"] == "tool_result")
+        .cloned()
+        .unwrap_or_else(|| panic!("no tool_result in {last:#}"))
+}
+
 /// What a fixture recorded (`/_records`, `/_requests`, `/_queries`), as
 /// the JSON list it serves.
 pub(crate) fn fixture_json(address: &str, port: u16, path: &str) -> Vec<serde_json::Value> {

@@ -18,7 +18,7 @@ pub(crate) use engine::{
 pub(crate) use fixture::{
     BASE_IMAGE, CLAUDE_CODE_IMAGE, FAKE_CLAUDE_IMAGE, FIXTURES_IMAGE, GATE_IMAGE, SSHD_IMAGE,
     Service, TEST_LABEL, TestContainer, TestImage, TestNetwork, containers_labelled, exec,
-    fixture_json, http_get, run_in_container,
+    fixture_json, http_get, run_in_container, tool_result,
 };
 pub(crate) use instance::{
     Session, agent_and_gate, bottle_sandbox, containers_gone, fake_claude_bottle, instance_of,
