@@ -196,7 +196,7 @@ impl DecisionLog {
         };
         self.emit(GateEvent::Decision(Decision {
             time: now_ms(),
-            method: method.to_owned(),
+            method: logged_method(method).to_owned(),
             host,
             port,
             verdict,
@@ -231,6 +231,20 @@ impl DecisionLog {
         };
         format!("{}#{hash:08x}", shown.unwrap_or_default())
     }
+}
+
+/// The methods the log names; any other is the agent's own word, which
+/// could carry its data, and is logged as `OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "(unread)",
+];
+
+fn logged_method(method: &str) -> &str {
+    METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("OTHER")
 }
 
 fn now_ms() -> u64 {
@@ -362,6 +376,27 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_method_of_the_agents_own_is_not_logged() {
+        let (out, written) = std::sync::mpsc::channel::<Vec<u8>>();
+        let log = DecisionLog::to_writer(Lines(out));
+        let name = host::parse("x.example.com").unwrap();
+        log.refuse(
+            "C2VJCMV0LXRVA2VU",
+            Some(&name),
+            None,
+            80,
+            "not-on-allowlist",
+        );
+        log.refuse("GET", Some(&name), None, 80, "not-on-allowlist");
+        drop(log);
+        let text: Vec<u8> = written.iter().flatten().collect();
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains("C2VJ"), "{text}");
+        assert!(text.contains(r#""method":"OTHER""#), "{text}");
+        assert!(text.contains(r#""method":"GET""#), "{text}");
     }
 
     #[test]
