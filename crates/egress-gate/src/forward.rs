@@ -149,7 +149,9 @@ pub(crate) fn rebuild(
 
 /// The protocol a request asks to switch to (`Upgrade: websocket` with
 /// `Connection: upgrade`), if it asks: such a request has no body, and
-/// after a 101 the connection carries that protocol.
+/// after a 101 the connection carries that protocol. Only WebSocket: after
+/// `h2c`, HTTP/2 requests could name any host, unread by the gate; any
+/// other upgrade is dropped, as hop-by-hop.
 pub(crate) fn upgrade_asked(
     headers: &[(String, Vec<u8>)],
 ) -> Result<Option<Vec<u8>>, &'static str> {
@@ -160,7 +162,9 @@ pub(crate) fn upgrade_asked(
     if upgrades.next().is_some() {
         return Err("more than one Upgrade header");
     }
-    if !items(headers, "connection")?.iter().any(|i| i == "upgrade") {
+    if !items(headers, "connection")?.iter().any(|i| i == "upgrade")
+        || !protocol.eq_ignore_ascii_case(b"websocket")
+    {
         return Ok(None);
     }
     Ok(Some(protocol.to_vec()))
@@ -319,6 +323,21 @@ mod tests {
 
     fn framed(list: &[(&str, &str)]) -> Result<Framing, &'static str> {
         framing(1, &headers(list))
+    }
+
+    #[test]
+    fn only_a_switch_to_websocket_is_carried() {
+        let asked = |upgrade: &str| {
+            upgrade_asked(&headers(&[("Upgrade", upgrade), ("Connection", "Upgrade")]))
+        };
+        assert_eq!(asked("WebSocket"), Ok(Some(b"WebSocket".to_vec())));
+        assert_eq!(asked("h2c"), Ok(None));
+        assert_eq!(
+            upgrade_asked(&headers(&[("Upgrade", "websocket")])),
+            Ok(None),
+            "not without Connection: upgrade"
+        );
+        assert!(upgrade_asked(&headers(&[("Upgrade", "websocket"), ("Upgrade", "h2c")])).is_err());
     }
 
     #[test]
