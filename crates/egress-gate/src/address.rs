@@ -17,6 +17,20 @@ const METADATA_V4: [Ipv4Addr; 2] = [
     Ipv4Addr::new(168, 63, 129, 16),
 ];
 
+/// The endpoints within link-local, for where an IPv6 address carries
+/// one behind a network's own NAT64 prefix (link-local itself is
+/// forbidden whole where it is plain).
+const LINK_LOCAL_ENDPOINTS: [Ipv4Addr; 5] = [
+    // Instance metadata: AWS, Azure, Google, Oracle and most others.
+    Ipv4Addr::new(169, 254, 169, 254),
+    // AWS: ECS task credentials, time, DNS.
+    Ipv4Addr::new(169, 254, 170, 2),
+    Ipv4Addr::new(169, 254, 169, 123),
+    Ipv4Addr::new(169, 254, 169, 253),
+    // Tencent Cloud's metadata.
+    Ipv4Addr::new(169, 254, 0, 23),
+];
+
 /// The IPv6 prefixes (address, length) of the same.
 const METADATA_V6: [(Ipv6Addr, u8); 2] = [
     // AWS Nitro: instance metadata `::254`, DNS `::253`, time `::123`, and
@@ -144,10 +158,8 @@ fn carries_metadata(bits: u128) -> bool {
         at(0),
     ]
     .into_iter()
-    .any(|carried| {
-        METADATA_V4.contains(&Ipv4Addr::from(carried))
-            || Ipv4Addr::from(carried) == Ipv4Addr::new(169, 254, 169, 254)
-    })
+    .map(Ipv4Addr::from)
+    .any(|carried| METADATA_V4.contains(&carried) || LINK_LOCAL_ENDPOINTS.contains(&carried))
 }
 
 #[cfg(test)]
@@ -181,6 +193,7 @@ mod tests {
             "2001:db8:102:304:a8:3f81:1000:0",
             "2001:db8:1:2:3:4:a83f:8110",
             "2001:db8:1:2:3:4:a9fe:a9fe",
+            "2001:db8:1:2:3:4:a9fe:aa02",
         ] {
             assert_eq!(
                 class(metadata),

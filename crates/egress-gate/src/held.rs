@@ -30,7 +30,7 @@ pub(crate) struct Held {
     index: HashMap<Key, usize>,
     /// Distinct refusals seen beyond the first, counted once each time
     /// one takes a slot over.
-    pub(crate) evicted: u64,
+    evicted: u64,
 }
 
 impl Held {
@@ -81,6 +81,14 @@ impl Held {
         }
     }
 
+    /// How many distinct refusals [`Self::shown`] leaves out: those held
+    /// but not among the most frequent shown, and those whose slot another
+    /// took (one that came back may be counted twice).
+    pub(crate) fn not_shown(&self) -> u64 {
+        let held = self.frequent.len().saturating_sub(FREQUENT_SHOWN);
+        u64::try_from(held).unwrap_or(u64::MAX) + self.evicted
+    }
+
     /// The first refusals, then the most frequent of the rest.
     pub(crate) fn shown(&self) -> Vec<Refused> {
         let mut frequent = self.frequent.clone();
@@ -120,7 +128,23 @@ mod tests {
             .expect("the frequent name is shown");
         assert!(real.count >= 200, "{real:?}");
         assert!(held.frequent.len() <= FREQUENT && held.index.len() <= FREQUENT);
-        assert!(held.evicted > 0);
+        assert!(held.not_shown() > 0);
+    }
+
+    #[test]
+    fn a_name_the_frequent_outnumber_is_counted_as_not_shown() {
+        let mut held = Held::default();
+        for i in 0..FIRST {
+            refuse(&mut held, &format!("decoy-{i}.example"));
+        }
+        refuse(&mut held, "real.example");
+        for _ in 0..5 {
+            for i in 0..FREQUENT_SHOWN {
+                refuse(&mut held, &format!("flood-{i}.example"));
+            }
+        }
+        assert!(!held.shown().iter().any(|r| r.host == "real.example"));
+        assert_eq!(held.not_shown(), 1);
     }
 
     #[test]

@@ -70,8 +70,8 @@ pub struct Report {
     pub dropped: u64,
     /// The first refused names and the most frequent of the rest.
     pub names: Vec<Refused>,
-    /// Distinct refused names that took another's place among the most
-    /// frequent: the names shown are not all there were.
+    /// Distinct refused names left out of `names`: the names shown are not
+    /// all there were.
     pub names_not_held: u64,
 }
 
@@ -114,7 +114,7 @@ impl DecisionLog {
             expected: count(&self.tally.expected),
             dropped: count(&self.tally.dropped),
             names: held.shown(),
-            names_not_held: held.evicted,
+            names_not_held: held.not_shown(),
         }
     }
 
@@ -148,12 +148,31 @@ impl DecisionLog {
         }
     }
 
-    pub(crate) fn allow(&self, method: &str, host: &Host, port: u16, rule: &str) {
-        self.decide(method, host.text(), port, Verdict::Allow, rule);
+    /// `listed` as for [`Self::refuse`]: a name an entry lists is shown
+    /// whole, one a wildcard admitted as the wildcard's domain and a hash,
+    /// since its other labels are the agent's choice.
+    pub(crate) fn allow(
+        &self,
+        method: &str,
+        host: &Host,
+        listed: Option<&str>,
+        port: u16,
+        rule: &str,
+    ) {
+        let logged = self.redacted(host, listed);
+        self.decide(method, logged, port, Verdict::Allow, rule);
     }
 
-    pub(crate) fn unreachable(&self, method: &str, host: &Host, port: u16, rule: &str) {
-        self.decide(method, host.text(), port, Verdict::Unreachable, rule);
+    pub(crate) fn unreachable(
+        &self,
+        method: &str,
+        host: &Host,
+        listed: Option<&str>,
+        port: u16,
+        rule: &str,
+    ) {
+        let logged = self.redacted(host, listed);
+        self.decide(method, logged, port, Verdict::Unreachable, rule);
     }
 
     /// `listed` is the part of the name an allowlist entry names, if any:
@@ -307,7 +326,7 @@ mod tests {
         for hidden in ["s3cr3t.corp", "s3cr3t", "10.99.88.77", "[2001:db8::99]"] {
             let logged = log.redacted(&host::parse(hidden).unwrap(), None);
             assert!(
-                !logged.contains("s3cr3t") && !logged.contains("99"),
+                !logged.contains("s3cr3t") && !logged.contains("99.88") && !logged.contains(":99"),
                 "{hidden}: {logged}"
             );
         }
@@ -335,7 +354,13 @@ mod tests {
         log.refuse("CONNECT", Some(&secret), None, 443, "not-on-allowlist");
         let notes = host::parse("raw.githubusercontent.com").unwrap();
         log.refuse("CONNECT", Some(&notes), None, 443, EXPECTED_RULE);
-        log.allow("CONNECT", &notes, 443, "raw.githubusercontent.com");
+        log.allow(
+            "CONNECT",
+            &notes,
+            Some("raw.githubusercontent.com"),
+            443,
+            "raw.githubusercontent.com",
+        );
         let report = log.report();
         assert_eq!(
             (
@@ -416,7 +441,13 @@ mod tests {
         for _ in 0..25_000 {
             log.refuse("CONNECT", Some(&name), None, 443, "not-on-allowlist");
         }
-        log.allow("CONNECT", &name, 443, "x.example.com");
+        log.allow(
+            "CONNECT",
+            &name,
+            Some("x.example.com"),
+            443,
+            "x.example.com",
+        );
         let report = log.report();
         assert_eq!((report.refused, report.allowed), (25_000, 1));
         assert!(report.dropped >= 25_000, "{report:?}");

@@ -166,6 +166,13 @@ impl Gate {
         }
     }
 
+    /// Logs a request allowed, with what of the name the allowlist names.
+    fn allowed(&self, method: &str, host: &Host, port: u16, grant: &Grant) {
+        let listed = self.policy.listed_part(host);
+        self.log
+            .allow(method, host, listed.as_deref(), port, &grant.rule);
+    }
+
     /// Logs a refusal, with what of the name the allowlist names.
     fn refused(&self, method: &str, host: Option<&Host>, port: u16, rule: &str) {
         let listed = host.and_then(|host| self.policy.listed_part(host));
@@ -229,9 +236,12 @@ impl Gate {
         addresses: &[IpAddr],
     ) -> Option<TcpStream> {
         let upstream = reach(addresses, port).await;
-        match upstream {
-            Some(_) => self.log.allow(method, host, port, &grant.rule),
-            None => self.log.unreachable(method, host, port, &grant.rule),
+        if upstream.is_some() {
+            self.allowed(method, host, port, grant);
+        } else {
+            let listed = self.policy.listed_part(host);
+            self.log
+                .unreachable(method, host, listed.as_deref(), port, &grant.rule);
         }
         upstream
     }
@@ -405,8 +415,14 @@ impl Gate {
     /// client's first bytes are, decide what it may carry.
     async fn inspected(&self, mut client: TcpStream, rest: Vec<u8>, tunnel: &Tunnel) {
         let Some(mut upstream) = reach(&tunnel.addresses, tunnel.port).await else {
-            self.log
-                .unreachable("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
+            let listed = self.policy.listed_part(&tunnel.host);
+            self.log.unreachable(
+                "CONNECT",
+                &tunnel.host,
+                listed.as_deref(),
+                tunnel.port,
+                &tunnel.grant.rule,
+            );
             let _ = respond(&mut client, 502, "the gate could not reach the host").await;
             return;
         };
@@ -438,8 +454,7 @@ impl Gate {
             }
         };
         let allow = || {
-            self.log
-                .allow("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
+            self.allowed("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant);
         };
         match opening {
             Opening::Tls => {
@@ -473,10 +488,7 @@ impl Gate {
         first: Vec<u8>,
         tunnel: &Tunnel,
     ) {
-        let authority = match tunnel.host {
-            Host::Address(IpAddr::V6(v6)) => format!("[{v6}]:{}", tunnel.port),
-            ref host => format!("{}:{}", host.text(), tunnel.port),
-        };
+        let authority = canonical_authority(&tunnel.host, tunnel.port);
         let read = tokio::time::timeout(self.header_timeout, read_head_from(&mut client, first));
         let checked = match read.await {
             Ok(Ok(head)) => check_in_tunnel(&head, tunnel, &authority).map(|c| (head, c)),
@@ -501,8 +513,7 @@ impl Gate {
                 return;
             }
         };
-        self.log
-            .allow("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant.rule);
+        self.allowed("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant);
         match outgoing {
             InTunnel::Upgrade(outgoing) => {
                 if upstream.write_all(&outgoing).await.is_ok() {
@@ -588,9 +599,13 @@ impl Gate {
             );
             format!("claude-bottle egress gate refused {method} {authority}: {why}")
         };
+        // The upstream gets the host as the gate read it, never the
+        // client's spelling (`１９２.0.2.2`, `0xc0.0.2.2`, a trailing dot).
+        let canonical = canonical_authority(&host, port);
         let checked =
             forward::host_header(&head.headers, |h| split_host_port(h, 80)).and_then(|header| {
-                let out = forward::rebuild(&method, &path, head.version, authority, &head.headers)?;
+                let out =
+                    forward::rebuild(&method, &path, head.version, &canonical, &head.headers)?;
                 Ok((header, out))
             });
         let (header_host, outgoing) = match checked {
@@ -642,9 +657,9 @@ impl Gate {
 enum Opening {
     /// A TLS record.
     Tls,
-    /// What a server could read as a request line (after empty lines,
-    /// which servers skip): a method and white space, then `HTTP/` on the
-    /// line, or `GET`, which HTTP/0.9 sends without it.
+    /// What a server could read as a request line (after empty lines and
+    /// white space, which servers may skip): a method and white space,
+    /// then `HTTP/` on the line, or `GET`, which HTTP/0.9 sends without it.
     Http,
     /// Anything else the client sends first (`hello 0` on a line).
     Other,
@@ -662,10 +677,11 @@ impl Opening {
         if first.first() == Some(&0x16) {
             return Some(Self::Tls);
         }
-        let line = &first[first
+        let blank = first
             .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count()..];
+            .take_while(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+            .count();
+        let line = &first[blank..];
         let method = line.iter().take_while(|b| is_token(**b)).count();
         match line.get(method) {
             None if method < LONGEST_METHOD => None,
@@ -746,6 +762,20 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 /// Ports where a tunnel must carry HTTP or TLS: anything else there is
 /// refused, since a web server may read it in ways the gate cannot check.
 const WEB_PORTS: [u16; 4] = [80, 443, 8080, 8443];
+
+/// `host[:port]` as the gate read it, for the `Host` it sends on: the
+/// port left out where it is HTTP's own.
+fn canonical_authority(host: &Host, port: u16) -> String {
+    let host = match host {
+        Host::Address(IpAddr::V6(v6)) => format!("[{v6}]"),
+        host => host.text(),
+    };
+    if port == 80 {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
 
 /// Dials the addresses in turn; the first that answers.
 async fn reach(addresses: &[IpAddr], port: u16) -> Option<TcpStream> {
@@ -976,7 +1006,8 @@ mod tests {
             (b"ping\n", Some(Opening::Other)),
             (b"*1\r\n$4\r\nPING\r\n", Some(Opening::Other)),
             (b"\x00\x00\x00\x08", Some(Opening::Other)),
-            (b" GET /", Some(Opening::Other)),
+            (b" GET /", Some(Opening::Http)),
+            (b"\r\n \t", None),
             (&[b'Z'; 64], Some(Opening::Other)),
         ] {
             assert_eq!(

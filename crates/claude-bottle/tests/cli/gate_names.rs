@@ -106,11 +106,28 @@ async fn names_that_map_to_other_characters_are_refused_and_the_log_keeps_no_cho
         out.contains("not-on-allowlist") || out.contains("403"),
         "{out}"
     );
-    // The control: a name under the wildcard passes.
-    let (_, out) = world.sh(&raw_connect("x.wild.test:443")).await;
-    assert!(out.contains("200"), "{out}");
+    // The control: a name under the wildcard passes, and is logged as the
+    // wildcard's domain: its other labels are the agent's.
+    let (_, out) = world
+        .sh("curl -s -o /dev/null -w %{http_code} -x http://gate:3128 http://c2VjcmV0.wild.test/")
+        .await;
+    assert_eq!(out, "502", "allowed, and no address answers");
+    // The upstream gets the host as the gate read it, not as it was written.
+    let out = world
+        .raw("GET http://ALLOWED.test./canonical HTTP/1.1\r\nHost: ALLOWED.test.\r\n\r\n")
+        .await;
+    assert!(out.contains("sink"), "{out}");
+    let records = world.sink_records();
+    assert!(
+        records.iter().any(|r| r["first_bytes"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("GET /canonical HTTP/1.1\r\nHost: allowed.test\r\n"))),
+        "{records:#?}"
+    );
     let log = world.log().await;
     let text = log.iter().map(ToString::to_string).collect::<String>();
+    assert!(!text.to_lowercase().contains("c2vjcmv0"), "{text}");
+    assert!(text.contains(r#""host":"wild.test#"#), "{text}");
     assert!(!text.contains("0123456789abcdef"), "{text}");
     assert!(!text.contains("98.76"), "{text}");
     assert!(
