@@ -148,11 +148,13 @@ impl DecisionLog {
         }
     }
 
-    /// `listed` as for [`Self::refuse`]: a name an entry lists is shown
-    /// whole, one a wildcard admitted as the wildcard's domain and a hash,
-    /// since its other labels are the agent's choice.
-    pub(crate) fn allow(
+    /// A request an entry allowed: `allow`ed once its upstream answered,
+    /// or `unreachable`. `listed` as for [`Self::refuse`]: a name an entry
+    /// lists is shown whole, one a wildcard admitted as the wildcard's
+    /// domain and a hash, since its other labels are the agent's choice.
+    pub(crate) fn granted(
         &self,
+        verdict: Verdict,
         method: &str,
         host: &Host,
         listed: Option<&str>,
@@ -160,19 +162,7 @@ impl DecisionLog {
         rule: &str,
     ) {
         let logged = self.redacted(host, listed);
-        self.decide(method, logged, port, Verdict::Allow, rule);
-    }
-
-    pub(crate) fn unreachable(
-        &self,
-        method: &str,
-        host: &Host,
-        listed: Option<&str>,
-        port: u16,
-        rule: &str,
-    ) {
-        let logged = self.redacted(host, listed);
-        self.decide(method, logged, port, Verdict::Unreachable, rule);
+        self.decide(method, logged, port, verdict, rule);
     }
 
     /// `listed` is the part of the name an allowlist entry names, if any:
@@ -354,7 +344,8 @@ mod tests {
         log.refuse("CONNECT", Some(&secret), None, 443, "not-on-allowlist");
         let notes = host::parse("raw.githubusercontent.com").unwrap();
         log.refuse("CONNECT", Some(&notes), None, 443, EXPECTED_RULE);
-        log.allow(
+        log.granted(
+            Verdict::Allow,
             "CONNECT",
             &notes,
             Some("raw.githubusercontent.com"),
@@ -441,7 +432,8 @@ mod tests {
         for _ in 0..25_000 {
             log.refuse("CONNECT", Some(&name), None, 443, "not-on-allowlist");
         }
-        log.allow(
+        log.granted(
+            Verdict::Allow,
             "CONNECT",
             &name,
             Some("x.example.com"),

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::activity::Activity;
+use crate::event::Verdict;
 use crate::forward::{self, Framing};
 use crate::host::{self, Host};
 use crate::log::DecisionLog;
@@ -166,11 +167,16 @@ impl Gate {
         }
     }
 
-    /// Logs a request allowed, with what of the name the allowlist names.
-    fn allowed(&self, method: &str, host: &Host, port: u16, grant: &Grant) {
+    /// Logs a request an entry allowed, with what of the name the
+    /// allowlist names.
+    fn granted(&self, verdict: Verdict, method: &str, host: &Host, port: u16, grant: &Grant) {
         let listed = self.policy.listed_part(host);
         self.log
-            .allow(method, host, listed.as_deref(), port, &grant.rule);
+            .granted(verdict, method, host, listed.as_deref(), port, &grant.rule);
+    }
+
+    fn tunnel_granted(&self, verdict: Verdict, tunnel: &Tunnel) {
+        self.granted(verdict, "CONNECT", &tunnel.host, tunnel.port, &tunnel.grant);
     }
 
     /// Logs a refusal, with what of the name the allowlist names.
@@ -236,13 +242,12 @@ impl Gate {
         addresses: &[IpAddr],
     ) -> Option<TcpStream> {
         let upstream = reach(addresses, port).await;
-        if upstream.is_some() {
-            self.allowed(method, host, port, grant);
+        let verdict = if upstream.is_some() {
+            Verdict::Allow
         } else {
-            let listed = self.policy.listed_part(host);
-            self.log
-                .unreachable(method, host, listed.as_deref(), port, &grant.rule);
-        }
+            Verdict::Unreachable
+        };
+        self.granted(verdict, method, host, port, grant);
         upstream
     }
 
@@ -415,14 +420,7 @@ impl Gate {
     /// client's first bytes are, decide what it may carry.
     async fn inspected(&self, mut client: TcpStream, rest: Vec<u8>, tunnel: &Tunnel) {
         let Some(mut upstream) = reach(&tunnel.addresses, tunnel.port).await else {
-            let listed = self.policy.listed_part(&tunnel.host);
-            self.log.unreachable(
-                "CONNECT",
-                &tunnel.host,
-                listed.as_deref(),
-                tunnel.port,
-                &tunnel.grant.rule,
-            );
+            self.tunnel_granted(Verdict::Unreachable, tunnel);
             let _ = respond(&mut client, 502, "the gate could not reach the host").await;
             return;
         };
@@ -453,9 +451,7 @@ impl Gate {
                 () = tokio::time::sleep(self.idle_timeout) => return,
             }
         };
-        let allow = || {
-            self.allowed("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant);
-        };
+        let allow = || self.tunnel_granted(Verdict::Allow, tunnel);
         match opening {
             Opening::Tls => {
                 if let Err(refusal) = self.read_hello(&mut client, &mut first, &tunnel.host).await {
@@ -513,7 +509,7 @@ impl Gate {
                 return;
             }
         };
-        self.allowed("CONNECT", &tunnel.host, tunnel.port, &tunnel.grant);
+        self.tunnel_granted(Verdict::Allow, tunnel);
         match outgoing {
             InTunnel::Upgrade(outgoing) => {
                 if upstream.write_all(&outgoing).await.is_ok() {
