@@ -175,6 +175,21 @@ impl Gate {
             .granted(verdict, method, host, listed.as_deref(), port, &grant.rule);
     }
 
+    fn tunnel_refused(&self, tunnel: &Tunnel, refusal: Refusal) {
+        let rule = refusal.to_string();
+        self.refused("CONNECT", Some(&tunnel.host), tunnel.port, &rule);
+    }
+
+    async fn dial_tunnel(&self, tunnel: &Tunnel) -> Option<TcpStream> {
+        let Tunnel {
+            host,
+            port,
+            grant,
+            addresses,
+        } = tunnel;
+        self.dial("CONNECT", host, *port, grant, addresses).await
+    }
+
     fn tunnel_granted(&self, verdict: Verdict, tunnel: &Tunnel) {
         self.granted(verdict, "CONNECT", &tunnel.host, tunnel.port, &tunnel.grant);
     }
@@ -297,16 +312,7 @@ impl Gate {
 
     /// A tunnel whose bytes are not looked at: an SSH host's.
     async fn blind(&self, mut client: TcpStream, rest: Vec<u8>, tunnel: &Tunnel) {
-        let Some(mut upstream) = self
-            .dial(
-                "CONNECT",
-                &tunnel.host,
-                tunnel.port,
-                &tunnel.grant,
-                &tunnel.addresses,
-            )
-            .await
-        else {
+        let Some(mut upstream) = self.dial_tunnel(tunnel).await else {
             let _ = respond(&mut client, 502, "the gate could not reach the host").await;
             return;
         };
@@ -326,24 +332,10 @@ impl Gate {
         }
         let mut hello = rest;
         if let Err(refusal) = self.read_hello(&mut client, &mut hello, &tunnel.host).await {
-            self.refused(
-                "CONNECT",
-                Some(&tunnel.host),
-                tunnel.port,
-                &refusal.to_string(),
-            );
+            self.tunnel_refused(tunnel, refusal);
             return;
         }
-        let Some(upstream) = self
-            .dial(
-                "CONNECT",
-                &tunnel.host,
-                tunnel.port,
-                &tunnel.grant,
-                &tunnel.addresses,
-            )
-            .await
-        else {
+        let Some(upstream) = self.dial_tunnel(tunnel).await else {
             return;
         };
         self.handshake(client, upstream, hello, tunnel).await;
@@ -396,12 +388,7 @@ impl Gate {
             };
             let mut hello = second.split_off(skipped);
             if let Err(refusal) = self.read_hello(&mut client, &mut hello, &tunnel.host).await {
-                self.refused(
-                    "CONNECT",
-                    Some(&tunnel.host),
-                    tunnel.port,
-                    &refusal.to_string(),
-                );
+                self.tunnel_refused(tunnel, refusal);
                 return;
             }
             after = hello.split_off(sni::record_len(&hello).min(hello.len()));
@@ -455,16 +442,14 @@ impl Gate {
         match opening {
             Opening::Tls => {
                 if let Err(refusal) = self.read_hello(&mut client, &mut first, &tunnel.host).await {
-                    let rule = refusal.to_string();
-                    return self.refused("CONNECT", Some(&tunnel.host), tunnel.port, &rule);
+                    return self.tunnel_refused(tunnel, refusal);
                 }
                 allow();
                 self.handshake(client, upstream, first, tunnel).await;
             }
             Opening::Http => self.http_in_tunnel(client, upstream, first, tunnel).await,
             Opening::Other if WEB_PORTS.contains(&tunnel.port) => {
-                let rule = Refusal::UnknownProtocol.to_string();
-                self.refused("CONNECT", Some(&tunnel.host), tunnel.port, &rule);
+                self.tunnel_refused(tunnel, Refusal::UnknownProtocol);
             }
             Opening::Other | Opening::ServerFirst => {
                 allow();
@@ -496,12 +481,7 @@ impl Gate {
         let (head, outgoing) = match checked {
             Ok(checked) => checked,
             Err((refusal, why)) => {
-                self.refused(
-                    "CONNECT",
-                    Some(&tunnel.host),
-                    tunnel.port,
-                    &refusal.to_string(),
-                );
+                self.tunnel_refused(tunnel, refusal);
                 let body = format!(
                     "claude-bottle egress gate refused a request in the tunnel to {authority}: {why}"
                 );
